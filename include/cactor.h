@@ -1,0 +1,451 @@
+/*
+ * cactor: native C actors with supervised mailboxes, interoperable with
+ * Erlang distribution.
+ *
+ * This is the one public header. Ownership rules are stated on every
+ * prototype; where nothing is said, pointers are borrowed for the duration
+ * of the call only.
+ *
+ * Conventions (after libuv and erl_interface):
+ *  - every function that can fail returns 0 or a negative CA_E* code;
+ *    ca_strerror() and ca_errname() describe it;
+ *  - functions taking `ca_actor *self` may only be called from a callback
+ *    of that actor (on its scheduler thread); functions taking `ca_rt *`
+ *    may be called from any thread;
+ *  - every message payload is an Erlang term in external term format
+ *    (ETF, starting with the version byte 131), built and read with ei or
+ *    with ca_fmt()/ca_match(), except native pointer messages, which never
+ *    leave the process.
+ */
+#ifndef CACTOR_H
+#define CACTOR_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ei.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CA_VERSION_MAJOR 0
+#define CA_VERSION_MINOR 1
+#define CA_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+#define CA_ERRNO_MAP(XX)                                                                           \
+    XX(EINVAL, -1, "invalid argument")                                                             \
+    XX(ENOMEM, -2, "out of memory")                                                                \
+    XX(ESRCH, -3, "no such actor")                                                                 \
+    XX(ENOENT, -4, "no such name or item")                                                         \
+    XX(EEXIST, -5, "already exists")                                                               \
+    XX(EAGAIN, -6, "mailbox full")                                                                 \
+    XX(EBADTERM, -7, "malformed term")                                                             \
+    XX(ENOMATCH, -8, "term does not match pattern")                                                \
+    XX(ECLOSED, -9, "runtime is shutting down")                                                    \
+    XX(EBADNAME, -10, "invalid name")                                                              \
+    XX(ENOTSUP, -11, "operation not supported")                                                    \
+    XX(ETIMEDOUT, -12, "timed out")                                                                \
+    XX(ENOTCONN, -13, "node not connected")                                                        \
+    XX(EPROTO, -14, "protocol error")                                                              \
+    XX(ETOOBIG, -15, "too big")                                                                    \
+    XX(EBADPAT, -16, "malformed pattern")                                                          \
+    XX(EUV, -17, "libuv call failed")                                                              \
+    XX(EBUSY, -18, "busy")                                                                         \
+    XX(EPERM, -19, "not permitted")                                                                \
+    XX(EIO, -20, "input/output error")
+
+typedef enum {
+#define XX(name, val, str) CA_##name = (val),
+    CA_ERRNO_MAP(XX)
+#undef XX
+} ca_errno;
+
+/* Static strings; never NULL ("unknown error" for unknown codes). */
+const char *ca_strerror(int err);
+/* Lower-case short name of an error ("esrch"), used as Erlang atom in exit
+ * reasons such as {error, esrch}. Static; never NULL. */
+const char *ca_errname(int err);
+
+/* ------------------------------------------------------------------ */
+/* Identifiers                                                         */
+/* ------------------------------------------------------------------ */
+
+/* A process identifier, local or remote, lossless for Erlang pids.
+ * `node` is an index in the process-wide node table (ca_node_intern);
+ * 0 means "no pid". Passed by value. */
+typedef struct ca_pid {
+    uint32_t node;
+    uint32_t num;
+    uint32_t serial;
+    uint32_t creation;
+} ca_pid;
+
+/* A reference (monitor references, call tags), lossless for Erlang refs. */
+typedef struct ca_ref {
+    uint32_t node;
+    uint32_t creation;
+    uint32_t len; /* number of words used in n, 1..5 */
+    uint32_t n[5];
+} ca_ref;
+
+#define CA_PID_NONE ((ca_pid){0, 0, 0, 0})
+
+int ca_pid_eq(ca_pid a, ca_pid b);
+int ca_pid_is_none(ca_pid p);
+int ca_ref_eq(const ca_ref *a, const ca_ref *b);
+
+/* The node table is process-wide and only grows: node names (atoms such
+ * as "foo@host") map to small indices >= 1 that stay valid until exit.
+ * ca_node_intern copies `name`. Names longer than 1020 bytes, empty, or
+ * not valid UTF-8 get CA_EBADNAME. */
+int ca_node_intern(const char *name, uint32_t *idx);
+/* The interned name, or NULL for an unknown index. The string lives until
+ * the process exits. */
+const char *ca_node_name(uint32_t idx);
+
+/* ------------------------------------------------------------------ */
+/* Terms: encoding, formatting and matching over ei                     */
+/* ------------------------------------------------------------------ */
+
+/* Largest atom, in bytes of UTF-8, plus the terminating NUL. */
+#define CA_MAXATOM (255 * 4 + 1)
+
+/* Encode a pid or ref at the end of `x` (ei_x_buff, caller-owned). */
+int ca_encode_pid(ei_x_buff *x, ca_pid pid);
+int ca_encode_ref(ei_x_buff *x, const ca_ref *ref);
+/* Decode a pid or ref at buf[*index], advancing *index (as ei does). The
+ * node name is interned. */
+int ca_decode_pid(const char *buf, int *index, ca_pid *pid);
+int ca_decode_ref(const char *buf, int *index, ca_ref *ref);
+
+/*
+ * ca_fmt appends one term, written in Erlang syntax, to `x` (caller-owned;
+ * start it with ei_x_new_with_version to get a complete ETF buffer).
+ *
+ *   literals: atoms (ok, 'EXIT', 'with space'), integers (-42), floats
+ *             (1.5), strings ("abc", encoded as Erlang strings), binaries
+ *             (<<"abc">>), tuples {..}, lists [..] and [H | T], maps #{K => V}
+ *   ~a  const char *      atom (UTF-8)
+ *   ~s  const char *      string (list of code points; UTF-8 input)
+ *   ~i  long              integer
+ *   ~u  unsigned long     integer
+ *   ~l  long long         integer
+ *   ~f  double            float
+ *   ~b  const void *, size_t            binary, copied
+ *   ~p  ca_pid            pid (by value)
+ *   ~r  const ca_ref *    reference
+ *   ~t  const char *, size_t  an encoded term, embedded as is (a leading
+ *                         version byte 131 is skipped)
+ *
+ * Returns 0, CA_EBADPAT for a malformed format, CA_EINVAL for bad
+ * arguments (an invalid atom, a NULL string), CA_ENOMEM.
+ * On error `x` may hold a partial term: discard it.
+ */
+int ca_fmt(ei_x_buff *x, const char *fmt, ...);
+int ca_vfmt(ei_x_buff *x, const char *fmt, va_list ap);
+
+/*
+ * ca_match_term matches the term in buf[0..len) (a leading version byte
+ * is skipped) against `pattern`, written like ca_fmt's formats. Literals
+ * must be equal (integers by value whatever their encoding, atoms by
+ * name whatever their encoding); a map pattern matches a map holding at
+ * least those keys with matching values; `_` matches any term.
+ * Placeholders store what they match through pointers; a NULL pointer
+ * matches the type without storing:
+ *
+ *   ~a  char buf[CA_MAXATOM]             atom name, NUL-terminated
+ *   ~s  char *buf, size_t cap             string or list of bytes; fails
+ *                                         (no match) if it does not fit
+ *   ~i  long *       ~u  unsigned long *   ~l  long long *   (must fit)
+ *   ~f  double *
+ *   ~b  const char **data, size_t *len   binary: points into buf
+ *   ~p  ca_pid *     ~r  ca_ref *
+ *   ~t  const char **start, size_t *len  any term: its encoding in buf
+ *                                         (no version byte)
+ *
+ * Returns 0 on a match, CA_ENOMATCH when the term does not match (what
+ * was stored so far is unspecified), CA_EBADTERM when buf is not a valid
+ * term, CA_EBADPAT for a malformed pattern.
+ */
+int ca_match_term(const char *buf, size_t len, const char *pattern, ...);
+int ca_vmatch_term(const char *buf, size_t len, const char *pattern, va_list ap);
+
+/* Print the term in buf[0..len) in Erlang syntax into out (NUL-terminated,
+ * truncated with "..." if longer than cap-1). Returns the length written,
+ * or a negative code for a malformed term (out then says so). */
+int ca_term_print(const char *buf, size_t len, char *out, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Runtime                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct ca_rt ca_rt;
+typedef struct ca_actor ca_actor;
+typedef struct ca_msg ca_msg;
+
+typedef enum {
+    CA_LOG_ERROR = 0,
+    CA_LOG_WARNING = 1,
+    CA_LOG_INFO = 2,
+    CA_LOG_DEBUG = 3,
+} ca_log_level;
+
+/* Called from any thread, possibly concurrently; `line` is borrowed. */
+typedef void (*ca_log_fn)(void *ctx, ca_log_level level, const char *line);
+
+typedef struct ca_rt_opts {
+    unsigned threads;      /* scheduler threads; 0 = number of cores */
+    unsigned batch;        /* messages per actor turn; 0 = 64 */
+    const char *node_name; /* copied; NULL = "nonode@nohost" */
+    uint32_t creation;     /* node incarnation; 0 = a fresh non-zero value */
+    ca_log_fn log;         /* NULL = lines to stderr */
+    void *log_ctx;
+    ca_log_level log_level; /* lines above this level are dropped; 0 means
+                               CA_LOG_ERROR, set CA_LOG_INFO for more */
+} ca_rt_opts;
+
+/* Fill `opts` with defaults. */
+void ca_rt_opts_init(ca_rt_opts *opts);
+
+/* Create a runtime and start its scheduler threads. `opts` may be NULL.
+ * On success *rt is owned by the caller, who ends it with ca_rt_free. */
+int ca_rt_new(const ca_rt_opts *opts, ca_rt **rt);
+
+/* Ask the runtime to stop: ca_rt_wait returns. Safe from any thread,
+ * including actor callbacks; `code` is what ca_rt_wait returns. */
+void ca_rt_shutdown(ca_rt *rt, int code);
+
+/* Block (not on a scheduler thread!) until ca_rt_shutdown or until
+ * timeout_ms passes (-1 = no limit). Returns the shutdown code, or
+ * CA_ETIMEDOUT. */
+int ca_rt_wait(ca_rt *rt, int64_t timeout_ms);
+
+/* Stop every actor (terminate runs with reason `shutdown`), join the
+ * schedulers and free everything, including messages still queued. Must
+ * not be called from a scheduler thread. */
+void ca_rt_free(ca_rt *rt);
+
+unsigned ca_rt_threads(const ca_rt *rt);
+/* This runtime's node index and incarnation (for local pids). */
+uint32_t ca_rt_node(const ca_rt *rt);
+uint32_t ca_rt_creation(const ca_rt *rt);
+int ca_pid_is_local(const ca_rt *rt, ca_pid pid);
+
+/* Runtime-wide figures (relaxed reads, for monitoring). */
+typedef struct ca_rt_stats {
+    uint64_t actors_alive;
+    uint64_t actors_spawned;
+    uint64_t messages_sent; /* local deliveries accepted */
+    uint64_t overflows;     /* mailbox overflows, any policy */
+} ca_rt_stats;
+void ca_rt_stats_get(ca_rt *rt, ca_rt_stats *st);
+
+/* Log a line through the runtime's log function (printf-style). */
+void ca_log(ca_rt *rt, ca_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------ */
+/* Actors                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A behaviour: static callbacks shared by many actors; must outlive them.
+ *
+ * init     optional; runs first on the actor's thread. Sets *state (it
+ *          starts as `arg`). A non-zero return makes the actor exit with
+ *          reason {init_failed, ErrName} unless ca_exit set one.
+ * handle   required; one call per message. `msg` is owned by the runtime
+ *          and freed after the call. Return 0 to go on; a negative code
+ *          crashes the actor with reason {error, ErrName} unless ca_exit
+ *          set a reason during the call.
+ * terminate optional; runs once when the actor exits, for any reason
+ *          (`reason` is ETF, borrowed). It owns the release of `state`.
+ */
+typedef struct ca_behaviour {
+    const char *name; /* for log lines; may be NULL */
+    int (*init)(ca_actor *self, void *arg, void **state);
+    int (*handle)(ca_actor *self, void *state, ca_msg *msg);
+    void (*terminate)(ca_actor *self, void *state, const char *reason, size_t len);
+} ca_behaviour;
+
+typedef enum {
+    CA_OVERFLOW_REFUSE = 0,      /* the send fails with CA_EAGAIN */
+    CA_OVERFLOW_DROP_OLDEST = 1, /* the oldest queued message is dropped */
+    CA_OVERFLOW_EXIT = 2,        /* the actor exits with mailbox_overflow */
+} ca_overflow;
+
+#define CA_SPAWN_LINK 0x1      /* link to the spawning actor, atomically */
+#define CA_SPAWN_TRAP_EXIT 0x2 /* start with trap_exit set */
+
+typedef struct ca_spawn_opts {
+    const char *name;      /* register atomically (copied); NULL = none */
+    unsigned flags;        /* CA_SPAWN_* */
+    int sched;             /* scheduler index; -1 = default placement */
+    uint32_t mailbox_cap;  /* 0 = unbounded */
+    ca_overflow overflow;  /* policy when mailbox_cap is reached */
+    unsigned batch;        /* 0 = runtime default */
+} ca_spawn_opts;
+
+void ca_spawn_opts_init(ca_spawn_opts *o);
+
+/* Spawn an actor from any thread; `opts` may be NULL. Placement: round
+ * robin over schedulers. On success *pid (may be NULL) is its pid; init
+ * runs later, on its own thread. Errors: CA_EINVAL (no behaviour or
+ * handle), CA_EBADNAME, CA_EEXIST (name taken), CA_ECLOSED, CA_ENOMEM. */
+int ca_spawn(ca_rt *rt, const ca_behaviour *b, void *arg, const ca_spawn_opts *opts,
+             ca_pid *pid);
+/* Spawn from inside a callback of `self`. Default placement: self's
+ * scheduler. CA_SPAWN_LINK links the child to self before it runs. */
+int ca_spawn_child(ca_actor *self, const ca_behaviour *b, void *arg, const ca_spawn_opts *opts,
+                   ca_pid *pid);
+
+ca_pid ca_self(const ca_actor *self);
+ca_rt *ca_actor_rt(const ca_actor *self);
+/* The scheduler the actor runs on, 0..threads-1. */
+unsigned ca_actor_sched(const ca_actor *self);
+
+/* Set the exit reason (formatted as with ca_fmt) and make the actor exit
+ * when the current callback returns. The first reason set wins. */
+int ca_exit(ca_actor *self, const char *reason_fmt, ...);
+/* Same, with an encoded reason (ETF, copied). */
+int ca_exit_term(ca_actor *self, const char *reason, size_t len);
+
+/* Send an exit signal to `to`, as erlang:exit/2 from `from` (may be
+ * CA_PID_NONE): reason kill cannot be trapped and kills with reason
+ * killed; normal is ignored unless `to` traps exits; any other reason
+ * kills, or arrives as {'EXIT', From, Reason} when trapping. Any thread. */
+int ca_kill(ca_rt *rt, ca_pid from, ca_pid to, const char *reason_fmt, ...);
+int ca_kill_term(ca_rt *rt, ca_pid from, ca_pid to, const char *reason, size_t len);
+
+/* Exit signals from links and exit/2 arrive as messages
+ * {'EXIT', From, Reason} while trapping. Returns the previous value. */
+int ca_trap_exit(ca_actor *self, int on);
+
+/* Link self and `to` (both directions). A dead local `to` gives
+ * CA_ESRCH. When either exits, the other gets an exit signal. */
+int ca_link(ca_actor *self, ca_pid to);
+int ca_unlink(ca_actor *self, ca_pid to);
+
+/* Monitor `to`: when it exits (or is already gone), self receives
+ * {'DOWN', Ref, process, Pid, Reason}. *ref (may be NULL) is the monitor
+ * reference. A dead local target gives a DOWN with reason noproc. */
+int ca_monitor(ca_actor *self, ca_pid to, ca_ref *ref);
+/* Remove a monitor; a DOWN already queued is removed too (flush). */
+int ca_demonitor(ca_actor *self, const ca_ref *ref);
+
+/* A fresh reference of this node (any thread). */
+void ca_make_ref(ca_rt *rt, ca_ref *ref);
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+/* ------------------------------------------------------------------ */
+
+/* Register `pid` (a live local actor) under `name` (an atom: 1..255
+ * characters of UTF-8; copied). Errors: CA_EBADNAME, CA_EEXIST (name
+ * taken or pid already named), CA_ESRCH. A name is freed when its actor
+ * exits. Any thread. */
+int ca_register(ca_rt *rt, const char *name, ca_pid pid);
+int ca_unregister(ca_rt *rt, const char *name);
+/* CA_ENOENT if no actor has the name. */
+int ca_whereis(ca_rt *rt, const char *name, ca_pid *pid);
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    CA_MSG_TERM = 1, /* ETF payload */
+    CA_MSG_PTR = 2,  /* native pointer with a tag (local only) */
+} ca_msg_kind;
+
+ca_msg_kind ca_msg_type(const ca_msg *m);
+/* The sender if known, else CA_PID_NONE. */
+ca_pid ca_msg_from(const ca_msg *m);
+/* ETF payload (with version byte), owned by the message; NULL for PTR. */
+const char *ca_msg_data(const ca_msg *m, size_t *len);
+/* Pointer payload and tag (tag may be NULL), still owned by the message. */
+void *ca_msg_ptr(const ca_msg *m, uint64_t *tag);
+/* Take the pointer payload: its destructor will not run. */
+void *ca_msg_take_ptr(ca_msg *m);
+/* Match the message's term (CA_ENOMATCH for a PTR message). */
+int ca_match(const ca_msg *m, const char *pattern, ...);
+
+/*
+ * Sending. A local destination gets the message in its mailbox; a remote
+ * one goes through the distribution layer if one is attached (else
+ * CA_ENOTCONN). Per sender, messages arrive in the order sent.
+ *
+ * Errors: CA_ESRCH (dead or unknown local pid), CA_ENOENT (unregistered
+ * name), CA_EAGAIN (mailbox full under the refuse policy), CA_EBADTERM
+ * (payload not a term), CA_EINVAL.
+ */
+/* Copy `len` bytes of ETF (with version byte) into a new message. */
+int ca_send(ca_actor *self, ca_pid to, const void *etf, size_t len);
+/* Format the message as with ca_fmt. */
+int ca_sendf(ca_actor *self, ca_pid to, const char *fmt, ...);
+/* Zero-copy native message: on success the message owns `ptr` and calls
+ * dtor(ptr) (if not NULL) unless the receiver takes it; on failure the
+ * caller still owns ptr. Local destinations only (CA_ENOTSUP). */
+int ca_send_ptr(ca_actor *self, ca_pid to, uint64_t tag, void *ptr, void (*dtor)(void *));
+int ca_send_name(ca_actor *self, const char *name, const void *etf, size_t len);
+int ca_sendf_name(ca_actor *self, const char *name, const char *fmt, ...);
+
+/* The same from any thread, outside actors: the sender is `from` (which
+ * may be CA_PID_NONE). */
+int ca_rt_send(ca_rt *rt, ca_pid from, ca_pid to, const void *etf, size_t len);
+int ca_rt_sendf(ca_rt *rt, ca_pid from, ca_pid to, const char *fmt, ...);
+int ca_rt_send_ptr(ca_rt *rt, ca_pid from, ca_pid to, uint64_t tag, void *ptr,
+                   void (*dtor)(void *));
+int ca_rt_send_name(ca_rt *rt, ca_pid from, const char *name, const void *etf, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Timers and background work                                          */
+/* ------------------------------------------------------------------ */
+
+typedef uint64_t ca_timer;
+
+/* After `ms` milliseconds, send the term (ETF, copied) to `to` with self
+ * as sender. Timers of an actor are cancelled when it exits. *t (may be
+ * NULL) identifies the timer. */
+int ca_send_after(ca_actor *self, uint64_t ms, ca_pid to, const void *etf, size_t len,
+                  ca_timer *t);
+int ca_sendf_after(ca_actor *self, uint64_t ms, ca_pid to, ca_timer *t, const char *fmt, ...);
+/* 0 if the timer was pending and is now cancelled, CA_ENOENT if it had
+ * already fired or is unknown. */
+int ca_cancel_timer(ca_actor *self, ca_timer t);
+
+/* Run work(arg) on libuv's thread pool; when it returns R, self receives
+ * a PTR message with `tag` and pointer R, owned by the message (dtor
+ * releases it if the handler does not take it). work must not touch the
+ * actor. If the actor has exited by then, dtor(R) runs. */
+int ca_queue_work(ca_actor *self, uint64_t tag, void *(*work)(void *arg), void *arg,
+                  void (*dtor)(void *));
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct ca_actor_stats {
+    uint64_t queue_len; /* messages waiting */
+    uint64_t handled;   /* messages handled so far */
+    uint64_t overflows; /* messages refused or dropped, or the overflow exit */
+    uint32_t mailbox_cap;
+    unsigned sched;
+} ca_actor_stats;
+
+/* Any thread; CA_ESRCH for a dead actor. */
+int ca_actor_stats_get(ca_rt *rt, ca_pid pid, ca_actor_stats *st);
+/* 1 if a local actor is alive, else 0. */
+int ca_is_alive(ca_rt *rt, ca_pid pid);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CACTOR_H */
