@@ -39,29 +39,29 @@ extern "C" {
 /* ------------------------------------------------------------------ */
 
 #define CA_ERRNO_MAP(XX)                                                                           \
-    XX(EINVAL, -1, "invalid argument")                                                             \
-    XX(ENOMEM, -2, "out of memory")                                                                \
-    XX(ESRCH, -3, "no such actor")                                                                 \
-    XX(ENOENT, -4, "no such name or item")                                                         \
-    XX(EEXIST, -5, "already exists")                                                               \
-    XX(EAGAIN, -6, "mailbox full")                                                                 \
-    XX(EBADTERM, -7, "malformed term")                                                             \
-    XX(ENOMATCH, -8, "term does not match pattern")                                                \
-    XX(ECLOSED, -9, "runtime is shutting down")                                                    \
-    XX(EBADNAME, -10, "invalid name")                                                              \
-    XX(ENOTSUP, -11, "operation not supported")                                                    \
-    XX(ETIMEDOUT, -12, "timed out")                                                                \
-    XX(ENOTCONN, -13, "node not connected")                                                        \
-    XX(EPROTO, -14, "protocol error")                                                              \
-    XX(ETOOBIG, -15, "too big")                                                                    \
-    XX(EBADPAT, -16, "malformed pattern")                                                          \
-    XX(EUV, -17, "libuv call failed")                                                              \
-    XX(EBUSY, -18, "busy")                                                                         \
-    XX(EPERM, -19, "not permitted")                                                                \
-    XX(EIO, -20, "input/output error")
+    XX(EINVAL, -1, "einval", "invalid argument")                                                   \
+    XX(ENOMEM, -2, "enomem", "out of memory")                                                      \
+    XX(ESRCH, -3, "esrch", "no such actor")                                                        \
+    XX(ENOENT, -4, "enoent", "no such name or item")                                               \
+    XX(EEXIST, -5, "eexist", "already exists")                                                     \
+    XX(EAGAIN, -6, "eagain", "mailbox full")                                                       \
+    XX(EBADTERM, -7, "ebadterm", "malformed term")                                                 \
+    XX(ENOMATCH, -8, "enomatch", "term does not match pattern")                                    \
+    XX(ECLOSED, -9, "eclosed", "runtime is shutting down")                                         \
+    XX(EBADNAME, -10, "ebadname", "invalid name")                                                  \
+    XX(ENOTSUP, -11, "enotsup", "operation not supported")                                         \
+    XX(ETIMEDOUT, -12, "etimedout", "timed out")                                                   \
+    XX(ENOTCONN, -13, "enotconn", "node not connected")                                            \
+    XX(EPROTO, -14, "eproto", "protocol error")                                                    \
+    XX(ETOOBIG, -15, "etoobig", "too big")                                                         \
+    XX(EBADPAT, -16, "ebadpat", "malformed pattern")                                               \
+    XX(EUV, -17, "euv", "libuv call failed")                                                       \
+    XX(EBUSY, -18, "ebusy", "busy")                                                                \
+    XX(EPERM, -19, "eperm", "not permitted")                                                       \
+    XX(EIO, -20, "eio", "input/output error")
 
 typedef enum {
-#define XX(name, val, str) CA_##name = (val),
+#define XX(name, val, lower, str) CA_##name = (val),
     CA_ERRNO_MAP(XX)
 #undef XX
 } ca_errno;
@@ -280,16 +280,16 @@ typedef enum {
     CA_OVERFLOW_EXIT = 2,        /* the actor exits with mailbox_overflow */
 } ca_overflow;
 
-#define CA_SPAWN_LINK 0x1      /* link to the spawning actor, atomically */
+#define CA_SPAWN_LINK      0x1 /* link to the spawning actor, atomically */
 #define CA_SPAWN_TRAP_EXIT 0x2 /* start with trap_exit set */
 
 typedef struct ca_spawn_opts {
-    const char *name;      /* register atomically (copied); NULL = none */
-    unsigned flags;        /* CA_SPAWN_* */
-    int sched;             /* scheduler index; -1 = default placement */
-    uint32_t mailbox_cap;  /* 0 = unbounded */
-    ca_overflow overflow;  /* policy when mailbox_cap is reached */
-    unsigned batch;        /* 0 = runtime default */
+    const char *name;     /* register atomically (copied); NULL = none */
+    unsigned flags;       /* CA_SPAWN_* */
+    int sched;            /* scheduler index; -1 = default placement */
+    uint32_t mailbox_cap; /* 0 = unbounded */
+    ca_overflow overflow; /* policy when mailbox_cap is reached */
+    unsigned batch;       /* 0 = runtime default */
 } ca_spawn_opts;
 
 void ca_spawn_opts_init(ca_spawn_opts *o);
@@ -298,8 +298,7 @@ void ca_spawn_opts_init(ca_spawn_opts *o);
  * robin over schedulers. On success *pid (may be NULL) is its pid; init
  * runs later, on its own thread. Errors: CA_EINVAL (no behaviour or
  * handle), CA_EBADNAME, CA_EEXIST (name taken), CA_ECLOSED, CA_ENOMEM. */
-int ca_spawn(ca_rt *rt, const ca_behaviour *b, void *arg, const ca_spawn_opts *opts,
-             ca_pid *pid);
+int ca_spawn(ca_rt *rt, const ca_behaviour *b, void *arg, const ca_spawn_opts *opts, ca_pid *pid);
 /* Spawn from inside a callback of `self`. Default placement: self's
  * scheduler. CA_SPAWN_LINK links the child to self before it runs. */
 int ca_spawn_child(ca_actor *self, const ca_behaviour *b, void *arg, const ca_spawn_opts *opts,
@@ -413,8 +412,7 @@ typedef uint64_t ca_timer;
 /* After `ms` milliseconds, send the term (ETF, copied) to `to` with self
  * as sender. Timers of an actor are cancelled when it exits. *t (may be
  * NULL) identifies the timer. */
-int ca_send_after(ca_actor *self, uint64_t ms, ca_pid to, const void *etf, size_t len,
-                  ca_timer *t);
+int ca_send_after(ca_actor *self, uint64_t ms, ca_pid to, const void *etf, size_t len, ca_timer *t);
 int ca_sendf_after(ca_actor *self, uint64_t ms, ca_pid to, ca_timer *t, const char *fmt, ...);
 /* 0 if the timer was pending and is now cancelled, CA_ENOENT if it had
  * already fired or is unknown. */
