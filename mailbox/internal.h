@@ -1,0 +1,230 @@
+/*
+ * Internal structures of the actor runtime, shared by mailbox/ and by the
+ * distribution layer (cnode/). Not installed.
+ *
+ * Threads and ownership:
+ *  - a scheduler owns one libuv loop and runs on one thread; the actors
+ *    placed on it are run only there;
+ *  - everything in an actor except its mailbox, its message count, its
+ *    dead flag and its counters is touched by its scheduler thread only;
+ *    other threads reach an actor by sending it a message or a signal;
+ *  - an actor is kept alive by references counted in its pid-table slot:
+ *    one while it lives, one while it sits in a run queue, one per thread
+ *    that is delivering to it. The last release frees it.
+ */
+#ifndef CA_INTERNAL_H
+#define CA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "cactor.h"
+#include "mpsc.h"
+
+/* Message kinds below 16 are user messages; the others are signals,
+ * handled by the runtime before (or instead of) the behaviour. */
+enum {
+    CA__SIG_INIT = 16, /* first message of every actor; ptr = arg */
+    CA__SIG_LINK,      /* from wants a link */
+    CA__SIG_UNLINK,    /* from drops its link */
+    CA__SIG_EXIT,      /* link broken by from's exit; data {'EXIT', From, Reason} */
+    CA__SIG_EXIT2,     /* exit/2 from `from`; data {'EXIT', From, Reason} */
+    CA__SIG_MONITOR,   /* from monitors us with ref */
+    CA__SIG_DEMONITOR, /* from dropped its monitor ref */
+    CA__SIG_DOWN,      /* a monitored actor died; data {'DOWN', Ref, process, Pid, R} */
+};
+
+struct ca_msg {
+    ca__mpsc_node node;
+    uint8_t kind;
+    ca_pid from;
+    union {
+        struct {
+            void *ptr;
+            void (*dtor)(void *);
+            uint64_t tag;
+        } p;
+        ca_ref ref; /* MONITOR, DEMONITOR, DOWN */
+    } u;
+    size_t len; /* ETF bytes in data */
+    char data[];
+};
+
+/* Monitor records: `mons` are the monitors an actor holds, `watchers` the
+ * ones held on it. Few per actor, so a plain list. */
+typedef struct ca__mon {
+    struct ca__mon *next;
+    ca_ref ref;
+    ca_pid pid; /* target (mons) or watcher (watchers) */
+} ca__mon;
+
+typedef struct ca__timer ca__timer;
+
+/* Rarely used parts of an actor, allocated on first use so that an idle
+ * actor stays small. */
+typedef struct ca__actor_ext {
+    ca_pid *links;
+    uint32_t nlinks, caplinks;
+    ca__mon *mons;
+    ca__mon *watchers;
+    ca__timer *timers;
+} ca__actor_ext;
+
+typedef struct ca__slot ca__slot;
+typedef struct ca__sched ca__sched;
+
+enum {
+    CA__A_INIT_DONE = 0x1,
+    CA__A_TRAP_EXIT = 0x2,
+    CA__A_EXITING = 0x4,
+    CA__A_EXITED = 0x8,
+};
+
+struct ca_actor {
+    ca__mpsc mbox;
+    _Atomic uint32_t count; /* messages pushed and not yet accounted by a turn */
+    _Atomic uint8_t dead;
+    _Atomic uint8_t overflow_exit;
+    uint8_t overflow; /* ca_overflow */
+    uint8_t flags;    /* CA__A_*, owner thread only */
+    uint32_t cap;
+    uint32_t batch;
+    ca__mpsc_node runq; /* link in a run queue */
+    ca__sched *sched;
+    ca__slot *slot;
+    const ca_behaviour *b;
+    void *state;
+    ca_pid pid;
+    _Atomic uint64_t handled;
+    _Atomic uint64_t overflows;
+    ca__actor_ext *ext;
+    char *_Atomic name; /* registered name; written under the registry lock */
+    char *reason;       /* pending exit reason (ETF), set by ca_exit */
+    size_t reason_len;
+    ca_actor *prev, *next; /* the scheduler's list of its actors */
+};
+
+struct ca__slot {
+    _Atomic uint64_t word; /* serial << 32 | references */
+    ca_actor *_Atomic actor;
+};
+
+/* A function run on a scheduler's thread (ca__sched_post). */
+typedef struct ca__task {
+    ca__mpsc_node node;
+    void (*fn)(struct ca__task *t);
+} ca__task;
+
+struct ca__sched {
+    ca_rt *rt;
+    unsigned idx;
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_idle_t idle;
+    uv_thread_t thread;
+    ca__mpsc inq;   /* actors made runnable by other threads */
+    ca__mpsc tasks; /* ca__task from other threads */
+    _Atomic uint32_t ntasks;
+    ca__mpsc_node *rq_head, *rq_tail; /* local run queue, owner only */
+    bool idle_on;
+    bool stopping;
+    pthread_mutex_t lock; /* guards the actor list and `closed` */
+    bool closed;
+    ca_actor *actors;
+    uint64_t nactors;
+};
+
+/* Hooks of the distribution layer for remote pids and names; NULL when no
+ * distribution is attached. Each takes ownership of `m`. */
+typedef struct ca__dist_ops {
+    int (*send)(void *ctx, ca_msg *m, ca_pid to);
+    int (*send_name)(void *ctx, ca_msg *m, const char *name, uint32_t node);
+} ca__dist_ops;
+
+#define CA__SLOT_CHUNK_BITS 12
+#define CA__SLOT_CHUNK      (1u << CA__SLOT_CHUNK_BITS)
+#define CA__SLOT_MAX_CHUNKS 4096
+
+typedef struct ca__registry ca__registry;
+
+struct ca_rt {
+    unsigned nsched;
+    ca__sched *sched;
+    unsigned batch;
+    uint32_t node;
+    uint32_t creation;
+    ca_log_fn log;
+    void *log_ctx;
+    ca_log_level log_level;
+    _Atomic bool closing;
+    _Atomic unsigned rr;
+    _Atomic uint64_t next_ref;
+    _Atomic uint64_t next_timer;
+
+    /* pid table */
+    ca__slot *_Atomic chunks[CA__SLOT_MAX_CHUNKS];
+    pthread_mutex_t slot_lock;
+    uint32_t nslots; /* slots handed out so far (slot 0 is never used) */
+    uint32_t *free_slots;
+    uint32_t nfree, capfree;
+
+    ca__registry *reg;
+
+    const ca__dist_ops *dist;
+    void *dist_ctx;
+
+    _Atomic uint64_t st_alive, st_spawned, st_sent, st_overflows;
+
+    pthread_mutex_t wait_lock;
+    pthread_cond_t wait_cond;
+    bool shut;
+    int shut_code;
+    _Atomic unsigned phase_done;
+};
+
+/* rt.c */
+ca__sched *ca__current_sched(void);
+void ca__schedule(ca_actor *a); /* caller holds a reference; adds one for the run queue */
+void ca__sched_post(ca__sched *s, ca__task *t);
+void ca__actor_list_remove(ca_actor *a);
+
+/* actor.c */
+ca_actor *ca__actor_get(ca_rt *rt, ca_pid pid); /* NULL or a referenced actor */
+void ca__actor_ref(ca_actor *a);
+void ca__actor_unref(ca_actor *a);
+void ca__run_actor(ca_actor *a); /* one turn, on the owner thread; consumes the run-queue ref */
+void ca__exit_all(ca__sched *s, const char *reason, size_t len);
+void ca__slots_free(ca_rt *rt);
+
+/* msg.c */
+ca_msg *ca__msg_new(uint8_t kind, ca_pid from, size_t len);
+ca_msg *ca__msg_term(ca_pid from, const void *etf, size_t len);
+void ca__msg_free(ca_msg *m);
+/* Deliver to a referenced local actor; takes `m` in every case (on
+ * failure it is freed without running a pointer payload's destructor). */
+int ca__deliver(ca_actor *a, ca_msg *m);
+/* Route to any pid (local or through the distribution); takes `m`. */
+int ca__route(ca_rt *rt, ca_msg *m, ca_pid to);
+/* Encode a formatted term with version byte into a thread-local buffer. */
+int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len);
+
+/* registry.c */
+int ca__registry_new(ca__registry **r);
+void ca__registry_free(ca__registry *r);
+void ca__registry_drop(ca_rt *rt, ca_actor *a); /* on exit */
+int ca__name_valid(const char *name);
+int ca__register_actor(ca_rt *rt, const char *name, ca_actor *a);
+
+/* timer.c */
+void ca__timers_cancel_all(ca_actor *a);
+
+/* terms for signals */
+int ca__reason_of_exit(const ca_msg *m, const char **reason, size_t *len);
+int ca__is_atom(const char *buf, size_t len, const char *atom);
+void ca__set_reason_fmt(ca_actor *a, const char *fmt, ...);
+
+#endif

@@ -1,0 +1,304 @@
+/*
+ * Messages and sending. A message is one allocation: the header and its
+ * ETF payload. Delivery counts the message in the actor's `count` first,
+ * then pushes it; the sender that takes the count from 0 to 1 puts the
+ * actor on its scheduler's run queue, so an actor is queued at most once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+ca_msg *ca__msg_new(uint8_t kind, ca_pid from, size_t len)
+{
+    ca_msg *m = malloc(sizeof *m + len);
+    if (!m)
+        return NULL;
+    m->kind = kind;
+    m->from = from;
+    m->len = len;
+    m->u.p.ptr = NULL;
+    m->u.p.dtor = NULL;
+    return m;
+}
+
+ca_msg *ca__msg_term(ca_pid from, const void *etf, size_t len)
+{
+    ca_msg *m = ca__msg_new(CA_MSG_TERM, from, len);
+    if (m)
+        memcpy(m->data, etf, len);
+    return m;
+}
+
+void ca__msg_free(ca_msg *m)
+{
+    if (m->kind == CA_MSG_PTR && m->u.p.dtor && m->u.p.ptr)
+        m->u.p.dtor(m->u.p.ptr);
+    free(m);
+}
+
+/* A message that was not delivered: a pointer payload stays the
+ * sender's, so its destructor does not run. */
+static int undelivered(ca_msg *m, int rc)
+{
+    free(m);
+    return rc;
+}
+
+static void count_overflow(ca_actor *a)
+{
+    atomic_fetch_add_explicit(&a->overflows, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->sched->rt->st_overflows, 1, memory_order_relaxed);
+}
+
+int ca__deliver(ca_actor *a, ca_msg *m)
+{
+    if (atomic_load_explicit(&a->dead, memory_order_acquire))
+        return undelivered(m, CA_ESRCH);
+    uint32_t n = atomic_fetch_add_explicit(&a->count, 1, memory_order_acq_rel);
+    if (a->cap && n >= a->cap && m->kind < CA__SIG_INIT && a->overflow != CA_OVERFLOW_DROP_OLDEST) {
+        /* Undoing the count can only cause a spurious empty turn, never a
+         * lost one: the count was above zero before us. */
+        atomic_fetch_sub_explicit(&a->count, 1, memory_order_acq_rel);
+        count_overflow(a);
+        if (a->overflow == CA_OVERFLOW_EXIT)
+            atomic_store_explicit(&a->overflow_exit, 1, memory_order_relaxed);
+        return undelivered(m, CA_EAGAIN);
+    }
+    ca__mpsc_push(&a->mbox, &m->node);
+    atomic_fetch_add_explicit(&a->sched->rt->st_sent, 1, memory_order_relaxed);
+    if (n == 0)
+        ca__schedule(a);
+    return 0;
+}
+
+int ca__route(ca_rt *rt, ca_msg *m, ca_pid to)
+{
+    if (!ca_pid_is_local(rt, to)) {
+        if (ca_pid_is_none(to))
+            return undelivered(m, CA_EINVAL);
+        if (m->kind == CA_MSG_PTR)
+            return undelivered(m, CA_ENOTSUP);
+        if (!rt->dist)
+            return undelivered(m, CA_ENOTCONN);
+        return rt->dist->send(rt->dist_ctx, m, to);
+    }
+    ca_actor *a = ca__actor_get(rt, to);
+    if (!a)
+        return undelivered(m, CA_ESRCH);
+    int rc = ca__deliver(a, m);
+    ca__actor_unref(a);
+    return rc;
+}
+
+/* ---- formatting into a reusable per-thread buffer ---- */
+
+static _Thread_local ei_x_buff tls_x;
+static _Thread_local bool tls_x_ready;
+
+int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len)
+{
+    if (!fmt)
+        return CA_EINVAL;
+    if (!tls_x_ready) {
+        if (ei_x_new(&tls_x))
+            return CA_ENOMEM;
+        tls_x_ready = true;
+    }
+    tls_x.index = 0;
+    if (ei_x_encode_version(&tls_x))
+        return CA_ENOMEM;
+    int rc = ca_vfmt(&tls_x, fmt, ap);
+    if (rc)
+        return rc;
+    *buf = tls_x.buff;
+    *len = (size_t)tls_x.index;
+    return 0;
+}
+
+/* ---- payload checks ---- */
+
+static int check_etf(const void *etf, size_t len)
+{
+    const char *b = etf;
+    int idx = 1;
+    if (!etf || len < 2 || (unsigned char)b[0] != 131 || len > INT32_MAX)
+        return CA_EBADTERM;
+    if (ei_skip_term(b, &idx) || (size_t)idx != len)
+        return CA_EBADTERM;
+    return 0;
+}
+
+/* ---- public sending ---- */
+
+static int send_copy(ca_rt *rt, ca_pid from, ca_pid to, const void *etf, size_t len)
+{
+    int rc = check_etf(etf, len);
+    if (rc)
+        return rc;
+    ca_msg *m = ca__msg_term(from, etf, len);
+    if (!m)
+        return CA_ENOMEM;
+    return ca__route(rt, m, to);
+}
+
+int ca_send(ca_actor *self, ca_pid to, const void *etf, size_t len)
+{
+    if (!self)
+        return CA_EINVAL;
+    return send_copy(self->sched->rt, self->pid, to, etf, len);
+}
+
+int ca_rt_send(ca_rt *rt, ca_pid from, ca_pid to, const void *etf, size_t len)
+{
+    if (!rt)
+        return CA_EINVAL;
+    return send_copy(rt, from, to, etf, len);
+}
+
+static int vsendf(ca_rt *rt, ca_pid from, ca_pid to, const char *fmt, va_list ap)
+{
+    const char *buf;
+    size_t len;
+    int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
+    if (rc)
+        return rc;
+    ca_msg *m = ca__msg_term(from, buf, len);
+    if (!m)
+        return CA_ENOMEM;
+    return ca__route(rt, m, to);
+}
+
+int ca_sendf(ca_actor *self, ca_pid to, const char *fmt, ...)
+{
+    if (!self)
+        return CA_EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsendf(self->sched->rt, self->pid, to, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int ca_rt_sendf(ca_rt *rt, ca_pid from, ca_pid to, const char *fmt, ...)
+{
+    if (!rt)
+        return CA_EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsendf(rt, from, to, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int send_ptr(ca_rt *rt, ca_pid from, ca_pid to, uint64_t tag, void *ptr,
+                    void (*dtor)(void *))
+{
+    ca_msg *m = ca__msg_new(CA_MSG_PTR, from, 0);
+    if (!m)
+        return CA_ENOMEM;
+    m->u.p.ptr = ptr;
+    m->u.p.dtor = dtor;
+    m->u.p.tag = tag;
+    return ca__route(rt, m, to);
+}
+
+int ca_send_ptr(ca_actor *self, ca_pid to, uint64_t tag, void *ptr, void (*dtor)(void *))
+{
+    if (!self)
+        return CA_EINVAL;
+    return send_ptr(self->sched->rt, self->pid, to, tag, ptr, dtor);
+}
+
+int ca_rt_send_ptr(ca_rt *rt, ca_pid from, ca_pid to, uint64_t tag, void *ptr, void (*dtor)(void *))
+{
+    if (!rt)
+        return CA_EINVAL;
+    return send_ptr(rt, from, to, tag, ptr, dtor);
+}
+
+int ca_rt_send_name(ca_rt *rt, ca_pid from, const char *name, const void *etf, size_t len)
+{
+    ca_pid to;
+    if (!rt)
+        return CA_EINVAL;
+    int rc = ca_whereis(rt, name, &to);
+    if (rc)
+        return rc;
+    return send_copy(rt, from, to, etf, len);
+}
+
+int ca_send_name(ca_actor *self, const char *name, const void *etf, size_t len)
+{
+    if (!self)
+        return CA_EINVAL;
+    return ca_rt_send_name(self->sched->rt, self->pid, name, etf, len);
+}
+
+int ca_sendf_name(ca_actor *self, const char *name, const char *fmt, ...)
+{
+    ca_pid to;
+    if (!self)
+        return CA_EINVAL;
+    int rc = ca_whereis(self->sched->rt, name, &to);
+    if (rc)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    rc = vsendf(self->sched->rt, self->pid, to, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* ---- accessors ---- */
+
+ca_msg_kind ca_msg_type(const ca_msg *m)
+{
+    return (ca_msg_kind)m->kind;
+}
+
+ca_pid ca_msg_from(const ca_msg *m)
+{
+    return m->from;
+}
+
+const char *ca_msg_data(const ca_msg *m, size_t *len)
+{
+    if (m->kind != CA_MSG_TERM) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = m->len;
+    return m->data;
+}
+
+void *ca_msg_ptr(const ca_msg *m, uint64_t *tag)
+{
+    if (m->kind != CA_MSG_PTR)
+        return NULL;
+    if (tag)
+        *tag = m->u.p.tag;
+    return m->u.p.ptr;
+}
+
+void *ca_msg_take_ptr(ca_msg *m)
+{
+    if (m->kind != CA_MSG_PTR)
+        return NULL;
+    void *p = m->u.p.ptr;
+    m->u.p.ptr = NULL;
+    return p;
+}
+
+int ca_match(const ca_msg *m, const char *pattern, ...)
+{
+    if (m->kind != CA_MSG_TERM)
+        return CA_ENOMATCH;
+    va_list ap;
+    va_start(ap, pattern);
+    int rc = ca_vmatch_term(m->data, m->len, pattern, ap);
+    va_end(ap);
+    return rc;
+}
