@@ -1,0 +1,84 @@
+# cactor: the entry points. The build itself is CMake (CMakeLists.txt);
+# this file installs missing Debian packages (scripts/deps.sh), drives
+# CMake and runs things.
+#
+#   make demo          deps, Release build, run build/demo
+#   make test          deps, every test runner, one total line at the end
+#   make bench         deps, Release build, run every bench/ program
+#   make build         deps, Release build into build/
+#   make check-clang   build everything with clang (-Werror) into build-clang/
+#   make fuzz          clang + libFuzzer build of test/fuzz/*.c, run each
+#                      for FUZZ_TIME seconds (build-fuzz/)
+#   make install       install build/ into PREFIX (default /usr/local)
+#   make format        clang-format -i every C source and header
+#   make format-check  fail if any file is not formatted
+#   make clean         remove every build directory
+
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
+FUZZ_TIME ?= 60
+CMAKE_FLAGS ?=
+
+# Every C source and header of the project (not build output).
+C_FILES = $(shell git ls-files --cached --others --exclude-standard -- '*.c' '*.h' 2>/dev/null || \
+	find include mailbox cnode test bench examples -name '*.[ch]')
+
+.PHONY: all deps build demo test bench check-clang fuzz install clean format format-check
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+build: deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build build -j $(JOBS)
+
+demo: deps
+	@test -f examples/demo.c || { echo "make demo: examples/demo.c does not exist yet" >&2; exit 1; }
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build build -j $(JOBS) --target demo
+	./build/demo
+
+test:
+	@scripts/deps.sh test
+	@scripts/test.sh
+
+bench: deps
+	@scripts/bench.sh
+
+check-clang:
+	@scripts/deps.sh build clang
+	cmake -S . -B build-clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build build-clang -j $(JOBS)
+
+fuzz:
+	@scripts/deps.sh build clang
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCACTOR_FUZZ=ON -DCACTOR_TESTS=OFF -DCACTOR_INSTALL_TEST=OFF $(CMAKE_FLAGS)
+	cmake --build build-fuzz -j $(JOBS)
+	@set -e; shopt -s nullglob; fuzzers=(build-fuzz/fuzz_*); \
+	if [ $${#fuzzers[@]} -eq 0 ]; then echo "make fuzz: no test/fuzz/*.c yet"; exit 0; fi; \
+	for f in "$${fuzzers[@]}"; do \
+		[ -x "$$f" ] || continue; \
+		n=$$(basename "$$f"); mkdir -p "build-fuzz/corpus/$$n"; \
+		seeds=(); [ -d "test/fuzz/corpus/$${n#fuzz_}" ] && seeds=("test/fuzz/corpus/$${n#fuzz_}"); \
+		echo "==> $$n ($(FUZZ_TIME) s)"; \
+		"$$f" -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			-artifact_prefix="build-fuzz/$$n-" "build-fuzz/corpus/$$n" "$${seeds[@]}"; \
+	done
+
+install: build
+	cmake --install build --prefix $(PREFIX)
+
+clean:
+	rm -rf build build-asan build-tsan build-clang build-fuzz build-bench
+
+format:
+	@scripts/deps.sh format
+	clang-format -i $(C_FILES)
+
+format-check:
+	@scripts/deps.sh format
+	clang-format --dry-run --Werror $(C_FILES)
