@@ -37,19 +37,22 @@ record() { # NAME PASSED FAILED SKIPPED
 }
 
 # configure DIR CMAKE_ARGS...  and build everything, going on past errors
-# so that what did build can still run. Returns 1 if either step failed.
+# so that what did build can still run. Returns 10 if the configure step
+# failed, 1 if the build did.
 cmake_build() {
     local dir=$1
     shift
     say "configure $dir: cmake $*"
     if ! cmake -S "$ROOT" -B "$dir" "$@"; then
-        return 2
+        return 10
     fi
+    # No stale test binary may pass for one that no longer builds: relink.
+    find "$dir" -maxdepth 1 -type f -name 'test_*' -perm -u+x -delete
     say "build $dir"
     local keep=-k
     [ -f "$dir/build.ninja" ] && keep="-k 0"
     # shellcheck disable=SC2086
-    cmake --build "$dir" -j "$JOBS" -- $keep
+    cmake --build "$dir" -j "$JOBS" -- $keep || return 1
 }
 
 # ctest_run NAME DIR CTEST_ARGS...: run ctest and record its counts.
@@ -89,7 +92,7 @@ ctest_runner() { # NAME DIR "CMAKE ARGS" CTEST_ARGS...
     local t0=$SECONDS rc=0
     # shellcheck disable=SC2086
     cmake_build "$dir" $cmake_args || rc=$?
-    if [ "$rc" -eq 2 ]; then
+    if [ "$rc" -eq 10 ]; then
         record "$name-configure" 0 1 0
         return
     elif [ "$rc" -ne 0 ]; then
