@@ -55,19 +55,8 @@ check-clang:
 
 fuzz:
 	@scripts/deps.sh build clang
-	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-		-DCACTOR_FUZZ=ON -DCACTOR_TESTS=OFF -DCACTOR_INSTALL_TEST=OFF $(CMAKE_FLAGS)
-	cmake --build build-fuzz -j $(JOBS)
-	@set -e; shopt -s nullglob; fuzzers=(build-fuzz/fuzz_*); \
-	if [ $${#fuzzers[@]} -eq 0 ]; then echo "make fuzz: no test/fuzz/*.c yet"; exit 0; fi; \
-	for f in "$${fuzzers[@]}"; do \
-		[ -x "$$f" ] || continue; \
-		n=$$(basename "$$f"); mkdir -p "build-fuzz/corpus/$$n"; \
-		seeds=(); [ -d "test/fuzz/corpus/$${n#fuzz_}" ] && seeds=("test/fuzz/corpus/$${n#fuzz_}"); \
-		echo "==> $$n ($(FUZZ_TIME) s)"; \
-		"$$f" -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
-			-artifact_prefix="build-fuzz/$$n-" "build-fuzz/corpus/$$n" "$${seeds[@]}"; \
-	done
+	scripts/fuzz.sh build
+	scripts/fuzz.sh run $(FUZZ_TIME)
 
 install: build
 	cmake --install build --prefix $(PREFIX)

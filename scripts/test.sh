@@ -14,9 +14,10 @@
 #
 # Environment:
 #   CACTOR_RUNNERS    runners to run (default: all, in this order)
-#                     "ctest asan tsan clang ct elixir"
+#                     "ctest asan tsan clang fuzz ct elixir"
 #   CACTOR_SAN_TESTS  ctest regex limiting the ASan and TSan runs (default:
 #                     every test labelled unit)
+#   CACTOR_FUZZ_TIME  seconds per fuzzer in the fuzz smoke run (default 20)
 #   CACTOR_RESULTS    results file (default: build/test-results.txt)
 #   JOBS              parallel jobs (default: nproc)
 set -uo pipefail
@@ -24,7 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
-RUNNERS=${CACTOR_RUNNERS:-ctest asan tsan clang ct elixir}
+RUNNERS=${CACTOR_RUNNERS:-ctest asan tsan clang fuzz ct elixir}
 RESULTS=${CACTOR_RESULTS:-$ROOT/build/test-results.txt}
 mkdir -p "$(dirname "$RESULTS")"
 : >"$RESULTS"
@@ -61,7 +62,8 @@ ctest_run() {
     shift 2
     local log=$dir/ctest-output.txt
     say "$name: ctest $*"
-    ctest --test-dir "$dir" -j "$JOBS" --output-on-failure --no-tests=ignore "$@" 2>&1 | tee "$log"
+    ctest --test-dir "$dir" -j "$JOBS" --timeout 300 --output-on-failure --no-tests=ignore "$@" 2>&1 |
+        tee "$log"
     local rc=${PIPESTATUS[0]}
     local total=0 failed=0 skip=0 disabled=0 line
     line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
@@ -138,6 +140,30 @@ run_clang() {
         record clang-build 0 1 0
     fi
     say "clang-build: $((SECONDS - t0)) s"
+}
+
+# A short run of each libFuzzer program (test/fuzz/*.c), when there are
+# any: each fuzzer is one test; a build failure is one failure.
+run_fuzz() {
+    if ! compgen -G "test/fuzz/*.c" >/dev/null; then
+        say "fuzz: no fuzzers yet (test/fuzz/*.c): skipped"
+        return
+    fi
+    local t0=$SECONDS passed=0 failed=0 n f
+    find build-fuzz -maxdepth 1 -type f -name 'fuzz_*' -perm -u+x -delete 2>/dev/null
+    say "fuzz: build build-fuzz/"
+    scripts/fuzz.sh build || record fuzz-build 0 1 0
+    for f in test/fuzz/*.c; do
+        n=$(basename "$f" .c)
+        [[ $n == fuzz_* ]] || n=fuzz_$n
+        if scripts/fuzz.sh run "${CACTOR_FUZZ_TIME:-20}" "build-fuzz/$n"; then
+            passed=$((passed + 1))
+        else
+            failed=$((failed + 1))
+        fi
+    done
+    record fuzz "$passed" "$failed" 0
+    say "fuzz: $((SECONDS - t0)) s"
 }
 
 # Common Test suites of the Erlang side (erlang/test/*_SUITE.erl), when
