@@ -259,13 +259,18 @@ void ca_log(ca_rt *rt, ca_log_level level, const char *fmt, ...)
  *
  * init     optional; runs first on the actor's thread. Sets *state (it
  *          starts as `arg`). A non-zero return makes the actor exit with
- *          reason {init_failed, ErrName} unless ca_exit set one.
+ *          reason {init_failed, ErrName} unless ca_exit set one. A
+ *          restarted actor gets the same `arg` again: build fresh state
+ *          from it here rather than changing it.
  * handle   required; one call per message. `msg` is owned by the runtime
  *          and freed after the call. Return 0 to go on; a negative code
  *          crashes the actor with reason {error, ErrName} unless ca_exit
  *          set a reason during the call.
- * terminate optional; runs once when the actor exits, for any reason
- *          (`reason` is ETF, borrowed). It owns the release of `state`.
+ * terminate optional; runs exactly once for every actor that was spawned,
+ *          whatever happened (even when init failed or never ran, e.g. at
+ *          shutdown), with the exit reason (ETF, borrowed) and whatever
+ *          state is (`arg` if init did not set it). It owns releasing
+ *          `state`.
  */
 typedef struct ca_behaviour {
     const char *name; /* for log lines; may be NULL */
@@ -282,6 +287,9 @@ typedef enum {
 
 #define CA_SPAWN_LINK      0x1 /* link to the spawning actor, atomically */
 #define CA_SPAWN_TRAP_EXIT 0x2 /* start with trap_exit set */
+
+#define CA_SCHED_DEFAULT (-1) /* ca_spawn: round robin; ca_spawn_child: the parent's */
+#define CA_SCHED_SPREAD  (-2) /* round robin, also for ca_spawn_child */
 
 typedef struct ca_spawn_opts {
     const char *name;     /* register atomically (copied); NULL = none */
@@ -441,6 +449,98 @@ typedef struct ca_actor_stats {
 int ca_actor_stats_get(ca_rt *rt, ca_pid pid, ca_actor_stats *st);
 /* 1 if a local actor is alive, else 0. */
 int ca_is_alive(ca_rt *rt, ca_pid pid);
+
+/* ------------------------------------------------------------------ */
+/* Supervisors (OTP semantics)                                         */
+/* ------------------------------------------------------------------ */
+
+typedef enum {
+    CA_ONE_FOR_ONE = 0,
+    CA_ONE_FOR_ALL = 1,
+    CA_REST_FOR_ONE = 2,
+    CA_SIMPLE_ONE_FOR_ONE = 3,
+} ca_strategy;
+
+typedef enum {
+    CA_PERMANENT = 0, /* always restarted */
+    CA_TRANSIENT = 1, /* restarted unless normal, shutdown or {shutdown, _} */
+    CA_TEMPORARY = 2, /* never restarted */
+} ca_restart;
+
+typedef enum { CA_WORKER = 0, CA_SUPERVISOR = 1 } ca_child_type;
+
+#define CA_SHUTDOWN_DEFAULT  0    /* 5000 ms for workers, infinity for supervisors */
+#define CA_SHUTDOWN_BRUTAL   (-1) /* brutal_kill: exit(Child, kill) */
+#define CA_SHUTDOWN_INFINITY (-2)
+
+/* A child specification. The supervisor copies it (and `id`, `name`);
+ * `behaviour` and `arg` must outlive every incarnation of the child. */
+typedef struct ca_child_spec {
+    const char *id;                /* unique among the supervisor's children */
+    const ca_behaviour *behaviour; /* for CA_SUPERVISOR: &ca_supervisor */
+    void *arg;                     /* for CA_SUPERVISOR: a const ca_sup_spec * */
+    const char *name;              /* register each incarnation; NULL = none */
+    ca_restart restart;
+    int64_t shutdown_ms; /* > 0: ms to wait after exit(Child, shutdown) before
+                            kill; or CA_SHUTDOWN_* */
+    ca_child_type type;
+    uint32_t mailbox_cap; /* as in ca_spawn_opts */
+    ca_overflow overflow;
+} ca_child_spec;
+
+#define CA_SUP_SHUTDOWN_RT 0x1 /* when this supervisor exits, ca_rt_shutdown(rt, 1) */
+
+typedef struct ca_sup_spec {
+    ca_strategy strategy;
+    int32_t intensity;             /* max restarts in period; < 0 means the default 1 */
+    uint32_t period_ms;            /* 0 means the default 5000 */
+    const ca_child_spec *children; /* started in order; for simple_one_for_one
+                                      exactly one, the template */
+    size_t nchildren;
+    unsigned flags; /* CA_SUP_* */
+} ca_sup_spec;
+
+/* The supervisor behaviour, for nested supervisors in child specs. */
+extern const ca_behaviour ca_supervisor;
+
+/* Start a supervisor (e.g. the root of a tree) from any thread. `spec`
+ * is copied; `name` may be NULL. Children start in order as the
+ * supervisor initialises; a child whose init fails counts as a crash. */
+int ca_sup_start(ca_rt *rt, const ca_sup_spec *spec, const char *name, ca_pid *pid);
+
+/* Supervisor calls. They wait for the supervisor's answer, so they must
+ * not be called on a scheduler thread (CA_EPERM there). CA_ESRCH if the
+ * supervisor is dead or dies before answering. */
+
+/* Add and start a child. Other strategies: `spec` required (CA_EEXIST for
+ * a used id); simple_one_for_one: `spec` NULL and `arg` is given to the
+ * template's behaviour instead of its arg. */
+int ca_sup_start_child(ca_rt *rt, ca_pid sup, const ca_child_spec *spec, void *arg, ca_pid *pid);
+/* Stop a child by id (the spec is kept, except for temporary children),
+ * or, for simple_one_for_one, by pid (id NULL). CA_ENOENT if unknown. */
+int ca_sup_terminate_child(ca_rt *rt, ca_pid sup, const char *id, ca_pid pid);
+/* Start a stopped child again; CA_EBUSY if it runs. */
+int ca_sup_restart_child(ca_rt *rt, ca_pid sup, const char *id, ca_pid *pid);
+/* Forget a stopped child's spec; CA_EBUSY if it runs. */
+int ca_sup_delete_child(ca_rt *rt, ca_pid sup, const char *id);
+
+typedef struct ca_child_info {
+    char id[256];
+    ca_pid pid; /* CA_PID_NONE when not running */
+    ca_child_type type;
+    ca_restart restart;
+} ca_child_info;
+
+/* *out is an array of *n entries in start order, owned by the caller
+ * (free()). */
+int ca_sup_which_children(ca_rt *rt, ca_pid sup, ca_child_info **out, size_t *n);
+
+typedef struct ca_sup_counts {
+    uint64_t specs, active, supervisors, workers;
+    uint64_t restarts; /* children restarted since the supervisor started */
+} ca_sup_counts;
+
+int ca_sup_count_children(ca_rt *rt, ca_pid sup, ca_sup_counts *c);
 
 #ifdef __cplusplus
 }

@@ -187,7 +187,10 @@ static int encode_exit(ei_x_buff *x, ca_pid from, const char *reason, size_t len
 {
     if (ei_x_new_with_version(x))
         return CA_ENOMEM;
-    if (ca_fmt(x, "{'EXIT', ~p, ~t}", from, reason, len)) {
+    /* exit/2 from outside any actor has no sender pid: say undefined. */
+    int rc = ca_pid_is_none(from) ? ca_fmt(x, "{'EXIT', undefined, ~t}", reason, len)
+                                  : ca_fmt(x, "{'EXIT', ~p, ~t}", from, reason, len);
+    if (rc) {
         ei_x_free(x);
         return CA_ENOMEM;
     }
@@ -219,17 +222,23 @@ static void send_term_signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, co
 
 static const char noproc_reason[] = {(char)131, 119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
 
-/* A signal that reached a dead actor: answer what needs an answer. */
-static void bounce(ca_rt *rt, ca_pid dead, ca_msg *m)
+/* A signal that reached a dying or dead actor: answer what needs an
+ * answer, with the exit reason while the actor is exiting (the link or
+ * monitor was made before it died), else noproc. */
+static void bounce(ca_rt *rt, ca_pid dead, ca_msg *m, const char *reason, size_t len)
 {
     ei_x_buff x;
+    if (!reason) {
+        reason = noproc_reason;
+        len = sizeof noproc_reason;
+    }
     if (m->kind == CA__SIG_LINK) {
-        if (encode_exit(&x, dead, noproc_reason, sizeof noproc_reason) == 0) {
+        if (encode_exit(&x, dead, reason, len) == 0) {
             send_term_signal(rt, CA__SIG_EXIT, dead, m->from, NULL, &x);
             ei_x_free(&x);
         }
     } else if (m->kind == CA__SIG_MONITOR) {
-        if (encode_down(&x, &m->u.ref, dead, noproc_reason, sizeof noproc_reason) == 0) {
+        if (encode_down(&x, &m->u.ref, dead, reason, len) == 0) {
             send_term_signal(rt, CA__SIG_DOWN, dead, m->from, &m->u.ref, &x);
             ei_x_free(&x);
         }
@@ -244,7 +253,7 @@ static uint32_t drain_dead(ca_actor *a, bool answer)
     while ((n = ca__mpsc_pop(&a->mbox)) != NULL) {
         ca_msg *m = ca__container_of(n, ca_msg, node);
         if (answer)
-            bounce(a->sched->rt, a->pid, m);
+            bounce(a->sched->rt, a->pid, m, a->reason, a->reason_len);
         ca__msg_free(m);
         k++;
     }
@@ -269,14 +278,14 @@ static void actor_free(ca_actor *a)
 void ca_spawn_opts_init(ca_spawn_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->sched = -1;
+    o->sched = CA_SCHED_DEFAULT;
 }
 
 static ca__sched *placement(ca_rt *rt, ca_actor *parent, const ca_spawn_opts *o)
 {
     if (o && o->sched >= 0)
         return &rt->sched[(unsigned)o->sched % rt->nsched];
-    if (parent)
+    if (parent && !(o && o->sched == CA_SCHED_SPREAD))
         return parent->sched;
     unsigned i = atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed);
     return &rt->sched[i % rt->nsched];
@@ -429,7 +438,7 @@ int ca_actor_stats_get(ca_rt *rt, ca_pid pid, ca_actor_stats *st)
     if (atomic_load(&a->dead)) {
         rc = CA_ESRCH;
     } else {
-        st->queue_len = atomic_load_explicit(&a->count, memory_order_relaxed);
+        st->queue_len = ca__queued(a, atomic_load_explicit(&a->count, memory_order_relaxed));
         st->handled = atomic_load_explicit(&a->handled, memory_order_relaxed);
         st->overflows = atomic_load_explicit(&a->overflows, memory_order_relaxed);
         st->mailbox_cap = a->cap;
@@ -466,10 +475,9 @@ static int set_reason(ca_actor *a, const char *etf, size_t len)
 
 int ca_exit_term(ca_actor *self, const char *reason, size_t len)
 {
-    if (!self || !reason || len < 2 || (unsigned char)reason[0] != 131)
-        return CA_EBADTERM;
-    int idx = 1;
-    if (ei_skip_term(reason, &idx) || (size_t)idx != len)
+    if (!self)
+        return CA_EINVAL;
+    if (ca__etf_check(reason, len))
         return CA_EBADTERM;
     return set_reason(self, reason, len);
 }
@@ -566,9 +574,9 @@ static uint32_t do_exit(ca_actor *a, bool drain)
         free(a->ext);
         a->ext = NULL;
     }
+    uint32_t k = drain ? drain_dead(a, true) : 0;
     free(a->reason);
     a->reason = NULL;
-    uint32_t k = drain ? drain_dead(a, true) : 0;
     ca__actor_list_remove(a);
     atomic_fetch_sub_explicit(&rt->st_alive, 1, memory_order_relaxed);
     return k;
@@ -727,6 +735,7 @@ void ca__run_actor(ca_actor *a)
             }
             dispatch(a, m);
             ca__msg_free(m);
+            atomic_store_explicit(&a->done, n, memory_order_relaxed);
             if (a->flags & CA__A_EXITING) {
                 n += do_exit(a, true);
                 break;
@@ -734,6 +743,7 @@ void ca__run_actor(ca_actor *a)
         }
     }
     uint32_t left = atomic_fetch_sub_explicit(&a->count, n, memory_order_acq_rel) - n;
+    atomic_store_explicit(&a->done, 0, memory_order_relaxed);
     bool exited = (a->flags & CA__A_EXITED) != 0;
     if (exited) {
         /* The turn that exits drops the actor's own reference. */
@@ -863,9 +873,9 @@ int ca_demonitor(ca_actor *self, const ca_ref *ref)
 int ca_kill_term(ca_rt *rt, ca_pid from, ca_pid to, const char *reason, size_t len)
 {
     ei_x_buff x;
-    int idx = 1;
-    if (!reason || len < 2 || (unsigned char)reason[0] != 131 || ei_skip_term(reason, &idx) ||
-        (size_t)idx != len)
+    if (!rt)
+        return CA_EINVAL;
+    if (ca__etf_check(reason, len))
         return CA_EBADTERM;
     if (encode_exit(&x, from, reason, len))
         return CA_ENOMEM;

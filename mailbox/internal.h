@@ -87,6 +87,7 @@ enum {
 struct ca_actor {
     ca__mpsc mbox;
     _Atomic uint32_t count; /* messages pushed and not yet accounted by a turn */
+    _Atomic uint32_t done;  /* of those, handled in the current turn */
     _Atomic uint8_t dead;
     _Atomic uint8_t overflow_exit;
     uint8_t overflow; /* ca_overflow */
@@ -186,6 +187,15 @@ struct ca_rt {
     _Atomic unsigned phase_done;
 };
 
+/* Messages not yet handled, given a count read from a->count. A turn
+ * publishes `done` as it goes and resets it after settling the count, so
+ * in between this may undercount, never overcount. */
+static inline uint32_t ca__queued(ca_actor *a, uint32_t count)
+{
+    uint32_t done = atomic_load_explicit(&a->done, memory_order_relaxed);
+    return count > done ? count - done : 0;
+}
+
 /* rt.c */
 ca__sched *ca__current_sched(void);
 void ca__schedule(ca_actor *a); /* caller holds a reference; adds one for the run queue */
@@ -211,6 +221,18 @@ int ca__deliver(ca_actor *a, ca_msg *m);
 int ca__route(ca_rt *rt, ca_msg *m, ca_pid to);
 /* Encode a formatted term with version byte into a thread-local buffer. */
 int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len);
+
+/* term.c: 0 if buf[0..len) is exactly one well-formed term (a leading
+ * version byte is skipped), checked without recursion and never reading
+ * past len; else CA_EBADTERM. Use it on anything not built here. */
+int ca__term_check(const char *buf, size_t len);
+/* A complete ETF buffer: version byte, then exactly one term. */
+static inline int ca__etf_check(const void *etf, size_t len)
+{
+    if (!etf || len < 2 || *(const unsigned char *)etf != 131)
+        return CA_EBADTERM;
+    return ca__term_check(etf, len);
+}
 
 /* registry.c */
 int ca__registry_new(ca__registry **r);

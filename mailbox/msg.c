@@ -56,7 +56,8 @@ int ca__deliver(ca_actor *a, ca_msg *m)
     if (atomic_load_explicit(&a->dead, memory_order_acquire))
         return undelivered(m, CA_ESRCH);
     uint32_t n = atomic_fetch_add_explicit(&a->count, 1, memory_order_acq_rel);
-    if (a->cap && n >= a->cap && m->kind < CA__SIG_INIT && a->overflow != CA_OVERFLOW_DROP_OLDEST) {
+    if (a->cap && m->kind < CA__SIG_INIT && a->overflow != CA_OVERFLOW_DROP_OLDEST &&
+        ca__queued(a, n) >= a->cap) {
         /* Undoing the count can only cause a spurious empty turn, never a
          * lost one: the count was above zero before us. */
         atomic_fetch_sub_explicit(&a->count, 1, memory_order_acq_rel);
@@ -120,13 +121,9 @@ int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len)
 
 static int check_etf(const void *etf, size_t len)
 {
-    const char *b = etf;
-    int idx = 1;
-    if (!etf || len < 2 || (unsigned char)b[0] != 131 || len > INT32_MAX)
-        return CA_EBADTERM;
-    if (ei_skip_term(b, &idx) || (size_t)idx != len)
-        return CA_EBADTERM;
-    return 0;
+    if (len > INT32_MAX) /* ei indexes with int */
+        return CA_ETOOBIG;
+    return ca__etf_check(etf, len);
 }
 
 /* ---- public sending ---- */

@@ -51,11 +51,10 @@ static void timer_fired(uv_timer_t *h)
 int ca_send_after(ca_actor *self, uint64_t ms, ca_pid to, const void *etf, size_t len,
                   ca_timer *out)
 {
-    const char *b = etf;
-    int idx = 1;
-    if (!self || !etf || len < 2 || (unsigned char)b[0] != 131 || ei_skip_term(b, &idx) ||
-        (size_t)idx != len)
-        return !self ? CA_EINVAL : CA_EBADTERM;
+    if (!self)
+        return CA_EINVAL;
+    if (ca__etf_check(etf, len))
+        return CA_EBADTERM;
     ca__actor_ext *x = self->ext ? self->ext : (self->ext = calloc(1, sizeof *self->ext));
     ca__timer *t = malloc(sizeof *t + len);
     if (!x || !t) {

@@ -1,0 +1,853 @@
+/*
+ * The actor runtime: spawning, sending, ordering, names, links, monitors,
+ * exits, timers, overflow policies, background work, shutdown.
+ */
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "cactor.h"
+#include "probe.h"
+
+#define WAIT_MS 5000
+
+static probe P;
+static ca_rt *RT;
+
+static ca_rt *rt_start(unsigned threads)
+{
+    ca_rt_opts o;
+    ca_rt_opts_init(&o);
+    o.threads = threads;
+    ca_rt *rt = NULL;
+    CU_ASSERT_FATAL(ca_rt_new(&o, &rt) == 0);
+    return rt;
+}
+
+static void term_text(const char *buf, size_t len, char *out, size_t cap)
+{
+    if (ca_term_print(buf, len, out, cap) < 0)
+        snprintf(out, cap, "<bad>");
+}
+
+/* ---- a scriptable test actor ---- */
+
+typedef struct tactor {
+    const char *tag;
+    ca_ref mon;
+    int init_rc;
+    pthread_mutex_t *gate; /* if set, the first message blocks on it */
+    atomic_int *freed;
+} tactor;
+
+static int t_init(ca_actor *self, void *arg, void **state)
+{
+    tactor *t = arg;
+    (void)self;
+    *state = t;
+    if (t->init_rc)
+        probe_say(&P, "%s: init failing", t->tag);
+    return t->init_rc;
+}
+
+static int t_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    tactor *t = state;
+    ca_pid p;
+    const char *r;
+    size_t rlen;
+    long n;
+    char txt[256];
+
+    if (t->gate) {
+        pthread_mutex_lock(t->gate);
+        pthread_mutex_unlock(t->gate);
+        t->gate = NULL;
+    }
+    if (ca_msg_type(m) == CA_MSG_PTR) {
+        uint64_t tag;
+        long *v = ca_msg_ptr(m, &tag);
+        probe_say(&P, "%s: ptr %llu %ld", t->tag, (unsigned long long)tag, v ? *v : -1);
+        return 0;
+    }
+    if (ca_match(m, "{'EXIT', _, ~t}", &r, &rlen) == 0) {
+        term_text(r, rlen, txt, sizeof txt);
+        probe_say(&P, "%s: EXIT %s", t->tag, txt);
+        return 0;
+    }
+    if (ca_match(m, "{'DOWN', ~r, process, ~p, ~t}", NULL, &p, &r, &rlen) == 0) {
+        term_text(r, rlen, txt, sizeof txt);
+        probe_say(&P, "%s: DOWN %s", t->tag, txt);
+        return 0;
+    }
+    if (ca_match(m, "{link, ~p}", &p) == 0) {
+        probe_say(&P, "%s: link %s", t->tag, ca_errname(ca_link(self, p)));
+        return 0;
+    }
+    if (ca_match(m, "{unlink, ~p}", &p) == 0) {
+        probe_say(&P, "%s: unlink %s", t->tag, ca_errname(ca_unlink(self, p)));
+        return 0;
+    }
+    if (ca_match(m, "{monitor, ~p}", &p) == 0) {
+        probe_say(&P, "%s: monitor %s", t->tag, ca_errname(ca_monitor(self, p, &t->mon)));
+        return 0;
+    }
+    if (ca_match(m, "demonitor") == 0) {
+        probe_say(&P, "%s: demonitor %s", t->tag, ca_errname(ca_demonitor(self, &t->mon)));
+        return 0;
+    }
+    if (ca_match(m, "{trap, ~i}", &n) == 0) {
+        ca_trap_exit(self, (int)n);
+        probe_say(&P, "%s: trap %ld", t->tag, n);
+        return 0;
+    }
+    if (ca_match(m, "{exit, ~t}", &r, &rlen) == 0)
+        return ca_exit(self, "~t", r, rlen);
+    if (ca_match(m, "{kill, ~p, ~t}", &p, &r, &rlen) == 0) {
+        char copy[64];
+        memcpy(copy, r, rlen);
+        return ca_kill(ca_actor_rt(self), ca_self(self), p, "~t", copy, rlen);
+    }
+    if (ca_match(m, "fail") == 0)
+        return CA_EINVAL;
+    term_text(ca_msg_data(m, NULL), ca_msg_data(m, &rlen) ? rlen : 0, txt, sizeof txt);
+    probe_say(&P, "%s: got %s", t->tag, txt);
+    return 0;
+}
+
+static void t_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    tactor *t = state;
+    char txt[256];
+    (void)self;
+    term_text(reason, len, txt, sizeof txt);
+    probe_say(&P, "%s: terminate %s", t->tag, txt);
+    if (t->freed)
+        atomic_fetch_add(t->freed, 1);
+}
+
+static const ca_behaviour T = {"tactor", t_init, t_handle, t_terminate};
+
+static ca_pid spawn_t(tactor *t, unsigned flags)
+{
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.flags = flags;
+    ca_pid pid;
+    CU_ASSERT_FATAL(ca_spawn(RT, &T, t, &o, &pid) == 0);
+    return pid;
+}
+
+static int setup(void)
+{
+    probe_init(&P);
+    return 0;
+}
+
+static int teardown(void)
+{
+    probe_free(&P);
+    return 0;
+}
+
+static void before(void)
+{
+    probe_reset(&P);
+    RT = rt_start(2);
+}
+
+static void after(void)
+{
+    ca_rt_free(RT);
+    RT = NULL;
+}
+
+/* ---- tests ---- */
+
+static void test_spawn_bad_input(void)
+{
+    before();
+    ca_behaviour nohandle = {"x", NULL, NULL, NULL};
+    ca_spawn_opts o;
+    ca_pid pid;
+    CU_ASSERT_EQUAL(ca_spawn(RT, NULL, NULL, NULL, &pid), CA_EINVAL);
+    CU_ASSERT_EQUAL(ca_spawn(RT, &nohandle, NULL, NULL, &pid), CA_EINVAL);
+    ca_spawn_opts_init(&o);
+    o.name = "";
+    CU_ASSERT_EQUAL(ca_spawn(RT, &T, NULL, &o, &pid), CA_EBADNAME);
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    o.name = longname;
+    CU_ASSERT_EQUAL(ca_spawn(RT, &T, NULL, &o, &pid), CA_EBADNAME);
+    o.name = "bad\xff";
+    CU_ASSERT_EQUAL(ca_spawn(RT, &T, NULL, &o, &pid), CA_EBADNAME);
+    ca_rt_stats st;
+    ca_rt_stats_get(RT, &st);
+    CU_ASSERT_EQUAL(st.actors_spawned, 0);
+    after();
+}
+
+static void test_send_and_reply_path(void)
+{
+    before();
+    tactor a = {.tag = "a"};
+    ca_pid pa = spawn_t(&a, 0);
+    CU_ASSERT_EQUAL(ca_rt_sendf(RT, CA_PID_NONE, pa, "{hello, ~i, ~a}", 42L, "world"), 0);
+    CU_ASSERT(probe_wait(&P, "a: got {hello,42,world}", WAIT_MS));
+    /* A payload that is not a term is refused, not delivered. */
+    CU_ASSERT_EQUAL(ca_rt_send(RT, CA_PID_NONE, pa, "\x83\x61", 2), CA_EBADTERM);
+    CU_ASSERT_EQUAL(ca_rt_send(RT, CA_PID_NONE, pa, "junk", 4), CA_EBADTERM);
+    CU_ASSERT_EQUAL(ca_rt_send(RT, CA_PID_NONE, CA_PID_NONE, "\x83\x61\x01", 3), CA_EINVAL);
+    ca_actor_stats st;
+    CU_ASSERT_EQUAL(ca_actor_stats_get(RT, pa, &st), 0);
+    CU_ASSERT_EQUAL(st.handled, 1);
+    after();
+}
+
+static void test_send_to_dead(void)
+{
+    before();
+    tactor a = {.tag = "a"};
+    ca_pid pa = spawn_t(&a, 0);
+    CU_ASSERT_EQUAL(ca_rt_sendf(RT, CA_PID_NONE, pa, "{exit, normal}"), 0);
+    CU_ASSERT(probe_wait(&P, "a: terminate normal", WAIT_MS));
+    /* The actor is torn down right after terminate; allow it a moment. */
+    for (int i = 0; i < 500 && ca_is_alive(RT, pa); i++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(ca_is_alive(RT, pa), 0);
+    CU_ASSERT_EQUAL(ca_rt_sendf(RT, CA_PID_NONE, pa, "hello"), CA_ESRCH);
+    long v = 5;
+    CU_ASSERT_EQUAL(ca_rt_send_ptr(RT, CA_PID_NONE, pa, 1, &v, NULL), CA_ESRCH);
+    /* A pid of another node without distribution: not connected. */
+    ca_pid remote = pa;
+    CU_ASSERT_EQUAL(ca_node_intern("other@host", &remote.node), 0);
+    CU_ASSERT_EQUAL(ca_rt_sendf(RT, CA_PID_NONE, remote, "hello"), CA_ENOTCONN);
+    /* Same node, other incarnation: a stale pid. */
+    ca_pid stale = pa;
+    stale.creation ^= 1;
+    CU_ASSERT_EQUAL(ca_rt_sendf(RT, CA_PID_NONE, stale, "hello"), CA_ENOTCONN);
+    after();
+}
+
+/* Ordering: several senders, each numbering its messages. */
+typedef struct order_state {
+    long next[8];
+    long errors;
+    long total;
+    long expect;
+} order_state;
+
+static int order_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    order_state *o = state;
+    long who, seq;
+    (void)self;
+    if (ca_match(m, "{~i, ~i}", &who, &seq) != 0 || who < 0 || who >= 8) {
+        o->errors++;
+        return 0;
+    }
+    if (seq != o->next[who])
+        o->errors++;
+    o->next[who] = seq + 1;
+    if (++o->total == o->expect)
+        probe_say(&P, "order: done errors=%ld", o->errors);
+    return 0;
+}
+
+static const ca_behaviour ORDER = {"order", NULL, order_handle, NULL};
+
+typedef struct sender_arg {
+    ca_pid to;
+    long who, n, sent;
+} sender_arg;
+
+static void *sender_thread(void *arg)
+{
+    sender_arg *s = arg;
+    for (long i = 0; i < s->n; i++)
+        while (ca_rt_sendf(RT, CA_PID_NONE, s->to, "{~i, ~i}", s->who, i) != 0)
+            ;
+    return NULL;
+}
+
+static int burst_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    sender_arg *s = state;
+    (void)m;
+    /* Spread over turns: each message sends a slice, so senders interleave. */
+    for (int k = 0; k < 100 && s->sent < s->n; k++, s->sent++)
+        ca_sendf(self, s->to, "{~i, ~i}", s->who, s->sent);
+    if (s->sent < s->n)
+        ca_sendf(self, ca_self(self), "more");
+    return 0;
+}
+
+static const ca_behaviour BURST = {"burst", NULL, burst_handle, NULL};
+
+static void test_order_per_sender(void)
+{
+    before();
+    order_state os = {.expect = 4 * 20000 + 4 * 1000};
+    ca_pid rx;
+    CU_ASSERT_FATAL(ca_spawn(RT, &ORDER, &os, NULL, &rx) == 0);
+    pthread_t th[4];
+    sender_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (sender_arg){rx, i, 20000, 0};
+        pthread_create(&th[i], NULL, sender_thread, &args[i]);
+    }
+    /* Actors on both schedulers send too. */
+    sender_arg aargs[4];
+    for (int i = 0; i < 4; i++) {
+        aargs[i] = (sender_arg){rx, 4 + i, 1000, 0};
+        ca_pid p;
+        CU_ASSERT_FATAL(ca_spawn(RT, &BURST, &aargs[i], NULL, &p) == 0);
+        ca_rt_sendf(RT, CA_PID_NONE, p, "go");
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    CU_ASSERT(probe_wait(&P, "order: done errors=0", 20000));
+    after();
+}
+
+static void test_names(void)
+{
+    before();
+    tactor a = {.tag = "a"}, b = {.tag = "b"};
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "alpha";
+    ca_pid pa, pb, w;
+    CU_ASSERT_FATAL(ca_spawn(RT, &T, &a, &o, &pa) == 0);
+    CU_ASSERT_EQUAL(ca_whereis(RT, "alpha", &w), 0);
+    CU_ASSERT(ca_pid_eq(w, pa));
+    /* Taken name, bad names, unknown names. */
+    CU_ASSERT_EQUAL(ca_spawn(RT, &T, &b, &o, &pb), CA_EEXIST);
+    pb = spawn_t(&b, 0);
+    CU_ASSERT_EQUAL(ca_register(RT, "alpha", pb), CA_EEXIST);
+    CU_ASSERT_EQUAL(ca_register(RT, "alpha2", pa), CA_EEXIST); /* one name per actor */
+    CU_ASSERT_EQUAL(ca_register(RT, "", pb), CA_EBADNAME);
+    CU_ASSERT_EQUAL(ca_register(RT, NULL, pb), CA_EBADNAME);
+    CU_ASSERT_EQUAL(ca_whereis(RT, "nobody", &w), CA_ENOENT);
+    CU_ASSERT_EQUAL(ca_unregister(RT, "nobody"), CA_ENOENT);
+    CU_ASSERT_EQUAL(ca_rt_send_name(RT, CA_PID_NONE, "nobody", "\x83\x61\x01", 3), CA_ENOENT);
+    /* Send by name. */
+    CU_ASSERT_EQUAL(ca_rt_send_name(RT, CA_PID_NONE, "alpha", "\x83\x61\x07", 3), 0);
+    CU_ASSERT(probe_wait(&P, "a: got 7", WAIT_MS));
+    /* Unregister, re-register elsewhere. */
+    CU_ASSERT_EQUAL(ca_unregister(RT, "alpha"), 0);
+    CU_ASSERT_EQUAL(ca_whereis(RT, "alpha", &w), CA_ENOENT);
+    CU_ASSERT_EQUAL(ca_register(RT, "alpha", pb), 0);
+    CU_ASSERT_EQUAL(ca_whereis(RT, "alpha", &w), 0);
+    CU_ASSERT(ca_pid_eq(w, pb));
+    /* The name is freed when its actor exits. */
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "fail");
+    CU_ASSERT(probe_wait(&P, "b: terminate {error,einval}", WAIT_MS));
+    int gone = 0;
+    for (int i = 0; i < 500 && !gone; i++) {
+        gone = ca_whereis(RT, "alpha", &w) == CA_ENOENT;
+        if (!gone)
+            usleep(1000);
+    }
+    CU_ASSERT(gone);
+    CU_ASSERT_EQUAL(ca_register(RT, "alpha", pa), 0);
+    /* Registering a dead actor fails. */
+    CU_ASSERT_EQUAL(ca_register(RT, "beta", pb), CA_ESRCH);
+    after();
+}
+
+static void test_link_crash_kills_partner(void)
+{
+    before();
+    tactor a = {.tag = "a"}, b = {.tag = "b"};
+    ca_pid pa = spawn_t(&a, 0), pb = spawn_t(&b, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "{link, ~p}", pb);
+    CU_ASSERT(probe_wait(&P, "a: link ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "{exit, boom}");
+    CU_ASSERT(probe_wait(&P, "b: terminate boom", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "a: terminate boom", WAIT_MS));
+    after();
+}
+
+static void test_link_trap_exit(void)
+{
+    before();
+    tactor a = {.tag = "a"}, b = {.tag = "b"};
+    ca_pid pa = spawn_t(&a, CA_SPAWN_TRAP_EXIT), pb = spawn_t(&b, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "{link, ~p}", pa);
+    CU_ASSERT(probe_wait(&P, "b: link ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "fail");
+    CU_ASSERT(probe_wait(&P, "a: EXIT {error,einval}", WAIT_MS));
+    /* a lives on. */
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "still_here");
+    CU_ASSERT(probe_wait(&P, "a: got still_here", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "a: terminate {error,einval}"), 0);
+    after();
+}
+
+static void test_link_normal_exit_ignored(void)
+{
+    before();
+    tactor a = {.tag = "a"}, b = {.tag = "b"};
+    ca_pid pa = spawn_t(&a, 0), pb = spawn_t(&b, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "{link, ~p}", pb);
+    CU_ASSERT(probe_wait(&P, "a: link ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "{exit, normal}");
+    CU_ASSERT(probe_wait(&P, "b: terminate normal", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "ping");
+    CU_ASSERT(probe_wait(&P, "a: got ping", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "a: terminate normal"), 0);
+    after();
+}
+
+static void test_link_to_dead_and_unlink(void)
+{
+    before();
+    tactor a = {.tag = "a"}, b = {.tag = "b"}, c = {.tag = "c"};
+    ca_pid pa = spawn_t(&a, 0), pb = spawn_t(&b, 0), pc = spawn_t(&c, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "{exit, normal}");
+    CU_ASSERT(probe_wait(&P, "b: terminate normal", WAIT_MS));
+    for (int i = 0; i < 500 && ca_is_alive(RT, pb); i++)
+        usleep(1000);
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "{link, ~p}", pb);
+    CU_ASSERT(probe_wait(&P, "a: link esrch", WAIT_MS));
+    /* Unlink: the partner's exit no longer reaches us. */
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "{link, ~p}", pc);
+    CU_ASSERT(probe_wait(&P, "a: link ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "{unlink, ~p}", pc);
+    CU_ASSERT(probe_wait(&P, "a: unlink ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pc, "{exit, boom}");
+    CU_ASSERT(probe_wait(&P, "c: terminate boom", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "ping");
+    CU_ASSERT(probe_wait(&P, "a: got ping", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "a: terminate boom"), 0);
+    after();
+}
+
+static void test_kill_signals(void)
+{
+    before();
+    tactor a = {.tag = "a"}, b = {.tag = "b"}, c = {.tag = "c"};
+    ca_pid pa = spawn_t(&a, CA_SPAWN_TRAP_EXIT), pb = spawn_t(&b, CA_SPAWN_TRAP_EXIT);
+    ca_pid pc = spawn_t(&c, 0);
+    /* Trapping: a custom reason arrives as a message. */
+    CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, pa, "{shutdown, tired}"), 0);
+    CU_ASSERT(probe_wait(&P, "a: EXIT {shutdown,tired}", WAIT_MS));
+    /* kill cannot be trapped and becomes killed. */
+    CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, pa, "kill"), 0);
+    CU_ASSERT(probe_wait(&P, "a: terminate killed", WAIT_MS));
+    /* normal is ignored by a non-trapping actor. */
+    CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, pc, "normal"), 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pc, "ping");
+    CU_ASSERT(probe_wait(&P, "c: got ping", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "c: terminate normal"), 0);
+    /* Anything else kills a non-trapping actor; links see `killed`. */
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "{link, ~p}", pc);
+    CU_ASSERT(probe_wait(&P, "b: link ok", WAIT_MS));
+    CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, pc, "kill"), 0);
+    CU_ASSERT(probe_wait(&P, "c: terminate killed", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "b: EXIT killed", WAIT_MS));
+    CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, pc, "kill"), CA_ESRCH);
+    CU_ASSERT_EQUAL(ca_kill_term(RT, CA_PID_NONE, pb, "zz", 2), CA_EBADTERM);
+    after();
+}
+
+static void test_monitors(void)
+{
+    before();
+    tactor w = {.tag = "w"}, a = {.tag = "a"}, b = {.tag = "b"};
+    ca_pid pw = spawn_t(&w, 0), pa = spawn_t(&a, 0), pb = spawn_t(&b, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor, ~p}", pa);
+    CU_ASSERT(probe_wait(&P, "w: monitor ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "{exit, {shutdown, done}}");
+    CU_ASSERT(probe_wait(&P, "w: DOWN {shutdown,done}", WAIT_MS));
+    /* Demonitor: no DOWN. */
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor, ~p}", pb);
+    CU_ASSERT(probe_wait_n(&P, "w: monitor ok", 2, WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "demonitor");
+    CU_ASSERT(probe_wait(&P, "w: demonitor ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "fail");
+    CU_ASSERT(probe_wait(&P, "b: terminate {error,einval}", WAIT_MS));
+    /* Monitoring a dead actor: DOWN noproc. */
+    for (int i = 0; i < 500 && ca_is_alive(RT, pb); i++)
+        usleep(1000);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor, ~p}", pb);
+    CU_ASSERT(probe_wait(&P, "w: DOWN noproc", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "w: DOWN {error,einval}"), 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "demonitor");
+    CU_ASSERT(probe_wait(&P, "w: demonitor enoent", WAIT_MS));
+    after();
+}
+
+static void test_init_failure(void)
+{
+    before();
+    tactor w = {.tag = "w"}, a = {.tag = "a", .init_rc = CA_EINVAL};
+    ca_pid pw = spawn_t(&w, CA_SPAWN_TRAP_EXIT);
+    ca_pid pa = spawn_t(&a, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor, ~p}", pa);
+    CU_ASSERT(probe_wait(&P, "a: terminate {init_failed,einval}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "w: DOWN {init_failed,einval}", WAIT_MS) ||
+              probe_wait(&P, "w: DOWN noproc", 10));
+    after();
+}
+
+/* Spawn from a handler, linked, with the child crashing. */
+static int parent_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    tactor *child = state;
+    ca_spawn_opts o;
+    ca_pid pid;
+    if (ca_match(m, "spawn") == 0) {
+        ca_spawn_opts_init(&o);
+        o.flags = CA_SPAWN_LINK;
+        int rc = ca_spawn_child(self, &T, child, &o, &pid);
+        probe_say(&P, "parent: spawn %s same_sched=%d", ca_errname(rc),
+                  rc == 0 && ca_actor_sched(self) == ca_actor_sched(self));
+        if (rc == 0)
+            ca_sendf(self, pid, "fail");
+        return 0;
+    }
+    if (ca_match(m, "{'EXIT', _, ~t}", NULL, NULL) == 0) {
+        probe_say(&P, "parent: child exit");
+        return 0;
+    }
+    return 0;
+}
+
+static void parent_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    char txt[128];
+    (void)self;
+    (void)state;
+    term_text(reason, len, txt, sizeof txt);
+    probe_say(&P, "parent: terminate %s", txt);
+}
+
+static const ca_behaviour PARENT = {"parent", NULL, parent_handle, parent_terminate};
+
+static void test_spawn_child_link(void)
+{
+    before();
+    tactor child = {.tag = "child"};
+    ca_pid pp;
+    CU_ASSERT_FATAL(ca_spawn(RT, &PARENT, &child, NULL, &pp) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pp, "spawn");
+    CU_ASSERT(probe_wait(&P, "parent: spawn ok same_sched=1", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "child: terminate {error,einval}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "parent: terminate {error,einval}", WAIT_MS));
+    after();
+}
+
+/* Timers. */
+static int timer_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    ca_timer *t = state;
+    long n;
+    if (ca_match(m, "{after, ~i}", &n) == 0) {
+        int rc = ca_sendf_after(self, (uint64_t)n, ca_self(self), t, "{tick, ~i}", n);
+        probe_say(&P, "timer: set %ld %s", n, ca_errname(rc));
+    } else if (ca_match(m, "cancel") == 0) {
+        probe_say(&P, "timer: cancel %s", ca_errname(ca_cancel_timer(self, *t)));
+    } else if (ca_match(m, "{tick, ~i}", &n) == 0) {
+        probe_say(&P, "timer: tick %ld", n);
+    } else if (ca_match(m, "{forever, ~i}", &n) == 0) {
+        ca_timer unused;
+        ca_sendf_after(self, (uint64_t)n, ca_self(self), &unused, "never");
+    }
+    return 0;
+}
+
+static const ca_behaviour TIMER = {"timer", NULL, timer_handle, NULL};
+
+static void test_timers(void)
+{
+    before();
+    ca_timer t = 0;
+    ca_pid p;
+    CU_ASSERT_FATAL(ca_spawn(RT, &TIMER, &t, NULL, &p) == 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{after, 50}");
+    CU_ASSERT(probe_wait(&P, "timer: tick 50", WAIT_MS));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    CU_ASSERT(ms >= 49);
+    /* Cancel after firing: enoent. */
+    ca_rt_sendf(RT, CA_PID_NONE, p, "cancel");
+    CU_ASSERT(probe_wait(&P, "timer: cancel enoent", WAIT_MS));
+    /* Cancel before firing: ok, and no tick. */
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{after, 200}");
+    ca_rt_sendf(RT, CA_PID_NONE, p, "cancel");
+    CU_ASSERT(probe_wait(&P, "timer: cancel ok", WAIT_MS));
+    usleep(300000);
+    CU_ASSERT_EQUAL(probe_count(&P, "timer: tick 200"), 0);
+    /* A pending timer of an exiting actor is cancelled (no leak, no send). */
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{forever, 100000}");
+    CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, p, "kill"), 0);
+    after();
+}
+
+/* Overflow policies: a gate holds the actor in its first message while the
+ * test fills the mailbox. */
+static void overflow_case(ca_overflow policy, int *accepted, int *refused, ca_pid *pid,
+                          pthread_mutex_t *gate, tactor *t)
+{
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.mailbox_cap = 8;
+    o.overflow = policy;
+    pthread_mutex_lock(gate);
+    t->gate = gate;
+    CU_ASSERT_FATAL(ca_spawn(RT, &T, t, &o, pid) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, *pid, "{first}");
+    /* Wait until the actor is inside the first message (count stays 1). */
+    usleep(50000);
+    *accepted = *refused = 0;
+    for (long i = 0; i < 20; i++) {
+        int rc = ca_rt_sendf(RT, CA_PID_NONE, *pid, "{n, ~i}", i);
+        if (rc == 0)
+            (*accepted)++;
+        else if (rc == CA_EAGAIN)
+            (*refused)++;
+    }
+}
+
+static void test_overflow_refuse(void)
+{
+    before();
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    tactor t = {.tag = "r"};
+    int acc, ref;
+    ca_pid pid;
+    overflow_case(CA_OVERFLOW_REFUSE, &acc, &ref, &pid, &gate, &t);
+    CU_ASSERT_EQUAL(acc, 7); /* cap 8, one taken by the message in hand */
+    CU_ASSERT_EQUAL(ref, 13);
+    ca_actor_stats st;
+    CU_ASSERT_EQUAL(ca_actor_stats_get(RT, pid, &st), 0);
+    CU_ASSERT_EQUAL(st.overflows, 13);
+    CU_ASSERT_EQUAL(st.queue_len, 8);
+    pthread_mutex_unlock(&gate);
+    CU_ASSERT(probe_wait(&P, "r: got {n,6}", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "r: got {n,7}"), 0);
+    after();
+}
+
+static void test_overflow_drop_oldest(void)
+{
+    before();
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    tactor t = {.tag = "d"};
+    int acc, ref;
+    ca_pid pid;
+    overflow_case(CA_OVERFLOW_DROP_OLDEST, &acc, &ref, &pid, &gate, &t);
+    CU_ASSERT_EQUAL(acc, 20);
+    CU_ASSERT_EQUAL(ref, 0);
+    pthread_mutex_unlock(&gate);
+    CU_ASSERT(probe_wait(&P, "d: got {n,19}", WAIT_MS));
+    /* The newest cap messages survive: each popped message is dropped
+     * while cap or more wait behind it. */
+    CU_ASSERT_EQUAL(probe_count(&P, "d: got {n,11}"), 0);
+    CU_ASSERT_EQUAL(probe_count(&P, "d: got {n,12}"), 1);
+    ca_actor_stats st;
+    CU_ASSERT_EQUAL(ca_actor_stats_get(RT, pid, &st), 0);
+    CU_ASSERT_EQUAL(st.overflows, 12);
+    ca_rt_stats rs;
+    ca_rt_stats_get(RT, &rs);
+    CU_ASSERT_EQUAL(rs.overflows, 12);
+    after();
+}
+
+static void test_overflow_exit(void)
+{
+    before();
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    tactor w = {.tag = "w"}, t = {.tag = "x"};
+    ca_pid pw = spawn_t(&w, 0);
+    int acc, ref;
+    ca_pid pid;
+    overflow_case(CA_OVERFLOW_EXIT, &acc, &ref, &pid, &gate, &t);
+    CU_ASSERT_EQUAL(acc, 7);
+    CU_ASSERT_EQUAL(ref, 13);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor, ~p}", pid);
+    CU_ASSERT(probe_wait(&P, "w: monitor ok", WAIT_MS));
+    pthread_mutex_unlock(&gate);
+    CU_ASSERT(probe_wait(&P, "x: terminate mailbox_overflow", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "w: DOWN mailbox_overflow", WAIT_MS));
+    after();
+}
+
+/* Background work. */
+static void *square(void *arg)
+{
+    long *v = malloc(sizeof *v);
+    *v = (long)(intptr_t)arg * (long)(intptr_t)arg;
+    return v;
+}
+
+static int work_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    (void)state;
+    long n;
+    if (ca_match(m, "{square, ~i}", &n) == 0) {
+        probe_say(&P, "work: queued %s",
+                  ca_errname(ca_queue_work(self, 77, square, (void *)(intptr_t)n, free)));
+        return 0;
+    }
+    uint64_t tag;
+    long *v = ca_msg_ptr(m, &tag);
+    if (v)
+        probe_say(&P, "work: result tag=%llu %ld", (unsigned long long)tag, *v);
+    return 0;
+}
+
+static const ca_behaviour WORK = {"work", NULL, work_handle, NULL};
+
+static void test_queue_work(void)
+{
+    before();
+    ca_pid p;
+    CU_ASSERT_FATAL(ca_spawn(RT, &WORK, NULL, NULL, &p) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{square, 12}");
+    CU_ASSERT(probe_wait(&P, "work: queued ok", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "work: result tag=77 144", WAIT_MS));
+    after();
+}
+
+/* Pointer messages: delivered without copy; the destructor runs when the
+ * receiver does not take the pointer, and not when the send fails. */
+static atomic_int dtor_calls;
+static void count_dtor(void *p)
+{
+    (void)p;
+    atomic_fetch_add(&dtor_calls, 1);
+}
+
+static void test_ptr_messages(void)
+{
+    before();
+    tactor a = {.tag = "a"};
+    ca_pid pa = spawn_t(&a, 0);
+    static long v = 99;
+    atomic_store(&dtor_calls, 0);
+    CU_ASSERT_EQUAL(ca_rt_send_ptr(RT, CA_PID_NONE, pa, 5, &v, count_dtor), 0);
+    CU_ASSERT(probe_wait(&P, "a: ptr 5 99", WAIT_MS));
+    for (int i = 0; i < 500 && atomic_load(&dtor_calls) == 0; i++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(atomic_load(&dtor_calls), 1);
+    ca_pid remote = pa;
+    ca_node_intern("elsewhere@host", &remote.node);
+    CU_ASSERT_EQUAL(ca_rt_send_ptr(RT, CA_PID_NONE, remote, 5, &v, count_dtor), CA_ENOTSUP);
+    CU_ASSERT_EQUAL(atomic_load(&dtor_calls), 1);
+    after();
+}
+
+/* Shutdown with actors holding queued messages and pointer payloads. */
+static void test_shutdown_frees_everything(void)
+{
+    before();
+    atomic_int freed = 0;
+    tactor ts[50];
+    atomic_store(&dtor_calls, 0);
+    static long v = 1;
+    for (int i = 0; i < 50; i++) {
+        ts[i] = (tactor){.tag = "s", .freed = &freed};
+        ca_pid p = spawn_t(&ts[i], 0);
+        for (int k = 0; k < 20; k++)
+            ca_rt_sendf(RT, CA_PID_NONE, p, "{junk, ~i}", (long)k);
+        ca_rt_send_ptr(RT, CA_PID_NONE, p, 1, &v, count_dtor);
+    }
+    ca_rt_free(RT);
+    RT = NULL;
+    CU_ASSERT_EQUAL(atomic_load(&freed), 50);
+    CU_ASSERT_EQUAL(atomic_load(&dtor_calls), 50);
+}
+
+/* Many actors spawned and stopped; the table reuses slots with new serials. */
+static void test_spawn_exit_churn(void)
+{
+    before();
+    atomic_int freed = 0;
+    enum { N = 20000 };
+    tactor *ts = calloc(N, sizeof *ts);
+    ca_pid *pids = calloc(N, sizeof *pids);
+    for (int i = 0; i < N; i++) {
+        ts[i] = (tactor){.tag = "c", .freed = &freed};
+        pids[i] = spawn_t(&ts[i], 0);
+        CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, pids[i], "kill"), 0);
+    }
+    for (int i = 0; i < 5000 && atomic_load(&freed) < N; i++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(atomic_load(&freed), N);
+    for (int i = 0; i < 500; i++) {
+        ca_rt_stats st;
+        ca_rt_stats_get(RT, &st);
+        if (st.actors_alive == 0)
+            break;
+        usleep(1000);
+    }
+    ca_rt_stats st;
+    ca_rt_stats_get(RT, &st);
+    CU_ASSERT_EQUAL(st.actors_alive, 0);
+    CU_ASSERT_EQUAL(st.actors_spawned, N);
+    /* A new actor may reuse an old slot, but never an old pid. */
+    tactor fresh = {.tag = "fresh"};
+    ca_pid pf = spawn_t(&fresh, 0);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_FALSE(ca_pid_eq(pf, pids[i]));
+    CU_ASSERT_EQUAL(ca_rt_sendf(RT, CA_PID_NONE, pids[0], "x"), CA_ESRCH);
+    free(ts);
+    free(pids);
+    after();
+}
+
+static void test_rt_wait_and_shutdown(void)
+{
+    before();
+    CU_ASSERT_EQUAL(ca_rt_wait(RT, 20), CA_ETIMEDOUT);
+    ca_rt_shutdown(RT, 7);
+    CU_ASSERT_EQUAL(ca_rt_wait(RT, -1), 7);
+    CU_ASSERT_EQUAL(ca_rt_threads(RT), 2);
+    after();
+}
+
+static void test_errors(void)
+{
+    CU_ASSERT_STRING_EQUAL(ca_errname(CA_ESRCH), "esrch");
+    CU_ASSERT_STRING_EQUAL(ca_strerror(CA_ESRCH), "no such actor");
+    CU_ASSERT_STRING_EQUAL(ca_strerror(12345), "unknown error");
+    CU_ASSERT_STRING_EQUAL(ca_errname(0), "ok");
+}
+
+static void add(void)
+{
+    CU_pSuite s = CU_add_suite("actor", setup, teardown);
+    ADD_TEST(s, test_errors);
+    ADD_TEST(s, test_spawn_bad_input);
+    ADD_TEST(s, test_send_and_reply_path);
+    ADD_TEST(s, test_send_to_dead);
+    ADD_TEST(s, test_order_per_sender);
+    ADD_TEST(s, test_names);
+    ADD_TEST(s, test_link_crash_kills_partner);
+    ADD_TEST(s, test_link_trap_exit);
+    ADD_TEST(s, test_link_normal_exit_ignored);
+    ADD_TEST(s, test_link_to_dead_and_unlink);
+    ADD_TEST(s, test_kill_signals);
+    ADD_TEST(s, test_monitors);
+    ADD_TEST(s, test_init_failure);
+    ADD_TEST(s, test_spawn_child_link);
+    ADD_TEST(s, test_timers);
+    ADD_TEST(s, test_overflow_refuse);
+    ADD_TEST(s, test_overflow_drop_oldest);
+    ADD_TEST(s, test_overflow_exit);
+    ADD_TEST(s, test_queue_work);
+    ADD_TEST(s, test_ptr_messages);
+    ADD_TEST(s, test_shutdown_frees_everything);
+    ADD_TEST(s, test_spawn_exit_churn);
+    ADD_TEST(s, test_rt_wait_and_shutdown);
+}
+
+int main(void)
+{
+    return run_suites(add);
+}
