@@ -21,8 +21,8 @@ FUZZ_TIME ?= 60
 CMAKE_FLAGS ?=
 
 # Every C source and header of the project (not build output).
-C_FILES = $(shell git ls-files --cached --others --exclude-standard -- '*.c' '*.h' 2>/dev/null || \
-	find include mailbox cnode test bench examples -name '*.[ch]')
+C_FILES = $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.c' '*.h' \
+	2>/dev/null || find include mailbox cnode test bench examples -name '*.[ch]'))
 
 .PHONY: all deps build demo test bench check-clang fuzz install clean format format-check
 
