@@ -252,7 +252,11 @@ static int rd_atom(rd *r, char *out)
     const unsigned char *s = r->p + r->pos + hl;
     size_t o = 0;
     if (utf8) {
-        if (n > MAXATOMLEN_UTF8 - 1 || !ca__dist_utf8_valid(s, n))
+        size_t chars = 0;
+        for (size_t k = 0; k < n && k < MAXATOMLEN_UTF8; k++)
+            chars += (s[k] & 0xC0) != 0x80;
+        /* Atoms are at most 255 characters, whatever their bytes. */
+        if (n > MAXATOMLEN_UTF8 - 1 || chars > 255 || !ca__dist_utf8_valid(s, n))
             return CA_EPROTO;
         memcpy(out, s, n);
         o = n;
