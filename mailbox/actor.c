@@ -712,56 +712,56 @@ static bool drop_surplus(ca_actor *a, uint32_t popped)
     return true;
 }
 
-void ca__run_actor(ca_actor *a)
+/* Handle up to a batch; true if the actor exited during this turn. */
+static bool turn(ca_actor *a, uint32_t *popped)
 {
     uint32_t n = 0;
-    if (atomic_load_explicit(&a->dead, memory_order_acquire)) {
-        n = drain_dead(a, true);
-    } else {
-        while (n < a->batch) {
-            if (atomic_load_explicit(&a->overflow_exit, memory_order_relaxed)) {
-                ca__set_reason_fmt(a, "mailbox_overflow");
-                n += do_exit(a, true);
-                break;
-            }
-            ca__mpsc_node *node = ca__mpsc_pop(&a->mbox);
-            if (!node)
-                break; /* empty, or a sender is mid-push: count says which */
-            n++;
-            ca_msg *m = ca__container_of(node, ca_msg, node);
-            if (m->kind < CA__SIG_INIT && drop_surplus(a, n)) {
-                ca__msg_free(m);
-                continue;
-            }
-            dispatch(a, m);
+    bool died = false;
+    while (n < a->batch) {
+        if (atomic_load_explicit(&a->overflow_exit, memory_order_relaxed)) {
+            ca__set_reason_fmt(a, "mailbox_overflow");
+            n += do_exit(a, true);
+            died = true;
+            break;
+        }
+        ca__mpsc_node *node = ca__mpsc_pop(&a->mbox);
+        if (!node)
+            break; /* empty, or a sender is mid-push: count says which */
+        n++;
+        ca_msg *m = ca__container_of(node, ca_msg, node);
+        if (m->kind < CA__SIG_INIT && drop_surplus(a, n)) {
             ca__msg_free(m);
-            atomic_store_explicit(&a->done, n, memory_order_relaxed);
-            if (a->flags & CA__A_EXITING) {
-                n += do_exit(a, true);
-                break;
-            }
+            continue;
+        }
+        dispatch(a, m);
+        ca__msg_free(m);
+        atomic_store_explicit(&a->done, n, memory_order_relaxed);
+        if (a->flags & CA__A_EXITING) {
+            n += do_exit(a, true);
+            died = true;
+            break;
         }
     }
+    *popped = n;
+    return died;
+}
+
+bool ca__run_actor(ca_actor *a)
+{
+    uint32_t n = 0;
+    bool died = false;
+    if (atomic_load_explicit(&a->dead, memory_order_acquire))
+        n = drain_dead(a, true);
+    else
+        died = turn(a, &n);
     uint32_t left = atomic_fetch_sub_explicit(&a->count, n, memory_order_acq_rel) - n;
     atomic_store_explicit(&a->done, 0, memory_order_relaxed);
-    bool exited = (a->flags & CA__A_EXITED) != 0;
-    if (exited) {
-        /* The turn that exits drops the actor's own reference. */
-        a->flags &= (uint8_t)~CA__A_EXITING;
-        ca__actor_unref(a);
-    }
-    if (left > 0) {
-        /* Still runnable: keep the run-queue reference and go to the back. */
-        ca__sched *s = a->sched;
-        atomic_store_explicit(&a->runq.next, NULL, memory_order_relaxed);
-        if (s->rq_tail)
-            atomic_store_explicit(&s->rq_tail->next, &a->runq, memory_order_relaxed);
-        else
-            s->rq_head = &a->runq;
-        s->rq_tail = &a->runq;
-        return;
-    }
+    if (died)
+        ca__actor_unref(a); /* the actor's own reference; the queue's remains */
+    if (left > 0)
+        return true; /* still runnable: keep the run-queue reference */
     ca__actor_unref(a);
+    return false;
 }
 
 /* Shutdown: every actor of `s` exits with `reason`. */
@@ -782,7 +782,6 @@ void ca__exit_all(ca__sched *s, const char *reason, size_t len)
         /* Queued messages stay for the dead actor's next turn, which its
          * run-queue membership (count > 0) guarantees. */
         do_exit(a, false);
-        a->flags &= (uint8_t)~CA__A_EXITING;
         ca__actor_unref(a); /* the actor's own reference */
     }
 }

@@ -206,7 +206,10 @@ void ca__actor_list_remove(ca_actor *a);
 ca_actor *ca__actor_get(ca_rt *rt, ca_pid pid); /* NULL or a referenced actor */
 void ca__actor_ref(ca_actor *a);
 void ca__actor_unref(ca_actor *a);
-void ca__run_actor(ca_actor *a); /* one turn, on the owner thread; consumes the run-queue ref */
+/* One turn on the owner thread. True: the actor stays runnable and the
+ * caller queues it again (with the run-queue reference); false: that
+ * reference was dropped. */
+bool ca__run_actor(ca_actor *a);
 void ca__exit_all(ca__sched *s, const char *reason, size_t len);
 void ca__slots_free(ca_rt *rt);
 

@@ -94,26 +94,52 @@ int ca__route(ca_rt *rt, ca_msg *m, ca_pid to)
 
 /* ---- formatting into a reusable per-thread buffer ---- */
 
-static _Thread_local ei_x_buff tls_x;
-static _Thread_local bool tls_x_ready;
+/* The buffer is reached through a fast thread-local pointer; the key only
+ * exists so that the buffer is freed when its thread ends. */
+static _Thread_local ei_x_buff *tls_x;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_x_free(void *p)
+{
+    ei_x_free(p);
+    free(p);
+}
+
+static void tls_key_make(void)
+{
+    pthread_key_create(&tls_key, tls_x_free);
+}
+
+static ei_x_buff *tls_buffer(void)
+{
+    if (tls_x)
+        return tls_x;
+    pthread_once(&tls_once, tls_key_make);
+    ei_x_buff *x = malloc(sizeof *x);
+    if (!x || ei_x_new(x)) {
+        free(x);
+        return NULL;
+    }
+    pthread_setspecific(tls_key, x);
+    return tls_x = x;
+}
 
 int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len)
 {
+    ei_x_buff *x = tls_buffer();
     if (!fmt)
         return CA_EINVAL;
-    if (!tls_x_ready) {
-        if (ei_x_new(&tls_x))
-            return CA_ENOMEM;
-        tls_x_ready = true;
-    }
-    tls_x.index = 0;
-    if (ei_x_encode_version(&tls_x))
+    if (!x)
         return CA_ENOMEM;
-    int rc = ca_vfmt(&tls_x, fmt, ap);
+    x->index = 0;
+    if (ei_x_encode_version(x))
+        return CA_ENOMEM;
+    int rc = ca_vfmt(x, fmt, ap);
     if (rc)
         return rc;
-    *buf = tls_x.buff;
-    *len = (size_t)tls_x.index;
+    *buf = x->buff;
+    *len = (size_t)x->index;
     return 0;
 }
 

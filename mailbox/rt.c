@@ -101,7 +101,8 @@ static void run_turns(ca__sched *s)
         ca_actor *a = rq_pop(s);
         if (!a)
             break;
-        ca__run_actor(a);
+        if (ca__run_actor(a))
+            rq_append(s, a);
     }
     if (s->rq_head)
         ensure_idle(s);
@@ -197,8 +198,18 @@ static void phase_stop(ca__task *t)
     ca__sched *s = pt->s;
     drain_remote(s);
     ca_actor *a;
-    while ((a = rq_pop(s)) != NULL)
-        ca__run_actor(a);
+    /* Bounded: after phase 1 nothing sends, so each dead actor settles in
+     * one turn; the bound only guards shutdown against a miscount. */
+    for (long i = 0; (a = rq_pop(s)) != NULL; i++) {
+        if (!ca__run_actor(a))
+            continue;
+        if (i > 10000000) {
+            ca_log(s->rt, CA_LOG_ERROR, "shutdown: actor <%u.%u> never settles", a->pid.num,
+                   a->pid.serial);
+            break;
+        }
+        rq_append(s, a);
+    }
     s->stopping = true;
     if (s->idle_on)
         uv_idle_stop(&s->idle);
