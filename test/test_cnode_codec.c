@@ -641,7 +641,8 @@ static void test_hs_acceptor_by_hand(void)
     hs_config(&cb, CA_DIST_ACCEPTOR, "b@host", "secretcookie");
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(&b, &cb), 0);
     unsigned char m[64];
-    const uint64_t peer_flags = CA_DFLAG_OFFER | CA_DFLAG_PUBLISHED;
+    /* the flags a real OTP 25.2.3 node sent us (normal, not hidden) */
+    const uint64_t peer_flags = UINT64_C(0xd07df7fbd);
     put16(m, 15 + 9);
     m[2] = 'N';
     put64(m + 3, peer_flags);
