@@ -305,6 +305,7 @@ typedef struct ca_dist_hs {
 
 /*
  * Set up a machine from `cfg` (copied; cfg and its strings may go away).
+ * On error the machine is left failed (start and feed refuse it).
  * Errors: CA_EINVAL (no rand, bad role, name or cookie NULL), CA_EBADNAME
  * (our name is not "alive@host" or too long), CA_ETOOBIG (cookie too long).
  */
@@ -456,7 +457,9 @@ typedef struct ca_dist_proc {
  *                               error atom as a name) (+ token)
  *   ALIAS_SEND(_TT)             from, ref = the alias, payload (+ token)
  *   UNLINK_ID(_ACK)             id, from, to
- *   NODE_LINK, unknown ops      nothing but op (payload = rest, if any)
+ *   NODE_LINK                   nothing but op
+ *   unknown ops                 op; payload = whatever follows the control
+ *                               term, unchecked (empty if nothing)
  * Spans point into the frame: `payload` is a whole ETF term with its
  * version byte 131 (as ca_send takes it); `reason`, `token` and `opts` are
  * bare term encodings (no version byte) and were checked to be complete

@@ -231,6 +231,8 @@ int ca__dist_hs_init(ca_dist_hs *hs, const ca_dist_hs_config *cfg)
         cfg->rand == NULL || (cfg->role != CA_DIST_INITIATOR && cfg->role != CA_DIST_ACCEPTOR))
         return CA_EINVAL;
     memset(hs, 0, sizeof *hs);
+    /* Until set up, the machine refuses start and feed. */
+    hs->state = CA_DIST_HS_FAILED;
     size_t n = strnlen(cfg->node_name, CA_DIST_MAXNAME + 1);
     if (!valid_node_name((const unsigned char *)cfg->node_name, n))
         return CA_EBADNAME;
