@@ -506,6 +506,12 @@ static void test_hs_init_errors(void)
     longc[sizeof longc - 1] = 0;
     c.cookie = longc;
     CU_ASSERT_EQUAL(ca__dist_hs_init(&hs, &c), CA_ETOOBIG);
+    /* a machine whose init failed is refused */
+    obuf o;
+    obuf_init(&o);
+    size_t used;
+    CU_ASSERT_EQUAL(ca__dist_hs_start(&hs, &o.out), CA_EINVAL);
+    CU_ASSERT_EQUAL(ca__dist_hs_feed(&hs, "\0\1N", 3, &used, &o.out), CA_EINVAL);
 }
 
 static void test_hs_send_name_layout(void)
