@@ -769,6 +769,8 @@ static int sup_handle(ca_actor *self, void *state, ca_msg *m)
         enqueue(s, j, false);
     } else if (ca_match(m, "{'EXIT', ~p, ~t}", &from, &r, &rlen) == 0) {
         on_exit_msg(self, s, from, r, rlen);
+    } else if (ca_match(m, "{'EXIT', undefined, ~t}", &r, &rlen) == 0) {
+        on_exit_msg(self, s, CA_PID_NONE, r, rlen); /* exit/2 from outside actors */
     } else if (ca_match(m, "{'DOWN', ~r, process, _, _}", &ref) == 0) {
         on_down(self, s, &ref);
     } else if (ca_match(m, "{'$sup_timeout', ~u}", &seq) == 0) {

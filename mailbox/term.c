@@ -2301,7 +2301,8 @@ static void print_term(pout *o, int *idx, int depth)
         const unsigned char *s;
         size_t len;
         int latin1;
-        term_atom(&m, &t, &s, &len, &latin1);
+        if (term_atom(&m, &t, &s, &len, &latin1) != 0)
+            break; /* the tag said atom: cannot happen on checked input */
         print_atom(o, s, len, latin1);
         *idx = t.idx;
         break;
