@@ -886,7 +886,11 @@ static int sup_setup(ca_actor *self, const ca_sup_spec *spec, void **state)
     if (!s->stamps)
         return CA_ENOMEM;
     ca_pid me = ca_self(self);
-    snprintf(s->label, sizeof s->label, "<%u.%u>", me.num, me.serial);
+    const char *name = atomic_load(&self->name); /* registered at spawn, before init */
+    if (name)
+        snprintf(s->label, sizeof s->label, "%s", name);
+    else
+        snprintf(s->label, sizeof s->label, "<%u.%u>", me.num, me.serial);
     ca_trap_exit(self, 1);
     if (spec->strategy == CA_SIMPLE_ONE_FOR_ONE) {
         s->tmpl = child_new(&spec->children[0], spec->children[0].arg);
