@@ -137,6 +137,13 @@ struct ca__sched {
     bool closed;
     ca_actor *actors;
     uint64_t nactors;
+    /* Messages delivered by this scheduler's thread. Only that thread
+     * writes it (a plain load and store, no locked instruction), and it
+     * sits on a cache line of its own: one shared counter bumped on every
+     * send by every thread was a contention point. */
+    char pad_sent[64];
+    _Atomic uint64_t sent;
+    char pad_sent_end[64];
 };
 
 /* Hooks of the distribution layer for remote pids and names; NULL when no
@@ -178,7 +185,9 @@ struct ca_rt {
     const ca__dist_ops *dist;
     void *dist_ctx;
 
-    _Atomic uint64_t st_alive, st_spawned, st_sent, st_overflows;
+    _Atomic uint64_t st_alive, st_spawned, st_overflows;
+    _Atomic uint64_t st_sent; /* sends from threads that are not schedulers;
+                                 see ca__sched.sent */
 
     pthread_mutex_t wait_lock;
     pthread_cond_t wait_cond;
@@ -197,6 +206,8 @@ static inline uint32_t ca__queued(ca_actor *a, uint32_t count)
 }
 
 /* rt.c */
+/* The scheduler whose thread this is, or NULL. */
+extern _Thread_local ca__sched *ca__tls_sched;
 ca__sched *ca__current_sched(void);
 void ca__schedule(ca_actor *a); /* caller holds a reference; adds one for the run queue */
 void ca__sched_post(ca__sched *s, ca__task *t);

@@ -45,6 +45,18 @@ static int undelivered(ca_msg *m, int rc)
     return rc;
 }
 
+/* Count a delivery: on a scheduler thread of this runtime in the
+ * scheduler's own counter (single writer), else in the shared one. */
+static void count_sent(ca_rt *rt)
+{
+    ca__sched *s = ca__tls_sched;
+    if (s && s->rt == rt)
+        atomic_store_explicit(&s->sent, atomic_load_explicit(&s->sent, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&rt->st_sent, 1, memory_order_relaxed);
+}
+
 static void count_overflow(ca_actor *a)
 {
     atomic_fetch_add_explicit(&a->overflows, 1, memory_order_relaxed);
@@ -67,7 +79,7 @@ int ca__deliver(ca_actor *a, ca_msg *m)
         return undelivered(m, CA_EAGAIN);
     }
     ca__mpsc_push(&a->mbox, &m->node);
-    atomic_fetch_add_explicit(&a->sched->rt->st_sent, 1, memory_order_relaxed);
+    count_sent(a->sched->rt);
     if (n == 0)
         ca__schedule(a);
     return 0;

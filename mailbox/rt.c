@@ -20,11 +20,11 @@
 /* Actor turns per loop iteration before I/O gets a look in. */
 #define TURNS_PER_ITER 256
 
-static _Thread_local ca__sched *tls_sched;
+_Thread_local ca__sched *ca__tls_sched;
 
 ca__sched *ca__current_sched(void)
 {
-    return tls_sched;
+    return ca__tls_sched;
 }
 
 static void rq_append(ca__sched *s, ca_actor *a)
@@ -62,7 +62,7 @@ void ca__schedule(ca_actor *a)
 {
     ca__sched *s = a->sched;
     ca__actor_ref(a);
-    if (tls_sched == s) {
+    if (ca__tls_sched == s) {
         rq_append(s, a);
         ensure_idle(s);
         return;
@@ -129,9 +129,9 @@ static void async_cb(uv_async_t *h)
 static void sched_main(void *arg)
 {
     ca__sched *s = arg;
-    tls_sched = s;
+    ca__tls_sched = s;
     uv_run(&s->loop, UV_RUN_DEFAULT);
-    tls_sched = NULL;
+    ca__tls_sched = NULL;
 }
 
 /* ---- actor list (for shutdown and counts) ---- */
@@ -481,7 +481,10 @@ void ca_rt_stats_get(ca_rt *rt, ca_rt_stats *st)
 {
     st->actors_alive = atomic_load_explicit(&rt->st_alive, memory_order_relaxed);
     st->actors_spawned = atomic_load_explicit(&rt->st_spawned, memory_order_relaxed);
-    st->messages_sent = atomic_load_explicit(&rt->st_sent, memory_order_relaxed);
+    uint64_t sent = atomic_load_explicit(&rt->st_sent, memory_order_relaxed);
+    for (unsigned i = 0; i < rt->nsched; i++)
+        sent += atomic_load_explicit(&rt->sched[i].sent, memory_order_relaxed);
+    st->messages_sent = sent;
     st->overflows = atomic_load_explicit(&rt->st_overflows, memory_order_relaxed);
 }
 
