@@ -210,6 +210,8 @@ static inline uint32_t ca__queued(ca_actor *a, uint32_t count)
 extern _Thread_local ca__sched *ca__tls_sched;
 ca__sched *ca__current_sched(void);
 void ca__schedule(ca_actor *a); /* caller holds a reference; adds one for the run queue */
+/* The same, handing the caller's reference over to the run queue. */
+void ca__schedule_ref(ca_actor *a);
 void ca__sched_post(ca__sched *s, ca__task *t);
 void ca__actor_list_remove(ca_actor *a);
 

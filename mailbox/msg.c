@@ -63,8 +63,11 @@ static void count_overflow(ca_actor *a)
     atomic_fetch_add_explicit(&a->sched->rt->st_overflows, 1, memory_order_relaxed);
 }
 
-int ca__deliver(ca_actor *a, ca_msg *m)
+/* Count `m` and push it; *runnable says the actor went from empty to
+ * non-empty, so the caller must schedule it. */
+static inline int push(ca_actor *a, ca_msg *m, bool *runnable)
 {
+    *runnable = false;
     if (atomic_load_explicit(&a->dead, memory_order_acquire))
         return undelivered(m, CA_ESRCH);
     uint32_t n = atomic_fetch_add_explicit(&a->count, 1, memory_order_acq_rel);
@@ -80,9 +83,17 @@ int ca__deliver(ca_actor *a, ca_msg *m)
     }
     ca__mpsc_push(&a->mbox, &m->node);
     count_sent(a->sched->rt);
-    if (n == 0)
-        ca__schedule(a);
+    *runnable = n == 0;
     return 0;
+}
+
+int ca__deliver(ca_actor *a, ca_msg *m)
+{
+    bool runnable;
+    int rc = push(a, m, &runnable);
+    if (runnable)
+        ca__schedule(a);
+    return rc;
 }
 
 int ca__route(ca_rt *rt, ca_msg *m, ca_pid to)
@@ -99,8 +110,15 @@ int ca__route(ca_rt *rt, ca_msg *m, ca_pid to)
     ca_actor *a = ca__actor_get(rt, to);
     if (!a)
         return undelivered(m, CA_ESRCH);
-    int rc = ca__deliver(a, m);
-    ca__actor_unref(a);
+    bool runnable;
+    int rc = push(a, m, &runnable);
+    /* The lookup's reference becomes the run-queue reference when this
+     * message makes the actor runnable: one increment and one decrement
+     * of the shared slot word saved on every wake-up. */
+    if (runnable)
+        ca__schedule_ref(a);
+    else
+        ca__actor_unref(a);
     return rc;
 }
 

@@ -60,8 +60,13 @@ static void ensure_idle(ca__sched *s)
 
 void ca__schedule(ca_actor *a)
 {
-    ca__sched *s = a->sched;
     ca__actor_ref(a);
+    ca__schedule_ref(a);
+}
+
+void ca__schedule_ref(ca_actor *a)
+{
+    ca__sched *s = a->sched;
     if (ca__tls_sched == s) {
         rq_append(s, a);
         ensure_idle(s);
