@@ -542,6 +542,114 @@ typedef struct ca_sup_counts {
 
 int ca_sup_count_children(ca_rt *rt, ca_pid sup, ca_sup_counts *c);
 
+
+/* ------------------------------------------------------------------ */
+/* Distribution                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A node joins an Erlang cluster as a hidden node: it registers with EPMD,
+ * accepts and makes connections (handshake version 6, OTP 23+), and makes
+ * the runtime's actors reachable as Erlang processes. Its sockets live on
+ * one libuv loop in a thread of its own; actors on any scheduler send
+ * through it without blocking.
+ */
+typedef struct ca_node ca_node;
+
+typedef struct ca_node_opts {
+    /* "alive" (like erl -sname: "@" and the short host name are added) or
+     * "alive@host.domain" (like erl -name). Required; copied. */
+    const char *name;
+    /* Copied. NULL = read $HOME/.erlang.cookie as erl does; a missing or
+     * unreadable file is an error (CA_ENOENT / CA_EPERM, logged). */
+    const char *cookie;
+    const char *listen_addr; /* IPv4 or IPv6 literal; NULL = "127.0.0.1" */
+    uint16_t port;           /* 0 = ephemeral */
+    /* EPMD on 127.0.0.1 at this port; 0 = $ERL_EPMD_PORT, else 4369. */
+    uint16_t epmd_port;
+    unsigned net_ticktime; /* seconds; 0 = 60 (ticks every ticktime/4) */
+    size_t max_frame;      /* bytes; 0 = 256 MiB (64 MiB messages fit) */
+    /* Bytes of messages queued towards one peer before ca_send to it
+     * gives CA_EBUSY; 0 = 512 MiB. One message always fits an empty
+     * queue. Signals (links, exits, monitors) are never refused. */
+    size_t max_queue;
+} ca_node_opts;
+
+void ca_node_opts_init(ca_node_opts *o);
+
+/*
+ * Start distribution on `rt`: listen, register with EPMD (the connection
+ * to EPMD stays open for the node's life) and take the node name and the
+ * creation EPMD hands out as the runtime's own (ca_rt_node,
+ * ca_rt_creation), so local pids become pids of this node.
+ *
+ * Must be called before any actor is spawned (CA_EPERM otherwise: pids
+ * already handed out would belong to the old name), from a thread that is
+ * not a scheduler (it waits for EPMD, 5 s at most). At most one node per
+ * runtime (CA_EEXIST). On success *node is owned by the caller.
+ * Errors: CA_EINVAL, CA_EBADNAME, CA_ENOENT/CA_EPERM (cookie), CA_EUV
+ * (listen failed), CA_EIO (EPMD unreachable), CA_EEXIST (name taken in
+ * EPMD), CA_ETIMEDOUT, CA_ENOMEM.
+ */
+int ca_node_start(ca_rt *rt, const ca_node_opts *opts, ca_node **node);
+
+/*
+ * Close every connection (links and monitors across them fire with
+ * noconnection, as on a lost connection), unregister from EPMD and join
+ * the I/O thread. Call it before ca_rt_free (the I/O thread delivers into
+ * the runtime). Afterwards remote sends fail with CA_ENOTCONN. Idempotent.
+ */
+void ca_node_stop(ca_node *node);
+/* Release the node (stopping it first if needed). Call it after
+ * ca_rt_free: the runtime keeps a pointer to the node until then. */
+void ca_node_free(ca_node *node);
+
+/* "alive@host", valid until ca_node_free. */
+const char *ca_node_self_name(const ca_node *node);
+/* The listening port (after ca_node_start). */
+uint16_t ca_node_port(const ca_node *node);
+/* The node attached to `rt`, or NULL. */
+ca_node *ca_rt_node_of(ca_rt *rt);
+
+/* Names of the nodes connected right now (handshake done): *out is a
+ * malloc'ed array of *n malloc'ed strings, owned by the caller
+ * (ca_node_list_free). Any thread but the node's own. */
+int ca_node_connected(ca_node *node, char ***out, size_t *n);
+void ca_node_list_free(char **list, size_t n);
+
+typedef struct ca_node_stats {
+    uint64_t connections;    /* up right now */
+    uint64_t accepted;       /* handshakes completed, either role */
+    uint64_t refused;        /* handshakes failed (e.g. wrong cookie) */
+    uint64_t frames_in, frames_out;
+    uint64_t dropped;        /* outbound frames dropped with a connection */
+    uint64_t bad_frames;     /* connections closed for a protocol error */
+} ca_node_stats;
+void ca_node_stats_get(ca_node *node, ca_node_stats *st);
+
+/*
+ * Send to {Name, Node}: `node` is a node name ("alive@host"); this node's
+ * own name sends locally (as ca_send_name). Connects on demand. Errors as
+ * ca_send, plus CA_ENOTCONN (no distribution), CA_EBUSY (queue to that
+ * peer full).
+ */
+int ca_send_reg(ca_actor *self, const char *name, const char *node, const void *etf, size_t len);
+int ca_sendf_reg(ca_actor *self, const char *name, const char *node, const char *fmt, ...);
+
+/* Send to a process alias (ALIAS_SEND), e.g. the reply to an OTP 24+
+ * gen_server:call whose From tag is [alias | Alias]. A local alias gives
+ * CA_ENOTSUP (C actors make none). */
+int ca_send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t len);
+
+/*
+ * Node monitoring: with on != 0, self gets {nodeup, Node} when a
+ * connection to a node comes up and {nodedown, Node} when it goes down
+ * (Node an atom), for every node (`node` NULL) or one node name. on = 0
+ * removes what a call with the same `node` added. Monitors of an actor
+ * that exits are dropped on its next event.
+ */
+int ca_monitor_node(ca_actor *self, const char *node, int on);
+
 #ifdef __cplusplus
 }
 #endif

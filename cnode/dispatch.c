@@ -1,0 +1,501 @@
+/*
+ * Between the wire and the runtime: control messages from a peer become
+ * runtime messages and signals for local actors; messages and signals the
+ * runtime routes to remote pids become frames. Links and monitors that
+ * cross a connection are noted here as they pass, so that a lost
+ * connection can fire them (the runtime's own tables belong to scheduler
+ * threads and cannot be read from the node's loop).
+ *
+ * Runs on the node's loop thread only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+static const char noproc_bare[] = {119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
+static const char noconn_bare[] = {119, 12,  'n', 'o', 'c', 'o', 'n',
+                                   'n', 'e', 'c', 't', 'i', 'o', 'n'};
+
+/* ---- tracking ---- */
+
+static void link_add(ca__conn *c, ca_pid local, ca_pid remote)
+{
+    for (size_t i = 0; i < c->nlinks; i++)
+        if (ca_pid_eq(c->links[i].local, local) && ca_pid_eq(c->links[i].remote, remote))
+            return;
+    if (c->nlinks == c->caplinks) {
+        size_t cap = c->caplinks ? c->caplinks * 2 : 8;
+        ca__link *p = realloc(c->links, cap * sizeof *p);
+        if (!p)
+            return; /* the link then goes unnoticed on connection loss */
+        c->links = p;
+        c->caplinks = cap;
+    }
+    c->links[c->nlinks++] = (ca__link){local, remote};
+}
+
+static void link_del(ca__conn *c, ca_pid local, ca_pid remote)
+{
+    for (size_t i = 0; i < c->nlinks; i++) {
+        if (ca_pid_eq(c->links[i].local, local) && ca_pid_eq(c->links[i].remote, remote)) {
+            c->links[i] = c->links[--c->nlinks];
+            return;
+        }
+    }
+}
+
+static void mon_add(ca__conn *c, const ca_ref *ref, ca_pid local, ca_pid remote, bool we_watch,
+                    const char *name)
+{
+    if (c->nmons == c->capmons) {
+        size_t cap = c->capmons ? c->capmons * 2 : 8;
+        ca__dmon *p = realloc(c->mons, cap * sizeof *p);
+        if (!p)
+            return;
+        c->mons = p;
+        c->capmons = cap;
+    }
+    c->mons[c->nmons++] =
+        (ca__dmon){*ref, local, remote, we_watch, name && name[0] ? strdup(name) : NULL};
+}
+
+/* Index of the monitor with `ref` held in direction we_watch, or -1. */
+static long mon_find(ca__conn *c, const ca_ref *ref, bool we_watch)
+{
+    for (size_t i = 0; i < c->nmons; i++)
+        if (c->mons[i].we_watch == we_watch && ca_ref_eq(&c->mons[i].ref, ref))
+            return (long)i;
+    return -1;
+}
+
+static void mon_del_at(ca__conn *c, long i)
+{
+    free(c->mons[i].name);
+    c->mons[i] = c->mons[--c->nmons];
+}
+
+/* ---- outbound ---- */
+
+/* A sender-less signal (exit/2 from outside any actor) still needs a pid
+ * on the wire: number 0 of this node, which no actor ever has. */
+static int from_pid(ca__conn *c, ca_pid from, erlang_pid *e)
+{
+    ca_node *n = c->node;
+    if (ca_pid_is_none(from))
+        from = (ca_pid){n->self_idx, 0, 0, n->creation};
+    return ca__to_ei_pid(from, e);
+}
+
+/* Reason = the last element of {'EXIT', From, R} or {'DOWN', Ref, process, P, R}. */
+static int last_elem(const ca_msg *m, int arity, const char **r, size_t *len)
+{
+    int idx = 0, ver, a;
+    if (ei_decode_version(m->data, &idx, &ver) || ei_decode_tuple_header(m->data, &idx, &a) ||
+        a != arity)
+        return CA_EBADTERM;
+    for (int i = 0; i < arity - 1; i++)
+        if (ei_skip_term(m->data, &idx))
+            return CA_EBADTERM;
+    if ((size_t)idx >= m->len)
+        return CA_EBADTERM;
+    *r = m->data + idx;
+    *len = m->len - (size_t)idx;
+    return 0;
+}
+
+static int encode_pid_signal(ca__conn *c, ca__out *o, const erlang_pid *from, const erlang_pid *to)
+{
+    ca_msg *m = o->m;
+    ei_x_buff *x = &c->wq;
+    const char *r;
+    size_t rl;
+    erlang_ref ref;
+    ca_dist_proc proc = {0};
+    long i;
+    switch (m->kind) {
+    case CA_MSG_TERM:
+        if (c->flags & CA_DFLAG_SEND_SENDER)
+            return ca__dist_encode_send_sender(x, from, to, m->data, m->len);
+        return ca__dist_encode_send(x, to, m->data, m->len);
+    case CA__SIG_LINK:
+        link_add(c, m->from, o->to);
+        return ca__dist_encode_link(x, from, to);
+    case CA__SIG_UNLINK:
+        link_del(c, m->from, o->to);
+        return ca__dist_encode_unlink_id(x, ++c->next_unlink_id, from, to);
+    case CA__SIG_EXIT:
+        link_del(c, m->from, o->to);
+        /* fall through */
+    case CA__SIG_EXIT2:
+        if (last_elem(m, 3, &r, &rl))
+            return CA_EBADTERM;
+        return m->kind == CA__SIG_EXIT ? ca__dist_encode_exit(x, from, to, r, rl)
+                                       : ca__dist_encode_exit2(x, from, to, r, rl);
+    case CA__SIG_MONITOR:
+        mon_add(c, &m->u.ref, m->from, o->to, true, NULL);
+        proc.pid = *to;
+        if (ca__to_ei_ref(&m->u.ref, &ref))
+            return CA_EINVAL;
+        return ca__dist_encode_monitor_p(x, from, &proc, &ref);
+    case CA__SIG_DEMONITOR:
+        if ((i = mon_find(c, &m->u.ref, true)) >= 0)
+            mon_del_at(c, i);
+        proc.pid = *to;
+        if (ca__to_ei_ref(&m->u.ref, &ref))
+            return CA_EINVAL;
+        return ca__dist_encode_demonitor_p(x, from, &proc, &ref);
+    case CA__SIG_DOWN:
+        if (last_elem(m, 5, &r, &rl) || ca__to_ei_ref(&m->u.ref, &ref))
+            return CA_EBADTERM;
+        proc.pid = *from;
+        if ((i = mon_find(c, &m->u.ref, false)) >= 0) {
+            /* monitored by name: the DOWN names it the same way */
+            if (c->mons[i].name) {
+                proc.is_name = 1;
+                snprintf(proc.name, sizeof proc.name, "%s", c->mons[i].name);
+            }
+            mon_del_at(c, i);
+        }
+        return ca__dist_encode_monitor_p_exit(x, &proc, to, &ref, r, rl);
+    default:
+        return CA_ENOTSUP;
+    }
+}
+
+static int encode_out(ca__conn *c, ca__out *o)
+{
+    erlang_pid from, to;
+    erlang_ref alias;
+    ca_msg *m = o->m;
+    if (from_pid(c, m->from, &from))
+        return CA_EINVAL;
+    switch (o->how) {
+    case CA__OUT_PID:
+        if (ca__to_ei_pid(o->to, &to))
+            return CA_EINVAL;
+        return encode_pid_signal(c, o, &from, &to);
+    case CA__OUT_NAME:
+        return ca__dist_encode_reg_send(&c->wq, &from, o->name, m->data, m->len);
+    case CA__OUT_ALIAS:
+        if (!(c->flags & CA_DFLAG_ALIAS))
+            return CA_ENOTSUP;
+        if (ca__to_ei_ref(&o->alias, &alias))
+            return CA_EINVAL;
+        return ca__dist_encode_alias_send(&c->wq, &from, &alias, m->data, m->len);
+    default:
+        return CA_EINVAL;
+    }
+}
+
+void ca__dispatch_out(ca__conn *c, ca__out *o)
+{
+    int rc = ca__conn_reserve(c, o->m->len + 2048);
+    if (rc == 0)
+        rc = encode_out(c, o);
+    if (rc) {
+        ca_log(c->node->rt, CA_LOG_WARNING, "dist: dropped a frame (kind %u) to %s: %s", o->m->kind,
+               c->peer_name, ca_strerror(rc));
+        ca__out_free(c->node, o, true);
+        return;
+    }
+    c->wq_frames++;
+    c->wq_cost += o->cost;
+    o->cost = 0; /* given back when the write completes */
+    ca__out_free(c->node, o, false);
+}
+
+/* A frame we make ourselves, as an answer. */
+static void answer_done(ca__conn *c, int rc, const char *what)
+{
+    if (rc)
+        ca_log(c->node->rt, CA_LOG_WARNING, "dist: cannot answer %s to %s: %s", what, c->peer_name,
+               ca_strerror(rc));
+    else
+        c->wq_frames++;
+}
+
+/* ---- inbound ---- */
+
+static void bad_payload(ca__conn *c, const char *what)
+{
+    ca_log(c->node->rt, CA_LOG_WARNING, "dist: dropped %s from %s: malformed payload", what,
+           c->peer_name);
+}
+
+static int deliver_term(ca__conn *c, ca_pid from, ca_pid to, const ca_dist_span *p)
+{
+    if (ca__etf_check(p->p, p->len)) {
+        bad_payload(c, "a message");
+        return 0;
+    }
+    ca_msg *m = ca__msg_term(from, p->p, p->len);
+    if (m)
+        ca__route(c->node->rt, m, to); /* to a dead pid: dropped, as in Erlang */
+    return 0;
+}
+
+/* A signal with a term: data = ca_fmt(fmt, ...). Returns ca__route's code. */
+static int signal_fmt(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
+                      const char *fmt, ...)
+{
+    ei_x_buff x;
+    va_list ap;
+    if (ei_x_new_with_version(&x))
+        return CA_ENOMEM;
+    va_start(ap, fmt);
+    int rc = ca_vfmt(&x, fmt, ap);
+    va_end(ap);
+    ca_msg *m = rc ? NULL : ca__msg_new(kind, from, (size_t)x.index);
+    if (!m) {
+        ei_x_free(&x);
+        return rc ? rc : CA_ENOMEM;
+    }
+    memcpy(m->data, x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    if (ref)
+        m->u.ref = *ref;
+    return ca__route(c->node->rt, m, to);
+}
+
+static int signal_bare(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref)
+{
+    ca_msg *m = ca__msg_new(kind, from, 0);
+    if (!m)
+        return CA_ENOMEM;
+    if (ref)
+        m->u.ref = *ref;
+    return ca__route(c->node->rt, m, to);
+}
+
+/* The pids of a two-pid op, `to` local. 1 = skip the message. */
+static int pids_of(ca__conn *c, const ca_dist_ctrl *k, ca_pid *from, ca_pid *to)
+{
+    if (ca__from_ei_pid(&k->from.pid, from) || ca__from_ei_pid(&k->to.pid, to))
+        return 1;
+    if (!ca_pid_is_local(c->node->rt, *to))
+        return 1; /* not ours (an old incarnation, or a relay attempt) */
+    return 0;
+}
+
+static int on_send(ca__conn *c, const ca_dist_ctrl *k)
+{
+    ca_pid from = CA_PID_NONE, to;
+    ca_rt *rt = c->node->rt;
+    switch (k->op) {
+    case CA_DOP_SEND:
+    case CA_DOP_SEND_TT:
+        if (ca__from_ei_pid(&k->to.pid, &to) || !ca_pid_is_local(rt, to))
+            return 0;
+        return deliver_term(c, from, to, &k->payload);
+    case CA_DOP_SEND_SENDER:
+    case CA_DOP_SEND_SENDER_TT:
+        if (pids_of(c, k, &from, &to))
+            return 0;
+        return deliver_term(c, from, to, &k->payload);
+    case CA_DOP_REG_SEND:
+    case CA_DOP_REG_SEND_TT:
+        if (ca__from_ei_pid(&k->from.pid, &from) || ca_whereis(rt, k->to.name, &to))
+            return 0; /* no such name: dropped, as in Erlang */
+        return deliver_term(c, from, to, &k->payload);
+    default: /* ALIAS_SEND: C actors make no aliases */
+        ca_log(rt, CA_LOG_DEBUG, "dist: message to an unknown alias from %s dropped", c->peer_name);
+        return 0;
+    }
+}
+
+static int on_link(ca__conn *c, const ca_dist_ctrl *k)
+{
+    ca_pid from, to;
+    erlang_pid ef, et;
+    if (pids_of(c, k, &from, &to))
+        return 0;
+    link_add(c, to, from);
+    if (signal_bare(c, CA__SIG_LINK, from, to, NULL) == CA_ESRCH) {
+        /* no such process: the linker gets EXIT noproc, as from Erlang */
+        link_del(c, to, from);
+        ca__to_ei_pid(to, &ef);
+        ca__to_ei_pid(from, &et);
+        answer_done(c, ca__dist_encode_exit(&c->wq, &ef, &et, noproc_bare, sizeof noproc_bare),
+                    "EXIT noproc");
+    }
+    return 0;
+}
+
+static int on_unlink(ca__conn *c, const ca_dist_ctrl *k)
+{
+    ca_pid from, to;
+    if (pids_of(c, k, &from, &to))
+        return 0;
+    link_del(c, to, from);
+    signal_bare(c, CA__SIG_UNLINK, from, to, NULL);
+    answer_done(c, ca__dist_encode_unlink_id_ack(&c->wq, k->id, &k->to.pid, &k->from.pid),
+                "UNLINK_ID_ACK");
+    return 0;
+}
+
+static int on_exit_sig(ca__conn *c, const ca_dist_ctrl *k, bool link)
+{
+    ca_pid from, to;
+    if (pids_of(c, k, &from, &to))
+        return 0;
+    if (link)
+        link_del(c, to, from);
+    signal_fmt(c, link ? CA__SIG_EXIT : CA__SIG_EXIT2, from, to, NULL, "{'EXIT', ~p, ~t}", from,
+               k->reason.p, k->reason.len);
+    return 0;
+}
+
+static void answer_noproc(ca__conn *c, const ca_dist_ctrl *k)
+{
+    answer_done(c,
+                ca__dist_encode_monitor_p_exit(&c->wq, &k->to, &k->from.pid, &k->ref, noproc_bare,
+                                               sizeof noproc_bare),
+                "MONITOR_P_EXIT noproc");
+}
+
+static int on_monitor(ca__conn *c, const ca_dist_ctrl *k)
+{
+    ca_rt *rt = c->node->rt;
+    ca_pid from, to;
+    ca_ref ref;
+    if (ca__from_ei_pid(&k->from.pid, &from) || ca__from_ei_ref(&k->ref, &ref))
+        return 0;
+    if (k->to.is_name ? ca_whereis(rt, k->to.name, &to) != 0
+                      : (ca__from_ei_pid(&k->to.pid, &to) || !ca_pid_is_local(rt, to))) {
+        answer_noproc(c, k);
+        return 0;
+    }
+    mon_add(c, &ref, to, from, false, k->to.is_name ? k->to.name : NULL);
+    if (signal_bare(c, CA__SIG_MONITOR, from, to, &ref) == CA_ESRCH) {
+        long i = mon_find(c, &ref, false);
+        if (i >= 0)
+            mon_del_at(c, i);
+        answer_noproc(c, k);
+    }
+    return 0;
+}
+
+static int on_demonitor(ca__conn *c, const ca_dist_ctrl *k)
+{
+    ca_pid from;
+    ca_ref ref;
+    if (ca__from_ei_pid(&k->from.pid, &from) || ca__from_ei_ref(&k->ref, &ref))
+        return 0;
+    long i = mon_find(c, &ref, false);
+    if (i < 0)
+        return 0; /* already fired */
+    ca_pid local = c->mons[i].local;
+    mon_del_at(c, i);
+    signal_bare(c, CA__SIG_DEMONITOR, from, local, &ref);
+    return 0;
+}
+
+static int on_monitor_exit(ca__conn *c, const ca_dist_ctrl *k)
+{
+    ca_pid who = CA_PID_NONE, to;
+    ca_ref ref;
+    if (ca__from_ei_pid(&k->to.pid, &to) || !ca_pid_is_local(c->node->rt, to) ||
+        ca__from_ei_ref(&k->ref, &ref))
+        return 0;
+    long i = mon_find(c, &ref, true);
+    if (i >= 0)
+        mon_del_at(c, i);
+    if (k->from.is_name) {
+        signal_fmt(c, CA__SIG_DOWN, who, to, &ref, "{'DOWN', ~r, process, {~a, ~a}, ~t}", &ref,
+                   k->from.name, c->peer_name, k->reason.p, k->reason.len);
+        return 0;
+    }
+    if (ca__from_ei_pid(&k->from.pid, &who))
+        return 0;
+    signal_fmt(c, CA__SIG_DOWN, who, to, &ref, "{'DOWN', ~r, process, ~p, ~t}", &ref, who,
+               k->reason.p, k->reason.len);
+    return 0;
+}
+
+static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
+{
+    /* The owner's erpc service goes here; until then every request gets
+     * an answer, so that the caller does not hang. */
+    ca_dist_proc res = {.is_name = 1};
+    snprintf(res.name, sizeof res.name, "notsup");
+    answer_done(c, ca__dist_encode_spawn_reply(&c->wq, &k->ref, &k->from.pid, 0, &res),
+                "SPAWN_REPLY");
+    return 0;
+}
+
+int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f)
+{
+    ca_dist_ctrl k;
+    int rc = ca__dist_ctrl_decode(f->data, f->len, &k);
+    if (rc)
+        return rc;
+    if (k.kind == CA_DIST_CTRL_IGNORED)
+        return 0;
+    if (k.kind == CA_DIST_CTRL_UNKNOWN) {
+        ca_log(c->node->rt, CA_LOG_WARNING, "dist: unknown control op %d from %s skipped", k.op,
+               c->peer_name);
+        return 0;
+    }
+    switch (k.op) {
+    case CA_DOP_SEND:
+    case CA_DOP_SEND_TT:
+    case CA_DOP_SEND_SENDER:
+    case CA_DOP_SEND_SENDER_TT:
+    case CA_DOP_REG_SEND:
+    case CA_DOP_REG_SEND_TT:
+    case CA_DOP_ALIAS_SEND:
+    case CA_DOP_ALIAS_SEND_TT:
+        return on_send(c, &k);
+    case CA_DOP_LINK:
+        return on_link(c, &k);
+    case CA_DOP_UNLINK_ID:
+        return on_unlink(c, &k);
+    case CA_DOP_EXIT:
+    case CA_DOP_EXIT_TT:
+    case CA_DOP_PAYLOAD_EXIT:
+    case CA_DOP_PAYLOAD_EXIT_TT:
+        return on_exit_sig(c, &k, true);
+    case CA_DOP_EXIT2:
+    case CA_DOP_EXIT2_TT:
+    case CA_DOP_PAYLOAD_EXIT2:
+    case CA_DOP_PAYLOAD_EXIT2_TT:
+        return on_exit_sig(c, &k, false);
+    case CA_DOP_MONITOR_P:
+        return on_monitor(c, &k);
+    case CA_DOP_DEMONITOR_P:
+        return on_demonitor(c, &k);
+    case CA_DOP_MONITOR_P_EXIT:
+    case CA_DOP_PAYLOAD_MONITOR_P_EXIT:
+        return on_monitor_exit(c, &k);
+    case CA_DOP_SPAWN_REQUEST:
+    case CA_DOP_SPAWN_REQUEST_TT:
+        return on_spawn_request(c, &k);
+    default: /* UNLINK_ID_ACK, SPAWN_REPLY: nothing to do */
+        return 0;
+    }
+}
+
+/* ---- connection loss ---- */
+
+void ca__dispatch_lost(ca__conn *c)
+{
+    for (size_t i = 0; i < c->nlinks; i++) {
+        ca__link *l = &c->links[i];
+        signal_fmt(c, CA__SIG_EXIT, l->remote, l->local, NULL, "{'EXIT', ~p, ~t}", l->remote,
+                   noconn_bare, sizeof noconn_bare);
+    }
+    c->nlinks = 0;
+    for (size_t i = 0; i < c->nmons; i++) {
+        ca__dmon *d = &c->mons[i];
+        if (d->we_watch)
+            signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->ref,
+                       "{'DOWN', ~r, process, ~p, ~t}", &d->ref, d->remote, noconn_bare,
+                       sizeof noconn_bare);
+        else /* a remote watcher: the local actor forgets it */
+            signal_bare(c, CA__SIG_DEMONITOR, d->remote, d->local, &d->ref);
+        free(d->name);
+    }
+    c->nmons = 0;
+}

@@ -1,0 +1,195 @@
+/*
+ * The distribution layer on libuv: internal structures shared by node.c
+ * (lifecycle, EPMD registration, the runtime's hooks), conn.c (sockets,
+ * handshake, framing, ticks) and dispatch.c (control messages <-> runtime
+ * messages and signals, link and monitor tracking).
+ *
+ * Threads: the node owns one thread running one libuv loop. Everything in
+ * ca_node below `loop` and everything in ca__conn is touched by that
+ * thread only. Other threads (schedulers, the caller of ca_node_*) reach
+ * it through the MPSC queue `outq` and the async handle `wake`.
+ */
+#ifndef CA_CNODE_NODE_H
+#define CA_CNODE_NODE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <uv.h>
+
+#include "dist.h"
+#include "internal.h"
+
+/* Per-peer queued-bytes counters, indexed by node index modulo this. */
+#define CA__NODE_PEER_SLOTS 4096
+/* Bytes a frame costs beyond its payload in the queue bound. */
+#define CA__OUT_OVERHEAD 128
+
+/* What an outbound item is. */
+enum {
+    CA__OUT_PID = 1,     /* m to pid `to` (message or signal) */
+    CA__OUT_NAME = 2,    /* m (a term) to {name, peer} */
+    CA__OUT_ALIAS = 3,   /* m (a term) to alias */
+    CA__OUT_NODEMON = 4, /* node monitor change for m->from; name = node or "" */
+};
+
+/* One item queued by any thread for the node's loop. Owns m. */
+typedef struct ca__out {
+    ca__mpsc_node node;
+    struct ca__out *next; /* in a connection's pending list */
+    ca_msg *m;
+    uint8_t how;
+    uint8_t on;    /* NODEMON */
+    uint32_t peer; /* node index of the destination */
+    size_t cost;   /* counted in the peer's queued bytes; 0 = not counted */
+    ca_pid to;     /* PID */
+    ca_ref alias;  /* ALIAS */
+    char name[];   /* NAME: the registered name; NODEMON: node or "" */
+} ca__out;
+
+enum {
+    CA__C_RESOLVE = 1, /* looking up the peer's host */
+    CA__C_EPMD,        /* asking EPMD for the port */
+    CA__C_CONNECT,     /* TCP connect in progress */
+    CA__C_HANDSHAKE,
+    CA__C_UP,
+    CA__C_WAIT,   /* our attempt lost a simultaneous connect: wait for theirs */
+    CA__C_CLOSED, /* closing; handles going away */
+};
+
+/* A link or monitor that crossed a connection. */
+typedef struct ca__link {
+    ca_pid local, remote;
+} ca__link;
+
+typedef struct ca__dmon {
+    ca_ref ref;
+    ca_pid local, remote;
+    bool we_watch; /* a local actor monitors a remote process */
+    char *name;    /* they monitor a local process by this name; malloc'ed */
+} ca__dmon;
+
+typedef struct ca_node ca_node;
+
+typedef struct ca__conn {
+    ca_node *node;
+    struct ca__conn *next; /* node's list */
+    int state;
+    ca_dist_role role;
+    int refs;      /* handles and requests outstanding, + 1 until closed */
+    uint32_t peer; /* node index; 0 for an acceptor before the handshake */
+    char peer_name[CA_DIST_MAXNAME + 1];
+    uint64_t flags;  /* in force, once up */
+    bool registered; /* in the node's peer map (findable by peer) */
+
+    uv_tcp_t tcp;
+    bool tcp_open;
+    uv_timer_t timer; /* ticks, handshake and wait timeouts */
+    bool timer_open;
+    uv_getaddrinfo_t gai;
+    uv_connect_t creq;
+    struct sockaddr_storage addr;
+
+    ca_dist_hs *hs;
+
+    /* reading */
+    char *rbuf;
+    size_t rlen, rcap;
+    uint64_t last_rx; /* uv_now of the last bytes received */
+
+    /* writing: frames go into wq; a write in flight owns wbuf */
+    ei_x_buff wq, wbuf;
+    size_t wq_cost, wbuf_cost; /* queued-bytes accounting to give back */
+    uint64_t wq_frames, wbuf_frames;
+    bool writing;
+    uv_write_t wreq;
+    uint64_t last_tx;
+
+    /* items waiting for the connection to come up, in order */
+    ca__out *pend_head, *pend_tail;
+
+    /* links and monitors that crossed this connection */
+    ca__link *links;
+    size_t nlinks, caplinks;
+    ca__dmon *mons;
+    size_t nmons, capmons;
+    uint64_t next_unlink_id;
+} ca__conn;
+
+/* A node monitor held by a local actor. */
+typedef struct ca__nodemon {
+    struct ca__nodemon *next;
+    ca_pid pid;
+    uint32_t node; /* 0 = all nodes */
+} ca__nodemon;
+
+struct ca_node {
+    ca_rt *rt;
+    char name[CA_DIST_MAXNAME + 1];
+    char alive[CA_DIST_MAXNAME + 1];
+    char host[CA_DIST_MAXNAME + 1];
+    char cookie[CA_DIST_MAXCOOKIE + 1];
+    uint32_t self_idx;
+    uint32_t creation;
+    uint16_t port;
+    uint16_t epmd_port;
+    unsigned ticktime;
+    size_t max_frame;
+    size_t max_queue;
+
+    /* shared with other threads */
+    ca__mpsc outq;
+    _Atomic uint64_t outq_n;
+    _Atomic bool stopping;
+    _Atomic int inflight; /* senders between their stopping check and wake */
+    _Atomic uint64_t queued[CA__NODE_PEER_SLOTS];
+    _Atomic uint64_t st_conns, st_accepted, st_refused, st_in, st_out, st_dropped, st_bad;
+    pthread_mutex_t list_lock; /* guards `up_names` for ca_node_connected */
+    char **up_names;
+    size_t nup;
+    bool stopped;
+
+    /* loop thread */
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_tcp_t listener;
+    uv_tcp_t epmd;
+    bool epmd_open;
+    ca__conn *conns;
+    ca__nodemon *nodemons;
+    bool closing_all;
+};
+
+/* node.c */
+ca__conn *ca__node_find(ca_node *n, uint32_t peer);
+void ca__node_up_list(ca_node *n); /* refresh up_names */
+void ca__node_peer_event(ca_node *n, uint32_t peer, bool up);
+void ca__out_free(ca_node *n, ca__out *o, bool dropped);
+void ca__node_on_out(ca_node *n, ca__out *o);
+
+/* conn.c */
+ca__conn *ca__conn_connect(ca_node *n, uint32_t peer); /* starts dialing */
+void ca__conn_accept(ca_node *n);                      /* on the listener */
+void ca__conn_close(ca__conn *c, const char *why);     /* fires noconnection if up */
+void ca__conn_unref(ca__conn *c);
+/* Reserve room for `more` bytes in the write queue: 0 or CA_ENOMEM. */
+int ca__conn_reserve(ca__conn *c, size_t more);
+void ca__conn_flush(ca__conn *c);
+void ca__conn_pend(ca__conn *c, ca__out *o);
+
+/* dispatch.c */
+/* Encode an outbound item onto an up connection (and track it). Takes o. */
+void ca__dispatch_out(ca__conn *c, ca__out *o);
+/* Handle one incoming pass-through frame. 0, or a negative code: close. */
+int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f);
+/* The connection is gone: fire noconnection for what crossed it. */
+void ca__dispatch_lost(ca__conn *c);
+
+/* pid and ref conversions */
+int ca__to_ei_pid(ca_pid p, erlang_pid *e);
+int ca__to_ei_ref(const ca_ref *r, erlang_ref *e);
+int ca__from_ei_pid(const erlang_pid *e, ca_pid *p);
+int ca__from_ei_ref(const erlang_ref *e, ca_ref *r);
+
+#endif
