@@ -200,6 +200,8 @@ void ca__dispatch_out(ca__conn *c, ca__out *o)
         ca__out_free(c->node, o, true);
         return;
     }
+    ca_log(c->node->rt, CA_LOG_DEBUG, "dist: -> %s: kind %u how %u, %zu bytes", c->peer_name,
+           o->m->kind, o->how, o->m->len);
     c->wq_frames++;
     c->wq_cost += o->cost;
     o->cost = 0; /* given back when the write completes */
@@ -481,6 +483,9 @@ int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f)
 
 void ca__dispatch_lost(ca__conn *c)
 {
+    if (c->nlinks || c->nmons)
+        ca_log(c->node->rt, CA_LOG_INFO, "dist: %s lost: %zu link(s), %zu monitor(s) fire",
+               c->peer_name, c->nlinks, c->nmons);
     for (size_t i = 0; i < c->nlinks; i++) {
         ca__link *l = &c->links[i];
         signal_fmt(c, CA__SIG_EXIT, l->remote, l->local, NULL, "{'EXIT', ~p, ~t}", l->remote,

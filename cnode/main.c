@@ -12,7 +12,8 @@
  *   cactor_probe (--probe, for tests)
  *          {monitor, Pid, To} -> monitors Pid, To gets {down, Pid, Reason};
  *          {link, Pid, To} -> links (trapping), To gets {exit, Pid, Reason};
- *          {monitor_node, Node, To} -> To gets {nodeup|nodedown, Node}.
+ *          {monitor_node, Node, To} -> To gets {nodeup|nodedown, Node};
+ *          {whereis, Name, To} -> To gets {whereis, Name, Pid | undefined}.
  */
 #include <errno.h>
 #include <signal.h>
@@ -202,9 +203,14 @@ static int probe_handle(ca_actor *self, void *state, ca_msg *m)
 {
     probe_state *st = state;
     ca_pid pid, to;
-    const char *r;
-    size_t rl;
+    const char *r, *why;
+    size_t rl, wl;
     char node[CA_MAXATOM];
+    char text[256];
+    size_t tl;
+    const char *t = ca_msg_data(m, &tl);
+    if (t && ca_term_print(t, tl, text, sizeof text) >= 0)
+        ca_log(ca_actor_rt(self), CA_LOG_DEBUG, "probe: got %s", text);
     if (ca_match(m, "{monitor, ~p, ~p}", &pid, &to) == 0) {
         st->to = to;
         ca_monitor(self, pid, NULL);
@@ -213,20 +219,23 @@ static int probe_handle(ca_actor *self, void *state, ca_msg *m)
         st->to = to;
         ca_link(self, pid);
         ca_sendf(self, to, "{linked, ~p}", pid);
+    } else if (ca_match(m, "{whereis, ~a, ~p}", node, &to) == 0) {
+        if (ca_whereis(ca_actor_rt(self), node, &pid) == 0)
+            ca_sendf(self, to, "{whereis, ~a, ~p}", node, pid);
+        else
+            ca_sendf(self, to, "{whereis, ~a, undefined}", node);
     } else if (ca_match(m, "{monitor_node, ~a, ~p}", node, &to) == 0) {
         st->to = to;
         ca_monitor_node(self, node, 1);
         ca_sendf(self, to, "{monitoring_node, ~a}", node);
-    } else if (ca_match(m, "{'DOWN', _, process, ~t, ~t}", &r, &rl, NULL, NULL) == 0) {
-        const char *why;
-        size_t wl;
-        ca_match(m, "{'DOWN', _, process, _, ~t}", &why, &wl);
-        ca_sendf(self, st->to, "{down, ~t, ~t}", r, rl, why, wl);
-    } else if (ca_match(m, "{'EXIT', ~t, ~t}", &r, &rl, NULL, NULL) == 0) {
-        const char *why;
-        size_t wl;
-        ca_match(m, "{'EXIT', _, ~t}", &why, &wl);
-        ca_sendf(self, st->to, "{exit, ~t, ~t}", r, rl, why, wl);
+    } else if (ca_match(m, "{'DOWN', _, process, ~t, ~t}", &r, &rl, &why, &wl) == 0) {
+        int rc = ca_sendf(self, st->to, "{down, ~t, ~t}", r, rl, why, wl);
+        if (rc)
+            ca_log(ca_actor_rt(self), CA_LOG_WARNING, "probe: cannot report: %s", ca_strerror(rc));
+    } else if (ca_match(m, "{'EXIT', ~t, ~t}", &r, &rl, &why, &wl) == 0) {
+        int rc = ca_sendf(self, st->to, "{exit, ~t, ~t}", r, rl, why, wl);
+        if (rc)
+            ca_log(ca_actor_rt(self), CA_LOG_WARNING, "probe: cannot report: %s", ca_strerror(rc));
     } else if (ca_match(m, "{nodeup, _}") == 0 || ca_match(m, "{nodedown, _}") == 0) {
         size_t tl;
         const char *t = ca_msg_data(m, &tl);

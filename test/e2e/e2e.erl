@@ -1,0 +1,241 @@
+%% End-to-end tests of cactor-node against a real Erlang node.
+%%
+%% Run by test/e2e/run.sh, which starts a private epmd and cactor-node
+%% (with --probe) and then calls e2e:main/1 with the C node's name on a
+%% distributed erl started with a private HOME. Peers (other Erlang nodes)
+%% are started with the peer module over standard_io, so that they need no
+%% connection back to this node. Every wait is bounded.
+-module(e2e).
+-export([main/1, peer_echo/2]).
+-export([send_echo/1, gen_call/1, cast_report/1, spawn_request_notsup/1,
+         monitor_by_name_noproc/1, monitor_kill_restart/1, link_kill/1,
+         link_dead_noproc/1, wrong_cookie/1, garbage_handshake/1,
+         noconnection/1, node_monitor/1, three_nodes/1, big_binary/1]).
+
+-define(T, 10000).
+
+main([CNodeStr | Only]) ->
+    CN = list_to_atom(CNodeStr),
+    All = [send_echo, gen_call, cast_report, spawn_request_notsup,
+             monitor_by_name_noproc, monitor_kill_restart, link_kill,
+             link_dead_noproc, wrong_cookie, garbage_handshake,
+             noconnection, node_monitor, three_nodes, big_binary],
+    Tests = case Only of [] -> All; _ -> [list_to_atom(T) || T <- Only] end,
+    Results = [run(T, CN) || T <- Tests],
+    Failed = [T || {T, R} <- lists:zip(Tests, Results), R =/= ok],
+    io:format("e2e: ~p passed, ~p failed ~p~n",
+              [length(Tests) - length(Failed), length(Failed), Failed]),
+    halt(case Failed of [] -> 0; _ -> 1 end).
+
+run(T, CN) ->
+    T0 = erlang:monotonic_time(millisecond),
+    R = try ?MODULE:T(CN) of
+            ok -> ok;
+            Other -> {bad, Other}
+        catch C:E:S -> {C, E, S}
+        end,
+    Ms = erlang:monotonic_time(millisecond) - T0,
+    case R of
+        ok -> io:format("e2e: ~p ok (~p ms)~n", [T, Ms]);
+        _ -> io:format("e2e: ~p FAILED: ~p~n", [T, R])
+    end,
+    flush(),
+    R.
+
+flush() -> receive _ -> flush() after 0 -> ok end.
+
+recv(Pattern) -> recv(Pattern, ?T).
+recv(Match, Timeout) ->
+    receive M ->
+            case Match(M) of
+                true -> M;
+                false ->
+                    io:format("e2e: (skipped ~P)~n", [M, 20]),
+                    recv(Match, Timeout)
+            end
+    after Timeout -> error({timeout, erlang:process_info(self(), messages)})
+    end.
+
+whereis_c(CN, Name) ->
+    {cactor_probe, CN} ! {whereis, Name, self()},
+    receive {whereis, Name, P} -> P after ?T -> error(whereis_timeout) end.
+
+%% ---- tests ----
+
+send_echo(CN) ->
+    {echo, CN} ! {self(), hello},
+    receive {echo, hello} -> ok after ?T -> error(no_echo) end,
+    %% a pid's sends: the echo's reply goes to this pid, through its own
+    %% connection's SEND_SENDER
+    Term = {a, [1, 2.5, "str", <<"bin">>], #{k => v}, self(), make_ref()},
+    {echo, CN} ! {self(), Term},
+    receive {echo, Term} -> ok after ?T -> error(no_echo2) end.
+
+gen_call(CN) ->
+    {ping, 1} = gen_server:call({echo, CN}, {ping, 1}, ?T),
+    [x, y] = gen_server:call({echo, CN}, [x, y], ?T),
+    %% by pid too
+    Pid = whereis_c(CN, echo),
+    true = is_pid(Pid),
+    CN = node(Pid),
+    hi = gen_server:call(Pid, hi, ?T),
+    ok.
+
+cast_report(CN) ->
+    [{echo, CN} ! {cast, N} || N <- lists:seq(1, 100)],
+    {echo, CN} ! {report, self()},
+    receive {count, 100} -> ok; {count, N} -> error({count, N}) after ?T -> error(no_count) end.
+
+spawn_request_notsup(CN) ->
+    Ref = erlang:spawn_request(CN, erlang, node, [], []),
+    receive {spawn_reply, Ref, error, notsup} -> ok after ?T -> error(no_spawn_reply) end.
+
+monitor_by_name_noproc(CN) ->
+    Ref = erlang:monitor(process, {no_such_name, CN}),
+    receive
+        {'DOWN', Ref, process, {no_such_name, CN}, noproc} -> ok
+    after ?T -> error(no_down)
+    end.
+
+monitor_kill_restart(CN) ->
+    Old = whereis_c(CN, echo),
+    Ref = erlang:monitor(process, {echo, CN}),
+    exit(Old, kill),
+    receive
+        {'DOWN', Ref, process, {echo, CN}, killed} -> ok;
+        {'DOWN', Ref, process, Who, Why} -> error({down, Who, Why})
+    after ?T -> error(no_down)
+    end,
+    New = wait_restart(CN, Old, 50),
+    {ping, 2} = gen_server:call({echo, CN}, {ping, 2}, ?T),
+    true = New =/= Old,
+    ok.
+
+wait_restart(_CN, _Old, 0) -> error(echo_not_restarted);
+wait_restart(CN, Old, N) ->
+    case whereis_c(CN, echo) of
+        P when is_pid(P), P =/= Old -> P;
+        _ -> timer:sleep(100), wait_restart(CN, Old, N - 1)
+    end.
+
+link_kill(CN) ->
+    process_flag(trap_exit, true),
+    Old = whereis_c(CN, echo),
+    link(Old),
+    %% the link is in place once echo has seen it: a round trip after it
+    {echo, CN} ! {self(), sync},
+    receive {echo, sync} -> ok after ?T -> error(no_sync) end,
+    exit(Old, kill),
+    receive
+        {'EXIT', Old, killed} -> ok;
+        {'EXIT', Old, Why} -> error({exit, Why})
+    after ?T -> error(no_exit)
+    end,
+    process_flag(trap_exit, false),
+    wait_restart(CN, Old, 50),
+    put(dead_echo, Old),
+    ok.
+
+link_dead_noproc(CN) ->
+    Dead = case get(dead_echo) of undefined -> error(no_dead_pid); P -> P end,
+    CN = node(Dead),
+    process_flag(trap_exit, true),
+    link(Dead),
+    receive {'EXIT', Dead, noproc} -> ok after ?T -> error(no_noproc) end,
+    process_flag(trap_exit, false),
+    ok.
+
+peer(Name, Args) ->
+    {ok, P, Node} = peer:start_link(#{name => Name, host => "127.0.0.1", longnames => true,
+                                       connection => standard_io,
+                                       args => ["-pa", filename:dirname(code:which(?MODULE))
+                                                | Args]}),
+    {P, Node}.
+
+wrong_cookie(CN) ->
+    {P, _} = peer(wrong_cookie, ["-setcookie", "not_the_cookie"]),
+    timeout = peer:call(P, ?MODULE, peer_echo, [CN, refused], ?T * 2),
+    false = lists:member(CN, peer:call(P, erlang, nodes, [hidden], ?T)),
+    peer:stop(P),
+    %% the node still serves others
+    {echo, CN} ! {self(), still_here},
+    receive {echo, still_here} -> ok after ?T -> error(node_gone) end.
+
+%% Garbage before any handshake: only that connection goes.
+garbage_handshake(CN) ->
+    [Alive, Host] = string:split(atom_to_list(CN), "@"),
+    {port, Port, _} = erl_epmd:port_please(Alive, Host),
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
+    ok = gen_tcp:send(S, <<0, 5, "junk!", 255, 255, 255, 255, 1, 2, 3>>),
+    {error, closed} = gen_tcp:recv(S, 0, ?T),
+    gen_tcp:close(S),
+    {echo, CN} ! {self(), after_garbage},
+    receive {echo, after_garbage} -> ok after ?T -> error(node_gone) end.
+
+%% A C actor monitors and links processes of another Erlang node (the
+%% C node dials it on demand), which is then killed: noconnection.
+noconnection(CN) ->
+    {P, B} = peer(victim, []),
+    V1 = peer:call(P, erlang, spawn, [timer, sleep, [infinity]], ?T),
+    V2 = peer:call(P, erlang, spawn, [timer, sleep, [infinity]], ?T),
+    {cactor_probe, CN} ! {monitor, V1, self()},
+    receive {monitoring, V1} -> ok after ?T -> error(no_monitoring) end,
+    {cactor_probe, CN} ! {link, V2, self()},
+    receive {linked, V2} -> ok after ?T -> error(no_link) end,
+    %% the C node is connected to B once B sees it
+    ok = wait_connected(P, CN, 50),
+    timer:sleep(300),
+    OsPid = peer:call(P, os, getpid, [], ?T),
+    os:cmd("kill -9 " ++ OsPid),
+    %% selective receives: the two come in either order
+    R1 = receive {down, V1, W1} -> {down, V1, W1} after ?T -> no_down end,
+    R2 = receive {exit, V2, W2} -> {exit, V2, W2} after ?T -> no_exit end,
+    catch peer:stop(P),
+    case {R1, R2} of
+        {{down, V1, noconnection}, {exit, V2, noconnection}} -> ok;
+        _ -> error({got, R1, R2, B})
+    end.
+
+wait_connected(_P, _CN, 0) -> error(not_connected);
+wait_connected(P, CN, N) ->
+    case lists:member(CN, peer:call(P, erlang, nodes, [hidden], ?T)) of
+        true -> ok;
+        false -> timer:sleep(100), wait_connected(P, CN, N - 1)
+    end.
+
+node_monitor(CN) ->
+    {P, B} = peer(nodemon, []),
+    {cactor_probe, CN} ! {monitor_node, B, self()},
+    receive {monitoring_node, B} -> ok after ?T -> error(no_nodemon) end,
+    {ok, true} = peer:call(P, ?MODULE, peer_echo, [CN, up], ?T),
+    receive {nodeup, B} -> ok after ?T -> error(no_nodeup) end,
+    peer:stop(P),
+    receive {nodedown, B} -> ok after ?T -> error(no_nodedown) end.
+
+peer_echo(CN, Tag) ->
+    {echo, CN} ! {self(), Tag},
+    receive {echo, Tag} -> {ok, lists:member(CN, nodes(hidden))} after 3000 -> timeout end.
+
+three_nodes(CN) ->
+    Peers = [peer(list_to_atom("three_" ++ integer_to_list(I)), []) || I <- [1, 2, 3]],
+    Self = self(),
+    [spawn_link(fun() -> Self ! {done, I, peer:call(P, ?MODULE, peer_echo, [CN, I], ?T)} end)
+     || {I, {P, _}} <- lists:zip([1, 2, 3], Peers)],
+    Rs = [receive {done, I, R} -> R after ?T * 2 -> timeout end || I <- [1, 2, 3]],
+    %% all three are connected at once, and so are we
+    [{ok, true}, {ok, true}, {ok, true}] = Rs,
+    {echo, CN} ! {self(), me_too},
+    receive {echo, me_too} -> ok after ?T -> error(no_echo) end,
+    [peer:stop(P) || {P, _} <- Peers],
+    ok.
+
+big_binary(CN) ->
+    Size = 64 * 1024 * 1024,
+    Bin = binary:copy(crypto:strong_rand_bytes(1024 * 1024), 64),
+    Size = byte_size(Bin),
+    {echo, CN} ! {self(), Bin},
+    receive
+        {echo, Got} when Got =:= Bin -> ok;
+        {echo, Got} -> error({different, byte_size(Got)})
+    after 60000 -> error(no_big_echo)
+    end.
