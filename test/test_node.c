@@ -1,0 +1,500 @@
+/*
+ * The distribution layer, C node to C node: several runtimes in one
+ * process, each a node, talking over loopback through a private epmd that
+ * this suite starts (and stops by pid). Plus raw clients that speak the
+ * handshake with the codec and then misbehave.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <openssl/rand.h>
+
+#include "cactor.h"
+#include "dist.h"
+#include "probe.h"
+
+static probe P;    /* what actors report */
+static probe LOGS; /* log lines of every runtime */
+static pid_t epmd_pid;
+static uint16_t epmd_port;
+
+typedef struct tnode {
+    ca_rt *rt;
+    ca_node *node;
+} tnode;
+
+static void log_fn(void *ctx, ca_log_level level, const char *line)
+{
+    (void)ctx;
+    (void)level;
+    probe_say(&LOGS, "%s", line);
+}
+
+/* ---- epmd ---- */
+
+static int tcp_dial(uint16_t port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int start_epmd(void)
+{
+    for (int attempt = 0; attempt < 10; attempt++) {
+        uint16_t port = (uint16_t)(20000 + (getpid() * 7 + attempt * 977) % 40000);
+        char ps[16];
+        snprintf(ps, sizeof ps, "%u", port);
+        pid_t pid = fork();
+        if (pid < 0)
+            return -1;
+        if (pid == 0) {
+            setenv("ERL_EPMD_ADDRESS", "127.0.0.1", 1);
+            freopen("/dev/null", "w", stderr); /* its notes on our probes */
+            execlp("epmd", "epmd", "-port", ps, "-address", "127.0.0.1", (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 50; i++) {
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid)
+                break; /* exited: port taken, try another */
+            int fd = tcp_dial(port);
+            if (fd >= 0) {
+                close(fd);
+                epmd_pid = pid;
+                epmd_port = port;
+                return 0;
+            }
+            usleep(100 * 1000);
+        }
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+    return -1;
+}
+
+/* ---- nodes ---- */
+
+static int node_up(tnode *t, const char *name, const char *cookie, size_t max_queue)
+{
+    ca_rt_opts ro;
+    ca_rt_opts_init(&ro);
+    ro.threads = 2;
+    ro.log = log_fn;
+    ro.log_level = CA_LOG_INFO;
+    if (ca_rt_new(&ro, &t->rt))
+        return -1;
+    ca_node_opts no;
+    ca_node_opts_init(&no);
+    no.name = name;
+    no.cookie = cookie;
+    no.epmd_port = epmd_port;
+    no.max_queue = max_queue;
+    int rc = ca_node_start(t->rt, &no, &t->node);
+    if (rc) {
+        ca_rt_free(t->rt);
+        return rc;
+    }
+    return 0;
+}
+
+static void node_down(tnode *t)
+{
+    if (!t->rt)
+        return;
+    ca_node_stop(t->node);
+    ca_rt_free(t->rt);
+    ca_node_free(t->node);
+    t->rt = NULL;
+}
+
+/* ---- the test actor ----
+ *
+ * Commands (from the test thread): {send_reg, Name, Node, Msg},
+ * {send, Pid, Msg}, {link, Pid}, {monitor, Pid}, {exit, Reason},
+ * {monitor_nodes}, {flood, Pid, N}. Messages {hello, X} are answered
+ * {world, X} to the sender. Everything else is reported as
+ * "<name>: <term>", EXIT and DOWN as "<name>: exit|down <reason>".
+ */
+static int t_init(ca_actor *self, void *arg, void **state)
+{
+    ca_trap_exit(self, 1);
+    *state = arg;
+    return 0;
+}
+
+static void say_term(const char *who, const char *what, const char *t, size_t len)
+{
+    char buf[256];
+    ca_term_print(t, len, buf, sizeof buf);
+    probe_say(&P, "%s: %s%s", who, what, buf);
+}
+
+static void flood(ca_actor *self, const char *who, ca_pid to, unsigned long n)
+{
+    static char big[100 * 1024 + 16];
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    memset(big, 'x', sizeof big);
+    ca_fmt(&x, "~b", big, (size_t)(100 * 1024));
+    for (unsigned long i = 0; i < n; i++) {
+        int rc = ca_send(self, to, x.buff, (size_t)x.index);
+        if (rc) {
+            probe_say(&P, "%s: flood %s", who, ca_errname(rc));
+            break;
+        }
+    }
+    ei_x_free(&x);
+}
+
+static int t_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    const char *who = state;
+    char name[CA_MAXATOM], node[CA_MAXATOM];
+    const char *t, *r;
+    size_t tl, rl;
+    ca_pid pid;
+    unsigned long n;
+    if (ca_match(m, "{send_reg, ~a, ~a, ~t}", name, node, &t, &tl) == 0) {
+        ei_x_buff x;
+        ei_x_new_with_version(&x);
+        ca_fmt(&x, "~t", t, tl);
+        int rc = ca_send_reg(self, name, node, x.buff, (size_t)x.index);
+        ei_x_free(&x);
+        if (rc)
+            probe_say(&P, "%s: send_reg %s", who, ca_errname(rc));
+    } else if (ca_match(m, "{send, ~p, ~t}", &pid, &t, &tl) == 0) {
+        ca_sendf(self, pid, "~t", t, tl);
+    } else if (ca_match(m, "{link, ~p}", &pid) == 0) {
+        ca_link(self, pid);
+    } else if (ca_match(m, "{monitor, ~p}", &pid) == 0) {
+        ca_monitor(self, pid, NULL);
+    } else if (ca_match(m, "{exit, ~t}", &t, &tl) == 0) {
+        ca_exit(self, "~t", t, tl);
+    } else if (ca_match(m, "{monitor_nodes}") == 0) {
+        ca_monitor_node(self, NULL, 1);
+    } else if (ca_match(m, "{flood, ~p, ~u}", &pid, &n) == 0) {
+        flood(self, who, pid, n);
+    } else if (ca_match(m, "{hello, ~t}", &t, &tl) == 0) {
+        ca_sendf(self, ca_msg_from(m), "{world, ~t}", t, tl);
+    } else if (ca_match(m, "{'EXIT', _, ~t}", &r, &rl) == 0) {
+        say_term(who, "exit ", r, rl);
+    } else if (ca_match(m, "{'DOWN', _, process, _, ~t}", &r, &rl) == 0) {
+        say_term(who, "down ", r, rl);
+    } else if ((t = ca_msg_data(m, &tl)) != NULL) {
+        say_term(who, "", t, tl);
+    }
+    return 0;
+}
+
+static const ca_behaviour tester = {"tester", t_init, t_handle, NULL};
+
+static ca_pid spawn_tester(tnode *t, const char *name)
+{
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = name;
+    ca_pid pid = CA_PID_NONE;
+    CU_ASSERT_EQUAL(ca_spawn(t->rt, &tester, (void *)name, &o, &pid), 0);
+    return pid;
+}
+
+static void cmd(tnode *t, ca_pid to, const char *fmt, ...)
+{
+    ei_x_buff x;
+    va_list ap;
+    ei_x_new_with_version(&x);
+    va_start(ap, fmt);
+    CU_ASSERT_EQUAL(ca_vfmt(&x, fmt, ap), 0);
+    va_end(ap);
+    CU_ASSERT_EQUAL(ca_rt_send(t->rt, CA_PID_NONE, to, x.buff, (size_t)x.index), 0);
+    ei_x_free(&x);
+}
+
+/* ---- fixtures: nodes a and b, shared by the tests ---- */
+
+static tnode A, B;
+static ca_pid a1, b1;
+#define NA "ta@127.0.0.1"
+#define NB "tb@127.0.0.1"
+
+static int setup(void)
+{
+    probe_init(&P);
+    probe_init(&LOGS);
+    if (start_epmd())
+        return -1;
+    if (node_up(&A, NA, "c00kie", 0) || node_up(&B, NB, "c00kie", 2u << 20))
+        return -1;
+    return 0;
+}
+
+static int teardown(void)
+{
+    node_down(&A);
+    node_down(&B);
+    if (epmd_pid > 0) {
+        kill(epmd_pid, SIGTERM);
+        waitpid(epmd_pid, NULL, 0);
+    }
+    probe_free(&P);
+    probe_free(&LOGS);
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_start_errors(void)
+{
+    tnode t = {0};
+    ca_node *n;
+    ca_rt_opts ro;
+    ca_rt_opts_init(&ro);
+    ro.threads = 1;
+    ro.log = log_fn;
+    CU_ASSERT_EQUAL(ca_rt_new(&ro, &t.rt), 0);
+    ca_node_opts no;
+    ca_node_opts_init(&no);
+    no.cookie = "x";
+    no.epmd_port = epmd_port;
+    no.name = "@host";
+    CU_ASSERT_EQUAL(ca_node_start(t.rt, &no, &n), CA_EBADNAME);
+    no.name = NA; /* taken in EPMD */
+    CU_ASSERT_EQUAL(ca_node_start(t.rt, &no, &n), CA_EEXIST);
+    no.name = "tz@127.0.0.1";
+    no.cookie = NULL;
+    setenv("HOME", "/nonexistent/cactor-test", 1);
+    CU_ASSERT_EQUAL(ca_node_start(t.rt, &no, &n), CA_ENOENT);
+    ca_rt_free(t.rt);
+}
+
+static void test_reg_send_and_reply(void)
+{
+    a1 = spawn_tester(&A, "a1");
+    b1 = spawn_tester(&B, "b1");
+    CU_ASSERT_STRING_EQUAL(ca_node_self_name(A.node), NA);
+    CU_ASSERT_EQUAL(ca_rt_node_of(A.rt), A.node);
+    /* connects on demand: EPMD lookup, handshake, then REG_SEND */
+    cmd(&A, a1, "{send_reg, b1, '" NB "', {hello, 1}}");
+    CU_ASSERT(probe_wait(&P, "a1: {world,1}", 5000));
+    /* by pid, the other way round, on the same connection */
+    cmd(&B, b1, "{send, ~p, {hello, 2}}", a1);
+    CU_ASSERT(probe_wait(&P, "b1: {world,2}", 5000));
+    char **names;
+    size_t n;
+    CU_ASSERT_EQUAL(ca_node_connected(A.node, &names, &n), 0);
+    CU_ASSERT_EQUAL(n, 1);
+    if (n == 1)
+        CU_ASSERT_STRING_EQUAL(names[0], NB);
+    ca_node_list_free(names, n);
+    /* to an unknown name: dropped silently, the connection stays */
+    cmd(&A, a1, "{send_reg, nobody, '" NB "', {hello, 3}}");
+    cmd(&A, a1, "{send_reg, b1, '" NB "', {hello, 4}}");
+    CU_ASSERT(probe_wait(&P, "a1: {world,4}", 5000));
+}
+
+static void test_links_and_monitors(void)
+{
+    ca_pid b2 = spawn_tester(&B, "b2");
+    ca_pid b3 = spawn_tester(&B, "b3");
+    cmd(&A, a1, "{link, ~p}", b2);
+    cmd(&A, a1, "{monitor, ~p}", b3);
+    /* the signals went first on the same connection */
+    cmd(&A, a1, "{send, ~p, {hello, sync}}", b3);
+    CU_ASSERT(probe_wait(&P, "a1: {world,sync}", 5000));
+    cmd(&B, b2, "{exit, boom}");
+    CU_ASSERT(probe_wait(&P, "a1: exit boom", 5000));
+    cmd(&B, b3, "{exit, bang}");
+    CU_ASSERT(probe_wait(&P, "a1: down bang", 5000));
+    /* now dead: a link gets noproc, a monitor DOWN noproc */
+    cmd(&A, a1, "{link, ~p}", b2);
+    CU_ASSERT(probe_wait(&P, "a1: exit noproc", 5000));
+    cmd(&A, a1, "{monitor, ~p}", b3);
+    CU_ASSERT(probe_wait(&P, "a1: down noproc", 5000));
+    /* B links to A: a1's exit reaches b1 */
+    ca_pid a2 = spawn_tester(&A, "a2");
+    cmd(&B, b1, "{link, ~p}", a2);
+    cmd(&B, b1, "{send, ~p, {hello, sync2}}", a2);
+    CU_ASSERT(probe_wait(&P, "b1: {world,sync2}", 5000));
+    ca_kill(A.rt, CA_PID_NONE, a2, "kill");
+    CU_ASSERT(probe_wait(&P, "b1: exit killed", 5000));
+}
+
+static void test_wrong_cookie(void)
+{
+    tnode W = {0};
+    CU_ASSERT_FATAL(node_up(&W, "tw@127.0.0.1", "not-the-cookie", 0) == 0);
+    ca_pid w1 = spawn_tester(&W, "w1");
+    ca_node_stats before, after;
+    ca_node_stats_get(B.node, &before);
+    cmd(&W, w1, "{send_reg, b1, '" NB "', {hello, w}}");
+    CU_ASSERT(probe_wait(&LOGS,
+                         "dist: peer tw@127.0.0.1 refused: invalid challenge reply: "
+                         "peer's cookie differs",
+                         5000));
+    ca_node_stats_get(B.node, &after);
+    CU_ASSERT(after.refused > before.refused);
+    CU_ASSERT_EQUAL(probe_count(&P, "w1: {world,w}"), 0);
+    node_down(&W);
+    /* B still serves A */
+    cmd(&A, a1, "{send_reg, b1, '" NB "', {hello, after_w}}");
+    CU_ASSERT(probe_wait(&P, "a1: {world,after_w}", 5000));
+}
+
+/* A raw peer: handshake with the codec, then whatever the test sends. */
+static int raw_peer(const char *name, const char *cookie, uint16_t port)
+{
+    int fd = tcp_dial(port);
+    if (fd < 0)
+        return -1;
+    ca_dist_hs hs;
+    ca_dist_hs_config cfg = {.role = CA_DIST_INITIATOR,
+                             .node_name = name,
+                             .cookie = cookie,
+                             .creation = 77,
+                             .rand = RAND_bytes};
+    unsigned char out[CA_DIST_HS_OUTMIN], in[4096];
+    ca_dist_out o = {out, sizeof out, 0};
+    if (ca__dist_hs_init(&hs, &cfg) || ca__dist_hs_start(&hs, &o))
+        goto fail;
+    while (hs.state == CA_DIST_HS_RUNNING) {
+        if (o.len && send(fd, out, o.len, MSG_NOSIGNAL) != (ssize_t)o.len)
+            goto fail;
+        o.len = 0;
+        ssize_t r = recv(fd, in, sizeof in, 0);
+        size_t used;
+        if (r <= 0 || ca__dist_hs_feed(&hs, in, (size_t)r, &used, &o))
+            goto fail;
+    }
+    if (o.len && send(fd, out, o.len, MSG_NOSIGNAL) != (ssize_t)o.len)
+        goto fail;
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
+/* 1 if the peer closes the socket within 5 s (ticks are skipped). */
+static int closed_by_peer(int fd)
+{
+    char buf[256];
+    for (int i = 0; i < 50; i++) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+            return 1;
+    }
+    return 0;
+}
+
+static void garbage_case(const char *name, const void *bytes, size_t len, const char *log)
+{
+    int fd = raw_peer(name, "c00kie", ca_node_port(B.node));
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send(fd, bytes, len, MSG_NOSIGNAL), (ssize_t)len);
+    CU_ASSERT(closed_by_peer(fd));
+    close(fd);
+    CU_ASSERT(probe_wait(&LOGS, log, 5000));
+}
+
+static void test_garbage_closes_one_connection(void)
+{
+    static const unsigned char not_pass[] = {0, 0, 0, 3, 'x', 1, 2};
+    static const unsigned char too_big[] = {0x7f, 0xff, 0xff, 0xff, 'p'};
+    static const unsigned char bad_ctrl[] = {0, 0, 0, 4, 'p', 131, 255, 0};
+    garbage_case("g1@127.0.0.1", not_pass, sizeof not_pass,
+                 "dist: connection from g1@127.0.0.1 closed: frame of type 120, not pass-through");
+    garbage_case("g2@127.0.0.1", too_big, sizeof too_big,
+                 "dist: connection from g2@127.0.0.1 closed: frame of 2147483647 bytes over the "
+                 "268435456 limit");
+    garbage_case("g3@127.0.0.1", bad_ctrl, sizeof bad_ctrl,
+                 "dist: connection from g3@127.0.0.1 closed: bad control message (malformed term)");
+    /* a malformed message is dropped and logged, the connection stays */
+    int fd = raw_peer("g4@127.0.0.1", "c00kie", ca_node_port(B.node));
+    CU_ASSERT_FATAL(fd >= 0);
+    static const char msg[] = {(char)131, 109, 0, 0, 0, 3, 'a', 'b', 'c'};
+    erlang_pid from = {.num = 1, .creation = 77};
+    strcpy(from.node, "g4@127.0.0.1");
+    ei_x_buff x;
+    ei_x_new(&x);
+    CU_ASSERT_EQUAL(ca__dist_encode_reg_send(&x, &from, "b1", msg, sizeof msg), 0);
+    x.buff[x.index - 4] = 9; /* the binary now claims more bytes than it has */
+    CU_ASSERT_EQUAL(send(fd, x.buff, (size_t)x.index, MSG_NOSIGNAL), (ssize_t)x.index);
+    ei_x_free(&x);
+    CU_ASSERT(
+        probe_wait(&LOGS, "dist: dropped a message from g4@127.0.0.1: malformed payload", 5000));
+    close(fd);
+    /* and A is still served */
+    cmd(&A, a1, "{send_reg, b1, '" NB "', {hello, after_garbage}}");
+    CU_ASSERT(probe_wait(&P, "a1: {world,after_garbage}", 5000));
+}
+
+/* A peer that never reads: the sender gets CA_EBUSY, not unbounded memory. */
+static void test_busy_peer(void)
+{
+    int fd = raw_peer("slow@127.0.0.1", "c00kie", ca_node_port(B.node));
+    CU_ASSERT_FATAL(fd >= 0);
+    uint32_t idx;
+    CU_ASSERT_EQUAL(ca_node_intern("slow@127.0.0.1", &idx), 0);
+    ca_pid slow = {idx, 1, 0, 77};
+    ca_pid b4 = spawn_tester(&B, "b4");
+    /* the queue bound of B is 2 MiB; kernel buffers take some more */
+    cmd(&B, b4, "{flood, ~p, ~u}", slow, 4000ul);
+    CU_ASSERT(probe_wait(&P, "b4: flood ebusy", 20000));
+    close(fd);
+}
+
+static void test_noconnection_and_node_monitors(void)
+{
+    tnode C = {0};
+    ca_pid a3 = spawn_tester(&A, "a3");
+    cmd(&A, a3, "{monitor_nodes}");
+    CU_ASSERT_FATAL(node_up(&C, "tc@127.0.0.1", "c00kie", 0) == 0);
+    ca_pid c1 = spawn_tester(&C, "c1");
+    ca_pid c2 = spawn_tester(&C, "c2");
+    cmd(&A, a3, "{link, ~p}", c1);
+    cmd(&A, a3, "{monitor, ~p}", c2);
+    cmd(&A, a3, "{send, ~p, {hello, c}}", c2);
+    CU_ASSERT(probe_wait(&P, "a3: {world,c}", 5000));
+    CU_ASSERT(probe_wait(&P, "a3: {nodeup,'tc@127.0.0.1'}", 5000));
+    node_down(&C); /* the connection goes: link and monitor fire */
+    CU_ASSERT(probe_wait(&P, "a3: exit noconnection", 5000));
+    CU_ASSERT(probe_wait(&P, "a3: down noconnection", 5000));
+    CU_ASSERT(probe_wait(&P, "a3: {nodedown,'tc@127.0.0.1'}", 5000));
+}
+
+static void add(void)
+{
+    CU_pSuite s = CU_add_suite("node", setup, teardown);
+    CU_add_test(s, "reg send and reply", test_reg_send_and_reply);
+    CU_add_test(s, "links and monitors across nodes", test_links_and_monitors);
+    CU_add_test(s, "wrong cookie refused", test_wrong_cookie);
+    CU_add_test(s, "garbage closes one connection", test_garbage_closes_one_connection);
+    CU_add_test(s, "busy peer", test_busy_peer);
+    CU_add_test(s, "noconnection and node monitors", test_noconnection_and_node_monitors);
+    CU_add_test(s, "start errors", test_start_errors);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    return run_suites(add);
+}
