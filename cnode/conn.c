@@ -282,7 +282,9 @@ static void tick_cb(uv_timer_t *t)
         ca__conn_close(c, "net_tick_timeout (peer silent)");
         return;
     }
-    if (now - c->last_tx >= tick_ms && !c->writing && c->wq.index == 0) {
+    /* Half a period of quiet is enough: the timer and last_tx do not
+     * line up exactly, and a missed tick costs the peer's patience. */
+    if (now - c->last_tx >= tick_ms / 2 && !c->writing && c->wq.index == 0) {
         static const char tick[4] = {0, 0, 0, 0};
         send_raw(c, tick, sizeof tick);
         c->last_tx = now;
@@ -451,7 +453,10 @@ static ca_dist_status acceptor_status(void *ctx, const char *peer_name, uint64_t
     if (other->state == CA__C_UP)
         return CA_DIST_ST_ALIVE;
     /* Both sides dialed: the greater name keeps its own attempt. */
-    return strcmp(n->name, peer_name) > 0 ? CA_DIST_ST_NOK : CA_DIST_ST_OK_SIMULTANEOUS;
+    bool ours = strcmp(n->name, peer_name) > 0;
+    ca_log(n->rt, CA_LOG_INFO, "dist: simultaneous connect with %s: %s attempt wins", peer_name,
+           ours ? "our" : "its");
+    return ours ? CA_DIST_ST_NOK : CA_DIST_ST_OK_SIMULTANEOUS;
 }
 
 static int hs_setup(ca__conn *c)
