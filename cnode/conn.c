@@ -399,15 +399,12 @@ static void read_handshake(ca__conn *c)
             uv_timer_start(&c->timer, tick_cb, SETUP_TIMEOUT_MS, 0);
             return;
         }
-        char why[200];
-        snprintf(why, sizeof why, "handshake failed: %s", ca__dist_hs_strerror(e));
         ca_log(n->rt,
                e == CA_DIST_HS_E_BAD_REPLY || e == CA_DIST_HS_E_BAD_ACK ? CA_LOG_WARNING
                                                                         : CA_LOG_INFO,
                "dist: %s %s refused: %s", c->role == CA_DIST_INITIATOR ? "connection to" : "peer",
                c->peer_name[0] ? c->peer_name : "(unknown)", ca__dist_hs_strerror(e));
-        ca__conn_close(c, NULL);
-        (void)why;
+        ca__conn_close(c, NULL); /* logged above, with the reason */
         return;
     }
     consume(c, used);

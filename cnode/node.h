@@ -4,7 +4,10 @@
  * handshake, framing, ticks) and dispatch.c (control messages <-> runtime
  * messages and signals, link and monitor tracking).
  *
- * Threads: the node owns one thread running one libuv loop. Everything in
+ * Threads: the node owns one thread running one libuv loop (rather than
+ * borrowing scheduler 0's: decoding, checking and copying frames of up to
+ * 256 MiB would otherwise stall the actors of that scheduler, and a
+ * scheduler's loop must stay free to run turns). Everything in
  * ca_node below `loop` and everything in ca__conn is touched by that
  * thread only. Other threads (schedulers, the caller of ca_node_*) reach
  * it through the MPSC queue `outq` and the async handle `wake`.
