@@ -190,6 +190,7 @@ typedef struct ca_actor ca_actor;
 typedef struct ca_msg ca_msg;
 
 typedef enum {
+    CA_LOG_NONE = -1, /* as a level: log nothing */
     CA_LOG_ERROR = 0,
     CA_LOG_WARNING = 1,
     CA_LOG_INFO = 2,
@@ -206,8 +207,8 @@ typedef struct ca_rt_opts {
     uint32_t creation;     /* node incarnation; 0 = a fresh non-zero value */
     ca_log_fn log;         /* NULL = lines to stderr */
     void *log_ctx;
-    ca_log_level log_level; /* lines above this level are dropped; 0 means
-                               CA_LOG_ERROR, set CA_LOG_INFO for more */
+    ca_log_level log_level; /* lines above this level are dropped (ca_rt_opts_init:
+                               CA_LOG_WARNING; CA_LOG_NONE: nothing) */
 } ca_rt_opts;
 
 /* Fill `opts` with defaults. */
