@@ -543,7 +543,6 @@ typedef struct ca_sup_counts {
 
 int ca_sup_count_children(ca_rt *rt, ca_pid sup, ca_sup_counts *c);
 
-
 /* ------------------------------------------------------------------ */
 /* Distribution                                                        */
 /* ------------------------------------------------------------------ */
@@ -619,12 +618,12 @@ int ca_node_connected(ca_node *node, char ***out, size_t *n);
 void ca_node_list_free(char **list, size_t n);
 
 typedef struct ca_node_stats {
-    uint64_t connections;    /* up right now */
-    uint64_t accepted;       /* handshakes completed, either role */
-    uint64_t refused;        /* handshakes failed (e.g. wrong cookie) */
+    uint64_t connections; /* up right now */
+    uint64_t accepted;    /* handshakes completed, either role */
+    uint64_t refused;     /* handshakes failed (e.g. wrong cookie) */
     uint64_t frames_in, frames_out;
-    uint64_t dropped;        /* outbound frames dropped with a connection */
-    uint64_t bad_frames;     /* connections closed for a protocol error */
+    uint64_t dropped;    /* outbound frames dropped with a connection */
+    uint64_t bad_frames; /* connections closed for a protocol error */
 } ca_node_stats;
 void ca_node_stats_get(ca_node *node, ca_node_stats *st);
 
@@ -650,6 +649,85 @@ int ca_send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t l
  * that exits are dropped on its next event.
  */
 int ca_monitor_node(ca_actor *self, const char *node, int on);
+
+/* ------------------------------------------------------------------ */
+/* gen_server interop                                                  */
+/* ------------------------------------------------------------------ */
+
+/* Who called: enough to reply later, from any callback of the callee. A
+ * plain value: copy it, keep it in the actor's state. */
+typedef struct ca_call_from {
+    ca_pid pid;
+    int alias;      /* the tag is [alias | Ref] (OTP 24+): reply to Ref */
+    ca_ref ref;     /* the tag's reference */
+    size_t tag_len; /* the tag term as received (no version byte) */
+    char tag[64];
+} ca_call_from;
+
+/* Match {'$gen_call', {Pid, Tag}, Request} (gen_server:call, also Elixir's
+ * GenServer.call). On 0, *from identifies the caller and *req/*len span
+ * the request inside the message (no version byte). CA_ENOMATCH otherwise.
+ * Casts are plain messages {'$gen_cast', Request}: match them with
+ * ca_match. */
+int ca_gen_call_match(const ca_msg *m, ca_call_from *from, const char **req, size_t *len);
+/* Reply {Tag, Reply} the way gen_server:reply does (to the alias if the
+ * tag has one, else to the pid). `reply` is ETF with version byte. */
+int ca_gen_reply(ca_actor *self, const ca_call_from *from, const void *reply, size_t len);
+int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...);
+
+/*
+ * Call a gen_server (an Erlang process, or a C actor that answers calls)
+ * without blocking: sends {'$gen_call', {Self, Ref}, Request} to `to`,
+ * monitors it with Ref (*ref), and arms a timer. Exactly one of these
+ * then arrives: {Ref, Reply}; {'DOWN', Ref, process, Pid, Reason} if the
+ * callee died (noconnection if its node went away); {'$call_timeout', Ref}
+ * after timeout_ms. Call ca_gen_call_done(self, ref) after any of them
+ * (or to give up), so that the monitor and timer go.
+ */
+int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t timeout_ms,
+                ca_ref *ref);
+int ca_gen_call_done(ca_actor *self, const ca_ref *ref);
+
+/* ------------------------------------------------------------------ */
+/* RPC functions (rpc:call, erpc:call, erl_call) and plugins            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A C function callable as Module:Function(Args...) from Erlang with
+ * rpc:call(Node, M, F, Args), erpc:call and erl_call -a. `args` is the
+ * argument list (ETF, no version byte; match it with ca_match_term, e.g.
+ * "[~i, ~i]"); the function appends exactly one term, the result, to
+ * `result` (no version byte). It runs on a scheduler thread: it must not
+ * block. Return 0, or a negative code: the caller then gets the error
+ * {badrpc, {'EXIT', {{error, ErrName}, [...]}}} from rpc:call (erpc:call
+ * raises error {error, ErrName}). Unknown functions give `undef` exactly
+ * as Erlang does.
+ */
+typedef int (*ca_rpc_fn)(void *ctx, ca_actor *caller, const char *args, size_t len,
+                         ei_x_buff *result);
+
+/* Register Module:Function/Arity (arity -1: any) for this runtime; names
+ * are copied. CA_EEXIST if taken, CA_EBADNAME for an invalid atom. */
+int ca_rpc_register(ca_rt *rt, const char *module, const char *function, int arity, ca_rpc_fn fn,
+                    void *ctx);
+
+/*
+ * Plugins: cactor-node --load PATH.so dlopens PATH and calls
+ *
+ *     int cactor_plugin_init(ca_plugin *p);
+ *
+ * once, before the node serves. The plugin registers rpc functions with
+ * ca_rpc_register(ca_plugin_rt(p), ...) and adds actors with
+ * ca_plugin_add_child: each becomes a child of the node's root supervisor
+ * (the spec is copied; behaviour and arg must live as long as the
+ * process). A non-zero return stops the node with an error. See
+ * examples/plugin/.
+ */
+typedef struct ca_plugin ca_plugin;
+#define CA_PLUGIN_INIT "cactor_plugin_init"
+typedef int (*ca_plugin_init_fn)(ca_plugin *p);
+ca_rt *ca_plugin_rt(ca_plugin *p);
+int ca_plugin_add_child(ca_plugin *p, const ca_child_spec *spec);
 
 #ifdef __cplusplus
 }
