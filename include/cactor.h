@@ -661,11 +661,11 @@ typedef struct ca_call_from {
     int alias;      /* the tag is [alias | Ref] (OTP 24+): reply to Ref */
     ca_ref ref;     /* the tag's reference */
     size_t tag_len; /* the tag term as received (no version byte) */
-    char tag[64];
+    char tag[1104]; /* fits [alias | Ref] for any node name */
 } ca_call_from;
 
 /* Match {'$gen_call', {Pid, Tag}, Request} (gen_server:call, also Elixir's
- * GenServer.call). On 0, *from identifies the caller and *req/*len span
+ * GenServer.call). On 0, *from identifies the caller and *req, *len span
  * the request inside the message (no version byte). CA_ENOMATCH otherwise.
  * Casts are plain messages {'$gen_cast', Request}: match them with
  * ca_match. */
@@ -677,16 +677,21 @@ int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...
 
 /*
  * Call a gen_server (an Erlang process, or a C actor that answers calls)
- * without blocking: sends {'$gen_call', {Self, Ref}, Request} to `to`,
- * monitors it with Ref (*ref), and arms a timer. Exactly one of these
- * then arrives: {Ref, Reply}; {'DOWN', Ref, process, Pid, Reason} if the
- * callee died (noconnection if its node went away); {'$call_timeout', Ref}
- * after timeout_ms. Call ca_gen_call_done(self, ref) after any of them
- * (or to give up), so that the monitor and timer go.
+ * without blocking: sends {'$gen_call', {Self, Ref}, Request} to `to`
+ * (`req` is ETF with version byte), monitors it with Ref, and arms a
+ * timer. Exactly one of these then arrives: {Ref, Reply};
+ * {'DOWN', Ref, process, Pid, Reason} if the callee died (noconnection if
+ * its node went away); {'$call_timeout', Ref} after timeout_ms. Then call
+ * ca_gen_call_done(self, call) (also to give up early), which drops the
+ * monitor and the timer. `call` is a plain value owned by the caller.
  */
+typedef struct ca_call {
+    ca_ref ref;
+    ca_timer timer;
+} ca_call;
 int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t timeout_ms,
-                ca_ref *ref);
-int ca_gen_call_done(ca_actor *self, const ca_ref *ref);
+                ca_call *call);
+int ca_gen_call_done(ca_actor *self, const ca_call *call);
 
 /* ------------------------------------------------------------------ */
 /* RPC functions (rpc:call, erpc:call, erl_call) and plugins            */
@@ -721,7 +726,7 @@ int ca_rpc_register(ca_rt *rt, const char *module, const char *function, int ari
  * ca_plugin_add_child: each becomes a child of the node's root supervisor
  * (the spec is copied; behaviour and arg must live as long as the
  * process). A non-zero return stops the node with an error. See
- * examples/plugin/.
+ * examples/plugin.
  */
 typedef struct ca_plugin ca_plugin;
 #define CA_PLUGIN_INIT "cactor_plugin_init"
