@@ -1,0 +1,183 @@
+/*
+ * hash_plugin: a cactor-node plugin (--load hash_plugin.so) for
+ * bench/dist. It adds an actor registered as `hash` under the node's root
+ * supervisor:
+ *
+ *   gen_server:call({hash, Node}, Bin) -> MD5 of Bin (16-byte binary)
+ *
+ * The hashing never runs in the `hash` actor's own turn (actors must not
+ * block their scheduler loop for long); it is spread over the machine in
+ * one of two ways, chosen by the environment variable CACTOR_HASH_MODE:
+ *
+ *   pool (default)  one worker actor per scheduler thread (ca_spawn_child
+ *                   with an explicit scheduler, batch 1), fed round robin:
+ *                   the request binary is copied once into a job sent as
+ *                   a zero-copy pointer message; the worker hashes and
+ *                   replies to the caller itself (ca_gen_reply).
+ *   work            ca_queue_work: the job goes to libuv's thread pool,
+ *                   and the result comes back to `hash` as a message,
+ *                   which replies.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "cactor.h"
+
+#define JOB_TAG    0x6a6f62 /* "job" */
+#define MAX_WORKER 64
+
+typedef struct job {
+    ca_call_from from;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen;
+    int ok;
+    size_t len;
+    unsigned char data[];
+} job;
+
+typedef struct hash_cfg {
+    int use_pool;
+    unsigned workers;
+} hash_cfg;
+
+typedef struct hash_state {
+    const hash_cfg *cfg;
+    ca_pid worker[MAX_WORKER];
+    unsigned n, next;
+} hash_state;
+
+static void digest(job *j)
+{
+    j->ok = EVP_Digest(j->data, j->len, j->md, &j->mdlen, EVP_md5(), NULL) == 1;
+}
+
+static int reply(ca_actor *self, job *j)
+{
+    if (!j->ok)
+        return ca_gen_replyf(self, &j->from, "{error, digest}");
+    return ca_gen_replyf(self, &j->from, "~b", (const void *)j->md, (size_t)j->mdlen);
+}
+
+/* ---- pool worker ---- */
+
+static int worker_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    (void)state;
+    uint64_t tag;
+    job *j = ca_msg_ptr(m, &tag);
+    if (ca_msg_type(m) != CA_MSG_PTR || tag != JOB_TAG || !j)
+        return 0;
+    digest(j);
+    int rc = reply(self, j);
+    if (rc)
+        ca_log(ca_actor_rt(self), CA_LOG_WARNING, "hash worker: reply: %s", ca_strerror(rc));
+    return 0; /* the message's destructor frees the job */
+}
+
+static const ca_behaviour worker_behaviour = {"hash_worker", NULL, worker_handle, NULL};
+
+/* ---- thread-pool work ---- */
+
+static void *work_fn(void *arg)
+{
+    digest(arg);
+    return arg;
+}
+
+/* ---- the `hash` actor ---- */
+
+static int hash_init(ca_actor *self, void *arg, void **state)
+{
+    const hash_cfg *cfg = arg;
+    hash_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return CA_ENOMEM;
+    st->cfg = cfg;
+    *state = st;
+    if (!cfg->use_pool)
+        return 0;
+    for (unsigned i = 0; i < cfg->workers; i++) {
+        ca_spawn_opts o;
+        ca_spawn_opts_init(&o);
+        o.flags = CA_SPAWN_LINK;
+        o.sched = (int)(i % ca_rt_threads(ca_actor_rt(self)));
+        o.batch = 1; /* short turns: the dispatcher may share the thread */
+        int rc = ca_spawn_child(self, &worker_behaviour, NULL, &o, &st->worker[i]);
+        if (rc)
+            return rc;
+        st->n++;
+    }
+    return 0;
+}
+
+static int hash_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    hash_state *st = state;
+    if (ca_msg_type(m) == CA_MSG_PTR) { /* a ca_queue_work result */
+        uint64_t tag;
+        job *j = ca_msg_ptr(m, &tag);
+        if (tag == JOB_TAG && j) {
+            int rc = reply(self, j);
+            if (rc)
+                ca_log(ca_actor_rt(self), CA_LOG_WARNING, "hash: reply: %s", ca_strerror(rc));
+        }
+        return 0;
+    }
+    ca_call_from from;
+    const char *req, *data;
+    size_t len, dlen;
+    if (ca_gen_call_match(m, &from, &req, &len) != 0)
+        return 0; /* not a call: ignored */
+    if (ca_match_term(req, len, "~b", &data, &dlen) != 0)
+        return ca_gen_replyf(self, &from, "{error, badarg}");
+    job *j = malloc(sizeof *j + dlen);
+    if (!j)
+        return ca_gen_replyf(self, &from, "{error, enomem}");
+    j->from = from;
+    j->len = dlen;
+    memcpy(j->data, data, dlen);
+    int rc;
+    if (st->n) {
+        ca_pid w = st->worker[st->next++ % st->n];
+        rc = ca_send_ptr(self, w, JOB_TAG, j, free);
+    } else {
+        rc = ca_queue_work(self, JOB_TAG, work_fn, j, free);
+    }
+    if (rc) {
+        free(j);
+        return ca_gen_replyf(self, &from, "{error, ~a}", ca_errname(rc));
+    }
+    return 0;
+}
+
+static hash_cfg config;
+
+static void hash_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    (void)self;
+    (void)reason;
+    (void)len;
+    if (state != &config) /* state is still `arg` if init did not run */
+        free(state);
+}
+
+static const ca_behaviour hash_behaviour = {"hash", hash_init, hash_handle, hash_terminate};
+
+int cactor_plugin_init(ca_plugin *p)
+{
+    const char *mode = getenv("CACTOR_HASH_MODE");
+    config.use_pool = !(mode && strcmp(mode, "work") == 0);
+    config.workers = ca_rt_threads(ca_plugin_rt(p));
+    if (config.workers > MAX_WORKER)
+        config.workers = MAX_WORKER;
+    ca_child_spec spec = {
+        .id = "hash",
+        .behaviour = &hash_behaviour,
+        .arg = &config,
+        .name = "hash",
+        .restart = CA_PERMANENT,
+    };
+    return ca_plugin_add_child(p, &spec);
+}
