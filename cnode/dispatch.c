@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "node.h"
+#include "services.h"
 
 static const char noproc_bare[] = {119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
 static const char noconn_bare[] = {119, 12,  'n', 'o', 'c', 'o', 'n',
@@ -416,14 +417,76 @@ static int on_monitor_exit(ca__conn *c, const ca_dist_ctrl *k)
     return 0;
 }
 
-static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
+/* Which of `monitor` and `link` a spawn request's option list holds. */
+static void spawn_opts(const ca_dist_span *opts, bool *monitor, bool *link)
 {
-    /* The owner's erpc service goes here; until then every request gets
-     * an answer, so that the caller does not hang. */
+    int idx = 0, n = 0, type, size;
+    char atom[MAXATOMLEN_UTF8];
+    *monitor = *link = false;
+    if (ei_decode_list_header(opts->p, &idx, &n))
+        return;
+    for (int i = 0; i < n; i++) {
+        if (ei_get_type(opts->p, &idx, &type, &size))
+            return;
+        int at = idx;
+        if (ei_decode_atom(opts->p, &at, atom) == 0) {
+            *monitor |= strcmp(atom, "monitor") == 0;
+            *link |= strcmp(atom, "link") == 0;
+        }
+        size_t pos = (size_t)idx;
+        if (ca__etf_skip(opts->p, opts->len, &pos))
+            return;
+        idx = (int)pos;
+    }
+}
+
+static void spawn_refuse(ca__conn *c, const ca_dist_ctrl *k, const char *why)
+{
     ca_dist_proc res = {.is_name = 1};
-    snprintf(res.name, sizeof res.name, "notsup");
+    snprintf(res.name, sizeof res.name, "%s", why);
     answer_done(c, ca__dist_encode_spawn_reply(&c->wq, &k->ref, &k->from.pid, 0, &res),
                 "SPAWN_REPLY");
+}
+
+/*
+ * spawn_request: erpc:execute_call/4 (rpc:call and erpc:call) runs in a
+ * worker actor. The reply is queued before the worker may run, so the
+ * caller sees SPAWN_REPLY before the monitor's exit; anything else is
+ * refused with notsup (C nodes host no Erlang code).
+ */
+static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
+{
+    ca_rt *rt = c->node->rt;
+    ca_pid caller, worker;
+    ca_ref ref;
+    bool monitor, link;
+    if (strcmp(k->module, "erpc") || strcmp(k->function, "execute_call") || k->arity != 4) {
+        spawn_refuse(c, k, "notsup");
+        return 0;
+    }
+    if (ca__from_ei_pid(&k->from.pid, &caller) || ca__from_ei_ref(&k->ref, &ref) ||
+        ca__erpc_spawn(rt, k->payload.p, k->payload.len, &worker)) {
+        spawn_refuse(c, k, "badarg");
+        return 0;
+    }
+    spawn_opts(&k->opts, &monitor, &link);
+    uint64_t flags = 0;
+    if (link && signal_bare(c, CA__SIG_LINK, caller, worker, NULL) == 0) {
+        link_add(c, worker, caller);
+        flags |= 1;
+    }
+    if (monitor && signal_bare(c, CA__SIG_MONITOR, caller, worker, &ref) == 0) {
+        mon_add(c, &ref, worker, caller, false, NULL);
+        flags |= 2;
+    }
+    ca_dist_proc res = {.is_name = 0};
+    if (ca__to_ei_pid(worker, &res.pid)) {
+        spawn_refuse(c, k, "badarg");
+        return 0;
+    }
+    answer_done(c, ca__dist_encode_spawn_reply(&c->wq, &k->ref, &k->from.pid, flags, &res),
+                "SPAWN_REPLY");
+    ca__erpc_run(rt, worker);
     return 0;
 }
 

@@ -6,6 +6,10 @@
  *               [--verbose]
  *
  * It runs until SIGTERM or SIGINT. Built in, under a root supervisor:
+ *   net_kernel, rex and erpc: net_adm:ping, rpc:call, erpc:call, erl_call
+ *          into C functions (ca_rpc_register; built in: erlang:node/0,
+ *          erlang:whereis/1, cactor:info/0);
+ *   plugins (--load): their actors and rpc functions;
  *   echo   {Pid, Term} -> Pid ! {echo, Term}; {cast, Term} counts;
  *          {report, Pid} -> Pid ! {count, N} (and resets);
  *          gen_server:call(echo, Req) -> Req.
@@ -23,6 +27,7 @@
 #include <time.h>
 
 #include "cactor.h"
+#include "services.h"
 
 #define MAX_PLUGINS 64
 
@@ -254,30 +259,59 @@ static ca_log_level log_level(const cli *c)
     return c->verbose ? CA_LOG_DEBUG : CA_LOG_INFO;
 }
 
-static int start_services(ca_rt *rt, const cli *c)
+/* The root supervisor: echo, the node's services (net_kernel, rex), the
+ * test probe, then every plugin's actors, in that order. */
+static int start_services(ca_rt *rt, ca_node *node, const cli *c)
 {
-    ca_child_spec kids[2] = {
-        {.id = "echo", .behaviour = &echo_behaviour, .name = "echo", .restart = CA_PERMANENT},
-        {.id = "probe",
-         .behaviour = &probe_behaviour,
-         .name = "cactor_probe",
-         .restart = CA_PERMANENT},
-    };
+    char err[512];
+    int rc = ca__services_register(rt, node);
+    if (rc) {
+        fprintf(stderr, "cactor-node: cannot register the built-in functions: %s\n",
+                ca_strerror(rc));
+        return rc;
+    }
+    ca_plugin *pl = ca__plugin_new(rt);
+    if (!pl)
+        return CA_ENOMEM;
+    for (int i = 0; i < c->nplugins; i++) {
+        if ((rc = ca__plugin_load(pl, c->plugins[i], err, sizeof err))) {
+            fprintf(stderr, "cactor-node: --load %s: %s\n", c->plugins[i], err);
+            ca__plugin_free(pl);
+            return rc;
+        }
+        ca_log(rt, CA_LOG_INFO, "loaded plugin %s", c->plugins[i]);
+    }
+    size_t nplug;
+    const ca_child_spec *plug = ca__plugin_children(pl, &nplug);
+    size_t cap = 8 + nplug, n = 0;
+    ca_child_spec *kids = calloc(cap, sizeof *kids);
+    if (!kids) {
+        ca__plugin_free(pl);
+        return CA_ENOMEM;
+    }
+    kids[n++] = (ca_child_spec){
+        .id = "echo", .behaviour = &echo_behaviour, .name = "echo", .restart = CA_PERMANENT};
+    n += ca__services_children(kids + n, cap - n);
+    if (c->probe)
+        kids[n++] = (ca_child_spec){.id = "probe",
+                                    .behaviour = &probe_behaviour,
+                                    .name = "cactor_probe",
+                                    .restart = CA_PERMANENT};
+    for (size_t i = 0; i < nplug; i++)
+        kids[n++] = plug[i];
     ca_sup_spec spec = {
         .strategy = CA_ONE_FOR_ONE,
         .intensity = 20,
         .period_ms = 10000,
         .children = kids,
-        .nchildren = c->probe ? 2 : 1,
+        .nchildren = n,
         .flags = CA_SUP_SHUTDOWN_RT,
     };
-    /* The owner's services (net_kernel, rex, erpc) and the --load plugins
-     * start here, as children of this supervisor, before the node serves:
-     * see the report in the project notes. */
-    if (c->nplugins)
-        ca_log(rt, CA_LOG_WARNING, "--load is not implemented yet: %d plugin(s) ignored",
-               c->nplugins);
-    return ca_sup_start(rt, &spec, "cactor_sup", NULL);
+    /* ca_sup_start copies the spec, ids and names included. */
+    rc = ca_sup_start(rt, &spec, "cactor_sup", NULL);
+    free(kids);
+    ca__plugin_free(pl);
+    return rc;
 }
 
 /* Runs until a signal or until the runtime shuts itself down (the root
@@ -332,7 +366,7 @@ int main(int argc, char **argv)
         ca_rt_free(rt);
         return 1;
     }
-    if ((rc = start_services(rt, &c))) {
+    if ((rc = start_services(rt, node, &c))) {
         fprintf(stderr, "cactor-node: cannot start services: %s\n", ca_strerror(rc));
     } else {
         printf("cactor-node %s ready on port %u\n", ca_node_self_name(node), ca_node_port(node));

@@ -244,6 +244,7 @@ typedef struct ca_rt_stats {
     uint64_t actors_spawned;
     uint64_t messages_sent; /* local deliveries accepted */
     uint64_t overflows;     /* mailbox overflows, any policy */
+    uint64_t restarts;      /* children restarted by supervisors */
 } ca_rt_stats;
 void ca_rt_stats_get(ca_rt *rt, ca_rt_stats *st);
 

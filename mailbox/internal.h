@@ -158,6 +158,7 @@ typedef struct ca__dist_ops {
 #define CA__SLOT_MAX_CHUNKS 4096
 
 typedef struct ca__registry ca__registry;
+typedef struct ca__rpc_table ca__rpc_table;
 
 struct ca_rt {
     unsigned nsched;
@@ -181,6 +182,8 @@ struct ca_rt {
     uint32_t nfree, capfree;
 
     ca__registry *reg;
+    ca__rpc_table *rpc;
+    _Atomic uint64_t st_restarts; /* children restarted by any supervisor */
 
     const ca__dist_ops *dist;
     void *dist_ctx;
@@ -256,6 +259,13 @@ void ca__registry_free(ca__registry *r);
 void ca__registry_drop(ca_rt *rt, ca_actor *a); /* on exit */
 int ca__name_valid(const char *name);
 int ca__register_actor(ca_rt *rt, const char *name, ca_actor *a);
+
+/* rpc.c */
+int ca__rpc_new(ca__rpc_table **t);
+void ca__rpc_free(ca__rpc_table *t);
+/* The function for mod:fun/arity; CA_ENOENT if none. */
+int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn,
+                 void **ctx);
 
 /* timer.c */
 void ca__timers_cancel_all(ca_actor *a);

@@ -329,6 +329,10 @@ int ca_rt_new(const ca_rt_opts *opts, ca_rt **out)
         goto fail_rt;
     if ((rc = ca__registry_new(&rt->reg)))
         goto fail_rt;
+    if ((rc = ca__rpc_new(&rt->rpc))) {
+        ca__registry_free(rt->reg);
+        goto fail_rt;
+    }
     pthread_mutex_init(&rt->slot_lock, NULL);
     pthread_mutex_init(&rt->wait_lock, NULL);
     pthread_cond_init(&rt->wait_cond, NULL);
@@ -376,6 +380,7 @@ fail_sched:
     free(rt->sched);
 fail_reg:
     ca__registry_free(rt->reg);
+    ca__rpc_free(rt->rpc);
     pthread_mutex_destroy(&rt->slot_lock);
     pthread_mutex_destroy(&rt->wait_lock);
     pthread_cond_destroy(&rt->wait_cond);
@@ -456,6 +461,7 @@ void ca_rt_free(ca_rt *rt)
     ca__slots_free(rt);
     free(rt->sched);
     ca__registry_free(rt->reg);
+    ca__rpc_free(rt->rpc);
     pthread_mutex_destroy(&rt->slot_lock);
     pthread_mutex_destroy(&rt->wait_lock);
     pthread_cond_destroy(&rt->wait_cond);
@@ -491,6 +497,7 @@ void ca_rt_stats_get(ca_rt *rt, ca_rt_stats *st)
         sent += atomic_load_explicit(&rt->sched[i].sent, memory_order_relaxed);
     st->messages_sent = sent;
     st->overflows = atomic_load_explicit(&rt->st_overflows, memory_order_relaxed);
+    st->restarts = atomic_load_explicit(&rt->st_restarts, memory_order_relaxed);
 }
 
 void ca_make_ref(ca_rt *rt, ca_ref *ref)

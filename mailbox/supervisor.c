@@ -688,6 +688,7 @@ static void on_child_exit(ca_actor *self, sup *s, child *c, const char *r, size_
         return;
     }
     s->restarts++;
+    atomic_fetch_add_explicit(&ca_actor_rt(self)->st_restarts, 1, memory_order_relaxed);
     c->pending = true;
     j->target = c;
     enqueue(s, j, false);

@@ -1,0 +1,381 @@
+/*
+ * The services an Erlang node expects of a peer, as plain C actors:
+ *
+ *   net_kernel  answers {is_auth, Node} (net_adm:ping gives pong);
+ *   rex         rpc's server: gen_server calls and casts {call|cast, M, F,
+ *               A, GL}, and ei_rpc's {Pid, {call, M, F, A, GL}} (erl_call);
+ *   erpc        SPAWN_REQUEST of erpc:execute_call/4 (rpc:call and
+ *               erpc:call on OTP 23+) runs in a short-lived worker actor
+ *               that exits with erpc's result reason, which reaches the
+ *               caller through the monitor the request asked for.
+ *
+ * C functions come from the runtime's rpc table (ca_rpc_register); an
+ * unknown one is `undef`, exactly as Erlang reports it.
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+#include "services.h"
+
+/* ---- applying Module:Function(Args) ---- */
+
+/* Length of a proper list, or -1. */
+static int list_len(const char *args, size_t len)
+{
+    int idx = 0, type, size;
+    if (ei_get_type(args, &idx, &type, &size))
+        return -1;
+    if (type == ERL_NIL_EXT)
+        return 0;
+    if (type == ERL_STRING_EXT)
+        return size;
+    if (type != ERL_LIST_EXT)
+        return -1;
+    /* A proper list: the tail after `size` elements must be []. */
+    int arity;
+    if (ei_decode_list_header(args, &idx, &arity))
+        return -1;
+    for (int i = 0; i < arity; i++) {
+        size_t pos = (size_t)idx;
+        if (ca__etf_skip(args, len, &pos))
+            return -1;
+        idx = (int)pos;
+    }
+    if (ei_get_type(args, &idx, &type, &size) || type != ERL_NIL_EXT)
+        return -1;
+    return arity;
+}
+
+int ca__apply(ca_actor *caller, const char *mod, const char *fun, const char *args, size_t len,
+              ei_x_buff *result, ei_x_buff *error)
+{
+    ca_rpc_fn fn;
+    void *ctx;
+    int arity = list_len(args, len);
+    if (arity < 0) {
+        ca_fmt(error, "{badarg, [{~a, ~a, ~t, []}]}", mod, fun, args, len);
+        return CA_EINVAL;
+    }
+    if (ca__rpc_find(ca_actor_rt(caller), mod, fun, arity, &fn, &ctx)) {
+        ca_fmt(error, "{undef, [{~a, ~a, ~t, []}]}", mod, fun, args, len);
+        return CA_ENOENT;
+    }
+    int start = result->index;
+    int rc = fn(ctx, caller, args, len, result);
+    if (rc == 0 && ca__term_check(result->buff + start, (size_t)(result->index - start)) != 0)
+        rc = CA_EBADTERM; /* the function did not append exactly one term */
+    if (rc) {
+        result->index = start;
+        ca_fmt(error, "{{error, ~a}, [{~a, ~a, ~i, []}]}", ca_errname(rc), mod, fun, (long)arity);
+    }
+    return rc;
+}
+
+/* ---- built-in functions ---- */
+
+static int fn_node(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    (void)ctx;
+    (void)args;
+    (void)len;
+    return ca_fmt(r, "~a", ca_node_name(ca_rt_node(ca_actor_rt(caller))));
+}
+
+static int fn_whereis(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    char name[CA_MAXATOM];
+    ca_pid pid;
+    (void)ctx;
+    if (ca_match_term(args, len, "[~a]", name))
+        return CA_EINVAL;
+    if (ca_whereis(ca_actor_rt(caller), name, &pid) == 0)
+        return ca_fmt(r, "~p", pid);
+    return ca_fmt(r, "undefined");
+}
+
+static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    ca_node *node = ctx;
+    ca_rt *rt = ca_actor_rt(caller);
+    ca_rt_stats st;
+    ca_node_stats ns;
+    char **names = NULL;
+    size_t n = 0;
+    (void)args;
+    (void)len;
+    ca_rt_stats_get(rt, &st);
+    ca_node_stats_get(node, &ns);
+    if (ca_node_connected(node, &names, &n))
+        n = 0;
+    ei_x_buff nodes;
+    if (ei_x_new(&nodes))
+        return CA_ENOMEM;
+    int rc = n ? ei_x_encode_list_header(&nodes, (long)n) : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = ca_fmt(&nodes, "~a", names[i]);
+    if (rc == 0)
+        rc = ei_x_encode_empty_list(&nodes) ? CA_ENOMEM : 0;
+    ca_node_list_free(names, n);
+    if (rc == 0)
+        rc = ca_fmt(r,
+                    "#{node => ~a, actors => ~u, spawned => ~u, schedulers => ~u, nodes => ~t, "
+                    "messages => ~u, frames_in => ~u, frames_out => ~u, overflows => ~u, "
+                    "restarts => ~u, refused_handshakes => ~u}",
+                    ca_node_self_name(node), (unsigned long)st.actors_alive,
+                    (unsigned long)st.actors_spawned, (unsigned long)ca_rt_threads(rt), nodes.buff,
+                    (size_t)nodes.index, (unsigned long)st.messages_sent,
+                    (unsigned long)ns.frames_in, (unsigned long)ns.frames_out,
+                    (unsigned long)st.overflows, (unsigned long)st.restarts,
+                    (unsigned long)ns.refused);
+    ei_x_free(&nodes);
+    return rc;
+}
+
+/* ---- net_kernel ---- */
+
+static int net_kernel_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    ca_call_from from;
+    const char *req;
+    size_t len;
+    (void)state;
+    if (ca_gen_call_match(m, &from, &req, &len) != 0)
+        return 0;
+    if (ca_match_term(req, len, "{is_auth, _}") == 0)
+        return ca_gen_replyf(self, &from, "yes");
+    return ca_gen_replyf(self, &from, "{error, unsupported}");
+}
+
+static const ca_behaviour net_kernel_b = {"net_kernel", NULL, net_kernel_handle, NULL};
+
+/* ---- rex ---- */
+
+/* Result of M:F(A) for rpc's protocols: the value, or {badrpc, ...}. */
+static int rex_apply(ca_actor *self, const char *mfa_req, size_t len, ei_x_buff *out)
+{
+    char mod[CA_MAXATOM], fun[CA_MAXATOM];
+    const char *args;
+    size_t alen;
+    if (ca_match_term(mfa_req, len, "{call, ~a, ~a, ~t, _}", mod, fun, &args, &alen) &&
+        ca_match_term(mfa_req, len, "{cast, ~a, ~a, ~t, _}", mod, fun, &args, &alen))
+        return ca_fmt(out, "{badrpc, badarg}");
+    ei_x_buff err;
+    if (ei_x_new(&err))
+        return CA_ENOMEM;
+    int start = out->index;
+    int rc = ca__apply(self, mod, fun, args, alen, out, &err);
+    if (rc) {
+        out->index = start;
+        rc = ca_fmt(out, "{badrpc, {'EXIT', ~t}}", err.buff, (size_t)err.index);
+    }
+    ei_x_free(&err);
+    return rc;
+}
+
+static int rex_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    ca_call_from from;
+    const char *req;
+    size_t len;
+    ca_pid pid;
+    ei_x_buff out;
+    (void)state;
+    if (ei_x_new_with_version(&out))
+        return 0;
+    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
+        if (rex_apply(self, req, len, &out) == 0)
+            ca_gen_reply(self, &from, out.buff, (size_t)out.index);
+    } else if (ca_match(m, "{'$gen_cast', ~t}", &req, &len) == 0) {
+        rex_apply(self, req, len, &out);
+    } else if (ca_match(m, "{~p, ~t}", &pid, &req, &len) == 0) {
+        /* ei_rpc (erl_call): {Self, {call, M, F, A, GL}} -> {rex, Result} */
+        ei_x_buff res;
+        if (ei_x_new(&res) == 0) {
+            if (rex_apply(self, req, len, &res) == 0)
+                ca_sendf(self, pid, "{rex, ~t}", res.buff, (size_t)res.index);
+            ei_x_free(&res);
+        }
+    }
+    ei_x_free(&out);
+    return 0;
+}
+
+static const ca_behaviour rex_b = {"rex", NULL, rex_handle, NULL};
+
+/* ---- erpc workers ---- */
+
+typedef struct erpc_job {
+    size_t len;
+    char args[]; /* [Ref, M, F, A] with version byte */
+} erpc_job;
+
+static int erpc_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    erpc_job *j = state;
+    const char *ref, *args;
+    size_t rl, al;
+    char mod[CA_MAXATOM], fun[CA_MAXATOM];
+    (void)m;
+    if (ca_match_term(j->args, j->len, "[~t, ~a, ~a, ~t]", &ref, &rl, mod, fun, &args, &al))
+        return ca_exit(self, "badarg");
+    ei_x_buff res, err;
+    if (ei_x_new(&res) || ei_x_new(&err))
+        return CA_ENOMEM;
+    /* erpc:execute_call's exit reasons: {Ref, return, V} or
+     * {Ref, error, Reason, Stack}. */
+    int rc = ca__apply(self, mod, fun, args, al, &res, &err);
+    const char *why, *stack;
+    size_t wl, sl;
+    if (rc == 0)
+        rc = ca_exit(self, "{~t, return, ~t}", ref, rl, res.buff, (size_t)res.index);
+    else if (ca_match_term(err.buff, (size_t)err.index, "{~t, ~t}", &why, &wl, &stack, &sl) == 0)
+        rc = ca_exit(self, "{~t, error, ~t, ~t}", ref, rl, why, wl, stack, sl);
+    else
+        rc = ca_exit(self, "{~t, error, ~t, []}", ref, rl, err.buff, (size_t)err.index);
+    ei_x_free(&res);
+    ei_x_free(&err);
+    return rc;
+}
+
+static void erpc_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    (void)self;
+    (void)reason;
+    (void)len;
+    free(state);
+}
+
+static const ca_behaviour erpc_b = {"erpc", NULL, erpc_handle, erpc_terminate};
+
+int ca__erpc_spawn(ca_rt *rt, const char *args, size_t len, ca_pid *pid)
+{
+    if (ca__etf_check(args, len))
+        return CA_EBADTERM;
+    erpc_job *j = malloc(sizeof *j + len);
+    if (!j)
+        return CA_ENOMEM;
+    j->len = len;
+    memcpy(j->args, args, len);
+    int rc = ca_spawn(rt, &erpc_b, j, NULL, pid);
+    if (rc)
+        free(j);
+    return rc;
+}
+
+int ca__erpc_run(ca_rt *rt, ca_pid pid)
+{
+    return ca_rt_sendf(rt, CA_PID_NONE, pid, "run");
+}
+
+/* ---- plugins ---- */
+
+struct ca_plugin {
+    ca_rt *rt;
+    ca_child_spec *children;
+    size_t n, cap;
+};
+
+ca_rt *ca_plugin_rt(ca_plugin *p)
+{
+    return p->rt;
+}
+
+int ca_plugin_add_child(ca_plugin *p, const ca_child_spec *spec)
+{
+    if (!p || !spec || !spec->id || !spec->behaviour)
+        return CA_EINVAL;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        ca_child_spec *c = realloc(p->children, cap * sizeof *c);
+        if (!c)
+            return CA_ENOMEM;
+        p->children = c;
+        p->cap = cap;
+    }
+    ca_child_spec *c = &p->children[p->n];
+    *c = *spec;
+    c->id = strdup(spec->id);
+    c->name = spec->name ? strdup(spec->name) : NULL;
+    if (!c->id || (spec->name && !c->name)) {
+        free((char *)c->id);
+        free((char *)c->name);
+        return CA_ENOMEM;
+    }
+    p->n++;
+    return 0;
+}
+
+ca_plugin *ca__plugin_new(ca_rt *rt)
+{
+    ca_plugin *p = calloc(1, sizeof *p);
+    if (p)
+        p->rt = rt;
+    return p;
+}
+
+void ca__plugin_free(ca_plugin *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        free((char *)p->children[i].id);
+        free((char *)p->children[i].name);
+    }
+    free(p->children);
+    free(p);
+}
+
+const ca_child_spec *ca__plugin_children(ca_plugin *p, size_t *n)
+{
+    *n = p->n;
+    return p->children;
+}
+
+int ca__plugin_load(ca_plugin *p, const char *path, char *err, size_t errcap)
+{
+    /* RTLD_NOW: a missing symbol is an error now, not a crash later. The
+     * handle stays open for the life of the process: the plugin's
+     * behaviours are referenced by running actors. */
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(err, errcap, "%s", dlerror());
+        return CA_ENOENT;
+    }
+    ca_plugin_init_fn init;
+    *(void **)&init = dlsym(h, CA_PLUGIN_INIT);
+    if (!init) {
+        snprintf(err, errcap, "%s has no %s()", path, CA_PLUGIN_INIT);
+        return CA_EINVAL;
+    }
+    int rc = init(p);
+    if (rc)
+        snprintf(err, errcap, "%s() of %s failed: %s", CA_PLUGIN_INIT, path, ca_strerror(rc));
+    return rc;
+}
+
+/* ---- start-up ---- */
+
+int ca__services_register(ca_rt *rt, ca_node *node)
+{
+    int rc;
+    if ((rc = ca_rpc_register(rt, "erlang", "node", 0, fn_node, NULL)) ||
+        (rc = ca_rpc_register(rt, "erlang", "whereis", 1, fn_whereis, NULL)) ||
+        (rc = ca_rpc_register(rt, "cactor", "info", 0, fn_info, node)))
+        return rc;
+    return 0;
+}
+
+size_t ca__services_children(ca_child_spec *out, size_t cap)
+{
+    const ca_child_spec kids[] = {
+        {.id = "net_kernel", .behaviour = &net_kernel_b, .name = "net_kernel"},
+        {.id = "rex", .behaviour = &rex_b, .name = "rex"},
+    };
+    size_t n = sizeof kids / sizeof kids[0];
+    for (size_t i = 0; i < n && i < cap; i++)
+        out[i] = kids[i];
+    return n;
+}

@@ -1,0 +1,34 @@
+/*
+ * Built-in services of a node (net_kernel, rex, erpc) and plugin loading;
+ * see services.c.
+ */
+#ifndef CA_CNODE_SERVICES_H
+#define CA_CNODE_SERVICES_H
+
+#include "cactor.h"
+
+/* Apply mod:fun(args) (args: a list, ETF without version byte). On 0 the
+ * result term is appended to `result`; else `error` gets {Reason, Stack}
+ * as Erlang would raise it (undef for an unknown function). */
+int ca__apply(ca_actor *caller, const char *mod, const char *fun, const char *args, size_t len,
+              ei_x_buff *result, ei_x_buff *error);
+
+/* erpc:execute_call(Ref, M, F, A) as a worker actor: spawn it (args is the
+ * ETF list [Ref, M, F, A] with version byte, copied), set up what the
+ * request asked (monitor, link), then run it. */
+int ca__erpc_spawn(ca_rt *rt, const char *args, size_t len, ca_pid *pid);
+int ca__erpc_run(ca_rt *rt, ca_pid pid);
+
+/* The built-in rpc functions (erlang:node/0, erlang:whereis/1,
+ * cactor:info/0) and the service actors to run under the root
+ * supervisor (fills up to cap specs, returns how many there are). */
+int ca__services_register(ca_rt *rt, ca_node *node);
+size_t ca__services_children(ca_child_spec *out, size_t cap);
+
+/* Plugins (cactor-node --load). */
+ca_plugin *ca__plugin_new(ca_rt *rt);
+void ca__plugin_free(ca_plugin *p);
+int ca__plugin_load(ca_plugin *p, const char *path, char *err, size_t errcap);
+const ca_child_spec *ca__plugin_children(ca_plugin *p, size_t *n);
+
+#endif

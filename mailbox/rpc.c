@@ -1,0 +1,99 @@
+/*
+ * The runtime's table of C functions callable as Module:Function/Arity
+ * (rpc:call, erpc:call, erl_call). Written rarely (at start-up, by
+ * plugins), read on every call: a reader-writer lock.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct entry {
+    struct entry *next;
+    int arity;
+    ca_rpc_fn fn;
+    void *ctx;
+    char *fun;
+    char mod[];
+} entry;
+
+struct ca__rpc_table {
+    pthread_rwlock_t lock;
+    entry *head;
+};
+
+int ca__rpc_new(ca__rpc_table **out)
+{
+    ca__rpc_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return CA_ENOMEM;
+    pthread_rwlock_init(&t->lock, NULL);
+    *out = t;
+    return 0;
+}
+
+void ca__rpc_free(ca__rpc_table *t)
+{
+    if (!t)
+        return;
+    while (t->head) {
+        entry *e = t->head;
+        t->head = e->next;
+        free(e);
+    }
+    pthread_rwlock_destroy(&t->lock);
+    free(t);
+}
+
+static entry *find(ca__rpc_table *t, const char *mod, const char *fun, int arity)
+{
+    for (entry *e = t->head; e; e = e->next)
+        if ((e->arity == arity || e->arity < 0 || arity < 0) && strcmp(e->mod, mod) == 0 &&
+            strcmp(e->fun, fun) == 0)
+            return e;
+    return NULL;
+}
+
+int ca_rpc_register(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn fn,
+                    void *ctx)
+{
+    if (!rt || !fn || arity < -1 || arity > 255)
+        return CA_EINVAL;
+    if (!ca__name_valid(mod) || !ca__name_valid(fun))
+        return CA_EBADNAME;
+    size_t ml = strlen(mod) + 1, fl = strlen(fun) + 1;
+    entry *e = malloc(sizeof *e + ml + fl);
+    if (!e)
+        return CA_ENOMEM;
+    memcpy(e->mod, mod, ml);
+    e->fun = e->mod + ml;
+    memcpy(e->fun, fun, fl);
+    e->arity = arity;
+    e->fn = fn;
+    e->ctx = ctx;
+    ca__rpc_table *t = rt->rpc;
+    pthread_rwlock_wrlock(&t->lock);
+    int rc = find(t, mod, fun, arity) ? CA_EEXIST : 0;
+    if (rc == 0) {
+        e->next = t->head;
+        t->head = e;
+    }
+    pthread_rwlock_unlock(&t->lock);
+    if (rc)
+        free(e);
+    return rc;
+}
+
+int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn,
+                 void **ctx)
+{
+    ca__rpc_table *t = rt->rpc;
+    pthread_rwlock_rdlock(&t->lock);
+    entry *e = find(t, mod, fun, arity);
+    if (e) {
+        *fn = e->fn;
+        *ctx = e->ctx;
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return e ? 0 : CA_ENOENT;
+}
