@@ -10,7 +10,9 @@
 -export([send_echo/1, gen_call/1, cast_report/1, spawn_request_notsup/1,
          monitor_by_name_noproc/1, monitor_kill_restart/1, link_kill/1,
          link_dead_noproc/1, wrong_cookie/1, garbage_handshake/1,
-         noconnection/1, node_monitor/1, three_nodes/1, big_binary/1]).
+         noconnection/1, node_monitor/1, three_nodes/1, big_binary/1,
+         ping/1, rpc_builtins/1, rpc_undef/1, erpc_calls/1, erl_call/1,
+         plugin_kv/1, plugin_rpc/1, c_calls_erlang/1]).
 
 -define(T, 10000).
 
@@ -19,7 +21,9 @@ main([CNodeStr | Only]) ->
     All = [send_echo, gen_call, cast_report, spawn_request_notsup,
              monitor_by_name_noproc, monitor_kill_restart, link_kill,
              link_dead_noproc, wrong_cookie, garbage_handshake,
-             noconnection, node_monitor, three_nodes, big_binary],
+             noconnection, node_monitor, three_nodes, big_binary,
+             ping, rpc_builtins, rpc_undef, erpc_calls, erl_call,
+             plugin_kv, plugin_rpc, c_calls_erlang],
     Tests = case Only of [] -> All; _ -> [list_to_atom(T) || T <- Only] end,
     Results = [run(T, CN) || T <- Tests],
     Failed = [T || {T, R} <- lists:zip(Tests, Results), R =/= ok],
@@ -239,3 +243,103 @@ big_binary(CN) ->
         {echo, Got} -> error({different, byte_size(Got)})
     after 60000 -> error(no_big_echo)
     end.
+
+%% ---- services: net_kernel, rex, erpc, erl_call; the example plugin ----
+
+ping(CN) ->
+    pong = net_adm:ping(CN),
+    ok.
+
+rpc_builtins(CN) ->
+    CN = rpc:call(CN, erlang, node, [], ?T),
+    Echo = rpc:call(CN, erlang, whereis, [echo], ?T),
+    true = is_pid(Echo),
+    CN = node(Echo),
+    Echo = whereis_c(CN, echo),
+    undefined = rpc:call(CN, erlang, whereis, [no_such_name], ?T),
+    #{node := CN, actors := A, schedulers := 2, nodes := Nodes, restarts := R} =
+        rpc:call(CN, cactor, info, [], ?T),
+    true = A >= 4 andalso is_integer(R),
+    true = lists:member(node(), Nodes),
+    ok.
+
+rpc_undef(CN) ->
+    {badrpc, {'EXIT', {undef, [{nomod, nofun, [1, a], []}]}}} =
+        rpc:call(CN, nomod, nofun, [1, a], ?T),
+    %% a known function with the wrong arity is undef too
+    {badrpc, {'EXIT', {undef, _}}} = rpc:call(CN, erlang, node, [extra], ?T),
+    %% rex's own protocol (OTP's gen_server call to rex) works as well
+    CN = gen_server:call({rex, CN}, {call, erlang, node, [], user}, ?T),
+    ok.
+
+erpc_calls(CN) ->
+    CN = erpc:call(CN, erlang, node, [], ?T),
+    try erpc:call(CN, nomod, nofun, [], ?T) of
+        V -> error({unexpected, V})
+    catch error:{exception, undef, [{nomod, nofun, [], []}]} -> ok
+    end,
+    %% many at once, from many processes
+    Self = self(),
+    Pids = [spawn(fun() -> Self ! {done, self(), erpc:call(CN, erlang, node, [], ?T)} end)
+            || _ <- lists:seq(1, 50)],
+    [receive {done, P, CN} -> ok after ?T -> error(erpc_timeout) end || P <- Pids],
+    ok.
+
+erl_call(CN) ->
+    ErlCall = filename:join([code:lib_dir(erl_interface), "bin", "erl_call"]),
+    {ok, Cookie} = file:read_file(filename:join(os:getenv("HOME"), ".erlang.cookie")),
+    Cmd = lists:flatten(io_lib:format("~s -n ~s -c ~s -a 'erlang node'",
+                                      [ErlCall, CN, Cookie])),
+    Out = string:trim(os:cmd(Cmd)),
+    case Out =:= atom_to_list(CN) orelse Out =:= "'" ++ atom_to_list(CN) ++ "'" of
+        true -> ok;
+        false -> error({erl_call, Cmd, Out})
+    end.
+
+plugin_kv(CN) ->
+    ok = gen_server:call({kv, CN}, {put, colour, <<"blue">>}, ?T),
+    {ok, <<"blue">>} = gen_server:call({kv, CN}, {get, colour}, ?T),
+    gen_server:cast({kv, CN}, {put, size, 42}),
+    {ok, 42} = gen_server:call({kv, CN}, {get, size}, ?T),
+    not_found = gen_server:call({kv, CN}, {get, nothing}, ?T),
+    %% a crash: the caller sees the exit, the supervisor restarts kv empty
+    Old = whereis_c(CN, kv),
+    {'EXIT', {{crashed, on_request}, _}} = (catch gen_server:call({kv, CN}, crash, ?T)),
+    New = wait_restart_name(CN, kv, Old, 100),
+    true = New =/= Old,
+    not_found = gen_server:call({kv, CN}, {get, colour}, ?T),
+    ok.
+
+wait_restart_name(_CN, Name, _Old, 0) -> error({not_restarted, Name});
+wait_restart_name(CN, Name, Old, N) ->
+    case whereis_c(CN, Name) of
+        P when is_pid(P), P =/= Old -> P;
+        _ -> timer:sleep(50), wait_restart_name(CN, Name, Old, N - 1)
+    end.
+
+plugin_rpc(CN) ->
+    42 = rpc:call(CN, example, add, [2, 40], ?T),
+    <<"cba">> = erpc:call(CN, example, reverse, [<<"abc">>], ?T),
+    {badrpc, {'EXIT', {{error, einval}, _}}} = rpc:call(CN, example, add, [a, b], ?T),
+    ok.
+
+%% A C actor calls an Erlang gen_server: a reply, a dead server, a silent one.
+c_calls_erlang(CN) ->
+    Server = spawn(fun Loop() ->
+                      receive
+                          {'$gen_call', {From, Tag}, Req} -> From ! {Tag, {got, Req}}, Loop();
+                          stop -> ok
+                      end
+                  end),
+    {caller, CN} ! {call, Server, {hello, 1}, self()},
+    receive {called, {got, {hello, 1}}} -> ok after ?T -> error(no_call_reply) end,
+    Server ! stop,
+    Dead = spawn(fun() -> ok end),
+    timer:sleep(50),
+    {caller, CN} ! {call, Dead, x, self()},
+    receive {call_failed, noproc} -> ok after ?T -> error(no_call_failed) end,
+    Silent = spawn(fun() -> receive stop -> ok end end),
+    {caller, CN} ! {call, Silent, x, self()},
+    receive {call_failed, timeout} -> ok after ?T -> error(no_call_timeout) end,
+    Silent ! stop,
+    ok.

@@ -65,7 +65,10 @@ export ERL_EPMD_PORT=$PORT
 log "epmd on 127.0.0.1:$PORT (pid $EPMD_PID)"
 
 CNODE=cn$$@127.0.0.1
-"$BIN" --name "$CNODE" --threads 2 --probe ${E2E_VERBOSE:+--verbose} >"$WORK/node.out" 2>"$WORK/node.err" &
+PLUGIN_ARGS=()
+[ -n "${E2E_PLUGIN:-}" ] && PLUGIN_ARGS=(--load "$E2E_PLUGIN")
+"$BIN" --name "$CNODE" --threads 2 --probe "${PLUGIN_ARGS[@]}" ${E2E_VERBOSE:+--verbose} \
+    >"$WORK/node.out" 2>"$WORK/node.err" &
 NODE_PID=$!
 for _ in $(seq 100); do
     grep -q ready "$WORK/node.out" 2>/dev/null && break

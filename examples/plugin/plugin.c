@@ -1,0 +1,238 @@
+/*
+ * An example cactor-node plugin: load it with
+ *
+ *     cactor-node --sname demo --load build/example_plugin.so
+ *
+ * It adds two actors under the node's root supervisor and two functions
+ * callable with rpc:call / erpc:call:
+ *
+ *   kv       a gen_server-style key-value store:
+ *              gen_server:call({kv, Node}, {put, Key, Value}) -> ok
+ *              gen_server:call({kv, Node}, {get, Key}) -> {ok, Value} | not_found
+ *              gen_server:cast({kv, Node}, {put, Key, Value})
+ *              gen_server:call({kv, Node}, crash) crashes it (a demo of
+ *              the supervisor: it comes back, empty)
+ *   caller   calls an Erlang gen_server from C without blocking:
+ *              {caller, Node} ! {call, ServerPid, Request, ReplyTo}
+ *              ReplyTo then gets {called, Reply} or {call_failed, Why}
+ *   example:add(A, B) -> A + B
+ *   example:reverse(Binary) -> the bytes in reverse order
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cactor.h>
+
+/* ---- kv ---- */
+
+typedef struct kv_item {
+    struct kv_item *next;
+    size_t klen, vlen;
+    char *key, *val; /* encoded terms, no version byte */
+} kv_item;
+
+static kv_item *kv_find(kv_item *list, const char *k, size_t kl)
+{
+    for (; list; list = list->next)
+        if (list->klen == kl && memcmp(list->key, k, kl) == 0)
+            return list;
+    return NULL;
+}
+
+static int kv_put(kv_item **list, const char *k, size_t kl, const char *v, size_t vl)
+{
+    kv_item *it = kv_find(*list, k, kl);
+    char *val = malloc(vl);
+    if (!val)
+        return CA_ENOMEM;
+    memcpy(val, v, vl);
+    if (!it) {
+        it = calloc(1, sizeof *it);
+        if (!it || !(it->key = malloc(kl))) {
+            free(it);
+            free(val);
+            return CA_ENOMEM;
+        }
+        memcpy(it->key, k, kl);
+        it->klen = kl;
+        it->next = *list;
+        *list = it;
+    }
+    free(it->val);
+    it->val = val;
+    it->vlen = vl;
+    return 0;
+}
+
+typedef struct kv_state {
+    kv_item *head;
+} kv_state;
+
+static int kv_init(ca_actor *self, void *arg, void **state)
+{
+    (void)self;
+    (void)arg;
+    *state = calloc(1, sizeof(kv_state)); /* each incarnation starts empty */
+    return *state ? 0 : CA_ENOMEM;
+}
+
+static int kv_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    kv_item **list = &((kv_state *)state)->head;
+    ca_call_from from;
+    const char *req, *k, *v;
+    size_t len, kl, vl;
+    int rc = 0;
+    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
+        if (ca_match_term(req, len, "{put, ~t, ~t}", &k, &kl, &v, &vl) == 0) {
+            rc = kv_put(list, k, kl, v, vl);
+            ca_gen_replyf(self, &from, rc ? "{error, ~a}" : "ok", ca_errname(rc));
+        } else if (ca_match_term(req, len, "{get, ~t}", &k, &kl) == 0) {
+            kv_item *it = kv_find(*list, k, kl);
+            if (it)
+                ca_gen_replyf(self, &from, "{ok, ~t}", it->val, it->vlen);
+            else
+                ca_gen_replyf(self, &from, "not_found");
+        } else if (ca_match_term(req, len, "crash") == 0) {
+            rc = ca_exit(self, "{crashed, on_request}");
+        } else {
+            ca_gen_replyf(self, &from, "{error, unknown_request}");
+        }
+    } else if (ca_match(m, "{'$gen_cast', {put, ~t, ~t}}", &k, &kl, &v, &vl) == 0) {
+        rc = kv_put(list, k, kl, v, vl);
+    }
+    return rc;
+}
+
+static void kv_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    (void)self;
+    (void)reason;
+    (void)len;
+    kv_state *st = state;
+    kv_item *it = st ? st->head : NULL;
+    free(st);
+    while (it) {
+        kv_item *n = it->next;
+        free(it->key);
+        free(it->val);
+        free(it);
+        it = n;
+    }
+}
+
+static const ca_behaviour KV = {"kv", kv_init, kv_handle, kv_terminate};
+
+/* ---- caller: one gen_server call at a time, without blocking ---- */
+
+typedef struct caller_state {
+    int busy;
+    ca_call call;
+    ca_pid reply_to;
+} caller_state;
+
+static int caller_init(ca_actor *self, void *arg, void **state)
+{
+    (void)self;
+    (void)arg;
+    *state = calloc(1, sizeof(caller_state));
+    return *state ? 0 : CA_ENOMEM;
+}
+
+static void finish(ca_actor *self, caller_state *st)
+{
+    ca_gen_call_done(self, &st->call);
+    st->busy = 0;
+}
+
+static int caller_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    caller_state *st = state;
+    ca_pid server, reply_to;
+    ca_ref ref;
+    const char *r, *why;
+    size_t rl, wl;
+    if (ca_match(m, "{call, ~p, ~t, ~p}", &server, &r, &rl, &reply_to) == 0) {
+        if (st->busy)
+            return ca_sendf(self, reply_to, "{call_failed, busy}");
+        /* ca_gen_call takes a whole term with version byte. */
+        ei_x_buff x;
+        if (ei_x_new_with_version(&x) || ca_fmt(&x, "~t", r, rl))
+            return CA_ENOMEM;
+        int rc = ca_gen_call(self, server, x.buff, (size_t)x.index, 5000, &st->call);
+        ei_x_free(&x);
+        if (rc)
+            return ca_sendf(self, reply_to, "{call_failed, ~a}", ca_errname(rc));
+        st->busy = 1;
+        st->reply_to = reply_to;
+    } else if (st->busy && ca_match(m, "{~r, ~t}", &ref, &r, &rl) == 0 &&
+               ca_ref_eq(&ref, &st->call.ref)) {
+        finish(self, st);
+        ca_sendf(self, st->reply_to, "{called, ~t}", r, rl);
+    } else if (st->busy && ca_match(m, "{'DOWN', ~r, process, _, ~t}", &ref, &why, &wl) == 0 &&
+               ca_ref_eq(&ref, &st->call.ref)) {
+        finish(self, st);
+        ca_sendf(self, st->reply_to, "{call_failed, ~t}", why, wl);
+    } else if (st->busy && ca_match(m, "{'$call_timeout', ~r}", &ref) == 0 &&
+               ca_ref_eq(&ref, &st->call.ref)) {
+        finish(self, st);
+        ca_sendf(self, st->reply_to, "{call_failed, timeout}");
+    }
+    return 0;
+}
+
+static void caller_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    (void)self;
+    (void)reason;
+    (void)len;
+    free(state);
+}
+
+static const ca_behaviour CALLER = {"caller", caller_init, caller_handle, caller_terminate};
+
+/* ---- rpc functions ---- */
+
+static int add(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
+{
+    long long a, b;
+    (void)ctx;
+    (void)caller;
+    if (ca_match_term(args, len, "[~l, ~l]", &a, &b))
+        return CA_EINVAL;
+    return ca_fmt(result, "~l", a + b);
+}
+
+static int reverse(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
+{
+    const char *bin;
+    size_t n;
+    (void)ctx;
+    (void)caller;
+    if (ca_match_term(args, len, "[~b]", &bin, &n))
+        return CA_EINVAL;
+    char *r = malloc(n ? n : 1);
+    if (!r)
+        return CA_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        r[i] = bin[n - 1 - i];
+    int rc = ca_fmt(result, "~b", r, n);
+    free(r);
+    return rc;
+}
+
+/* ---- entry point ---- */
+
+int cactor_plugin_init(ca_plugin *p)
+{
+    ca_rt *rt = ca_plugin_rt(p);
+    ca_child_spec kv = {.id = "kv", .behaviour = &KV, .name = "kv", .restart = CA_PERMANENT};
+    ca_child_spec caller = {
+        .id = "caller", .behaviour = &CALLER, .name = "caller", .restart = CA_PERMANENT};
+    int rc;
+    if ((rc = ca_plugin_add_child(p, &kv)) || (rc = ca_plugin_add_child(p, &caller)) ||
+        (rc = ca_rpc_register(rt, "example", "add", 2, add, NULL)) ||
+        (rc = ca_rpc_register(rt, "example", "reverse", 1, reverse, NULL)))
+        return rc;
+    return 0;
+}
