@@ -5,6 +5,9 @@
 #   make demo          deps, Release build, run build/demo
 #   make test          deps, every test runner, one total line at the end
 #   make bench         deps, Release build, run every bench/ program
+#   make bench-dist    deps (+ gnuplot-nox), cactor-node vs an Erlang node vs a
+#                      blocking ei node over loopback (bench/dist/run.sh):
+#                      tables into BENCHMARKS.md, bench/dist/results.png
 #   make build         deps, Release build into build/
 #   make check-clang   build everything with clang (-Werror) into build-clang/
 #   make fuzz          clang + libFuzzer build of test/fuzz/*.c, run each
@@ -24,7 +27,7 @@ CMAKE_FLAGS ?=
 C_FILES = $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.c' '*.h' \
 	2>/dev/null || find include mailbox cnode test bench examples -name '*.[ch]'))
 
-.PHONY: all deps build demo test bench check-clang fuzz install clean format format-check
+.PHONY: all deps build demo test bench bench-dist check-clang fuzz install clean format format-check
 
 all: build
 
@@ -47,6 +50,10 @@ test:
 
 bench: deps
 	@scripts/bench.sh
+
+bench-dist:
+	@CACTOR_DEPS_EXTRA="gnuplot-nox erlang-crypto" scripts/deps.sh build
+	@bench/dist/run.sh
 
 check-clang:
 	@scripts/deps.sh build clang

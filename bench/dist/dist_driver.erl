@@ -1,0 +1,341 @@
+%% dist_driver: the load generator of bench/dist (bench/dist/run.sh starts
+%% it with erl -noshell). For every test it runs each contender in turn
+%% (so that the machine's load hits them alike), Runs times, and writes:
+%%
+%%   OutDir/results.tsv  one line per measurement
+%%   OutDir/results.dat  medians, for gnuplot (bench/dist/plot.gp)
+%%   OutDir/results.md   the tables for BENCHMARKS.md
+%%
+%% main([OutDir, Runs, Ms, ClkTck, "Label=Node=OsPid" ...]): OsPid "rpc"
+%% asks an Erlang node for os:getpid(). The labels erlang, ei and cactor
+%% get the ratios and targets.
+-module(dist_driver).
+
+-export([main/1]).
+
+-define(INFLIGHT, 100).
+-define(CALLERS, 100).
+-define(REPLY_TIMEOUT, 30000).
+
+main([OutDir, RunsS, MsS, ClkS | Specs]) ->
+    try
+        run(OutDir, list_to_integer(RunsS), list_to_integer(MsS), list_to_integer(ClkS), Specs),
+        halt(0)
+    catch
+        C:R:St ->
+            io:format(standard_error, "dist_driver: ~p:~p~n~p~n", [C, R, St]),
+            halt(1)
+    end.
+
+run(OutDir, Runs, Ms, Clk, Specs) ->
+    Contenders = [contender(S) || S <- Specs],
+    Load0 = loadavg(),
+    Small = {ping, 42},
+    Kib = rand_bytes(1024),
+    Big = rand_bytes(65536),
+    Tests = [{seq, "small", Small}, {seq, "1KiB", Kib},
+             {inflight, "small", Small}, {inflight, "1KiB", Kib},
+             {oneway, "small", Small}, {oneway, "1KiB", Kib},
+             {call100, "small", Small}, {call100, "1KiB", Kib},
+             {hash100, "64KiB", Big}],
+    [warm_up(C, Big) || C <- Contenders],
+    Rows = lists:append(
+             [begin
+                  io:format("run ~b/~b~n", [R, Runs]),
+                  [measure(C, T, R, Ms, Clk) || T <- Tests, C <- Contenders]
+              end || R <- lists:seq(1, Runs)]),
+    Load1 = loadavg(),
+    write_tsv(filename:join(OutDir, "results.tsv"), Rows),
+    Summary = summarise(Contenders, Tests, Rows),
+    write_dat(filename:join(OutDir, "results.dat"), Contenders, Summary),
+    Md = markdown(Contenders, Summary, Runs, Ms, Load0, Load1),
+    ok = file:write_file(filename:join(OutDir, "results.md"), Md),
+    io:put_chars(Md).
+
+contender(Spec) ->
+    [Label, NodeS, PidS] = string:split(Spec, "=", all),
+    Node = list_to_atom(NodeS),
+    true = net_kernel:connect_node(Node) orelse error({cannot_connect, Node}),
+    OsPid = case PidS of
+                "rpc" -> rpc:call(Node, os, getpid, []);
+                _ -> PidS
+            end,
+    {Label, Node, OsPid}.
+
+rand_bytes(N) -> list_to_binary([rand:uniform(256) - 1 || _ <- lists:seq(1, N)]).
+
+loadavg() ->
+    {ok, B} = file:read_file("/proc/loadavg"),
+    [A1, A5, A15 | _] = string:split(string:trim(B), " ", all),
+    iolist_to_binary([A1, " ", A5, " ", A15]).
+
+warm_up({Label, Node, _}, Big) ->
+    Echo = {echo, Node},
+    [begin Echo ! {self(), {warm, I}}, receive {echo, {warm, I}} -> ok after ?REPLY_TIMEOUT -> error({no_echo, Label}) end end
+     || I <- lists:seq(1, 2000)],
+    {ping, 1} = gen_server:call(Echo, {ping, 1}, ?REPLY_TIMEOUT),
+    Want = crypto:hash(md5, Big),
+    Want = gen_server:call({hash, Node}, Big, ?REPLY_TIMEOUT),
+    Echo ! {report, self()},
+    receive {count, _} -> ok after ?REPLY_TIMEOUT -> error({no_count, Label}) end.
+
+%% ---- CPU time from /proc/PID/stat (all threads), in clock ticks ----
+
+cpu_ticks(OsPid) ->
+    {ok, B} = file:read_file("/proc/" ++ OsPid ++ "/stat"),
+    %% The fields after the command name, which ends with the last ')'.
+    [_, Rest] = string:split(B, ")", trailing),
+    Fields = string:lexemes(Rest, " "),
+    %% Field 3 (state) is Fields[1]; utime is field 14, stime field 15.
+    binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields)).
+
+%% Run Fun() (which returns the number of messages) with the clock and
+%% both sides' CPU time around it.
+sampled(OsPid, Fun) ->
+    Me = os:getpid(),
+    S0 = cpu_ticks(OsPid), D0 = cpu_ticks(Me), T0 = erlang:monotonic_time(microsecond),
+    N = Fun(),
+    T1 = erlang:monotonic_time(microsecond), S1 = cpu_ticks(OsPid), D1 = cpu_ticks(Me),
+    {N, T1 - T0, S1 - S0, D1 - D0}.
+
+measure({Label, Node, OsPid}, {Kind, Size, Term}, Run, Ms, Clk) ->
+    erlang:garbage_collect(),
+    {N, Us, STk, DTk} = test(Kind, Node, OsPid, Term, Ms),
+    Rate = N * 1.0e6 / Us,
+    SrvUs = STk * 1.0e6 / Clk / max(N, 1),
+    SrvPct = STk * 1.0e8 / Clk / Us,
+    DrvPct = DTk * 1.0e8 / Clk / Us,
+    io:format("  ~-8s ~-9s ~-6s run ~b: ~12.1f msg/s  server ~8.2f us/msg  server ~5.1f%  driver ~5.1f%~n",
+              [Label, Kind, Size, Run, Rate, SrvUs, SrvPct, DrvPct]),
+    #{label => Label, test => {Kind, Size}, run => Run, n => N, us => Us,
+      rate => Rate, srv_us => SrvUs, srv_pct => SrvPct, drv_pct => DrvPct}.
+
+deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
+past(D) -> erlang:monotonic_time(millisecond) >= D.
+
+test(seq, Node, OsPid, T, Ms) ->
+    Echo = {echo, Node},
+    sampled(OsPid, fun() -> seq(Echo, T, deadline(Ms), 0) end);
+test(inflight, Node, OsPid, T, Ms) ->
+    Echo = {echo, Node},
+    sampled(OsPid, fun() ->
+                           [Echo ! {self(), T} || _ <- lists:seq(1, ?INFLIGHT)],
+                           inflight(Echo, T, deadline(Ms), ?INFLIGHT, 0)
+                   end);
+test(oneway, Node, OsPid, T, Ms) ->
+    Echo = {echo, Node},
+    _ = report(Echo), % reset the count
+    sampled(OsPid, fun() ->
+                           Sent = casts(Echo, {cast, T}, deadline(Ms), 0),
+                           case report(Echo) of
+                               Sent -> Sent;
+                               Got -> error({cast_count, Node, sent, Sent, counted, Got})
+                           end
+                   end);
+test(call100, Node, OsPid, T, Ms) ->
+    sampled(OsPid, fun() -> callers({echo, Node}, T, T, Ms) end);
+test(hash100, Node, OsPid, Bin, Ms) ->
+    Want = crypto:hash(md5, Bin),
+    sampled(OsPid, fun() -> callers({hash, Node}, Bin, Want, Ms) end).
+
+seq(Echo, T, D, N) ->
+    Echo ! {self(), T},
+    receive {echo, _} -> ok after ?REPLY_TIMEOUT -> error({no_echo, Echo}) end,
+    case past(D) of
+        true -> N + 1;
+        false -> seq(Echo, T, D, N + 1)
+    end.
+
+%% Keep Out requests in flight until the deadline, then drain.
+inflight(_Echo, _T, _D, 0, N) ->
+    N;
+inflight(Echo, T, D, Out, N) ->
+    receive {echo, _} -> ok after ?REPLY_TIMEOUT -> error({no_echo, Echo}) end,
+    case past(D) of
+        true -> inflight(Echo, T, D, Out - 1, N + 1);
+        false -> Echo ! {self(), T}, inflight(Echo, T, D, Out, N + 1)
+    end.
+
+casts(Echo, Msg, D, N) ->
+    [Echo ! Msg || _ <- lists:seq(1, 1000)],
+    case past(D) of
+        true -> N + 1000;
+        false -> casts(Echo, Msg, D, N + 1000)
+    end.
+
+report(Echo) ->
+    Echo ! {report, self()},
+    receive {count, C} -> C after 120000 -> error({no_count, Echo}) end.
+
+%% ?CALLERS processes, each calling until the deadline.
+callers(Dest, Req, Want, Ms) ->
+    D = deadline(Ms),
+    Pids = [spawn_monitor(fun() -> exit({done, call_loop(Dest, Req, Want, D, 0)}) end)
+            || _ <- lists:seq(1, ?CALLERS)],
+    lists:sum([receive
+                   {'DOWN', Ref, process, Pid, {done, C}} -> C;
+                   {'DOWN', Ref, process, Pid, Why} -> error({caller_failed, Dest, Why})
+               after Ms + 120000 -> error({caller_hangs, Dest})
+               end || {Pid, Ref} <- Pids]).
+
+call_loop(Dest, Req, Want, D, N) ->
+    Want = gen_server:call(Dest, Req, ?REPLY_TIMEOUT),
+    case past(D) of
+        true -> N + 1;
+        false -> call_loop(Dest, Req, Want, D, N + 1)
+    end.
+
+%% ---- summaries ----
+
+median(L) ->
+    S = lists:sort(L),
+    Len = length(S),
+    case Len rem 2 of
+        1 -> lists:nth(Len div 2 + 1, S);
+        0 -> (lists:nth(Len div 2, S) + lists:nth(Len div 2 + 1, S)) / 2
+    end.
+
+stat(Rows, Key) ->
+    V = [maps:get(Key, R) || R <- Rows],
+    {median(V), lists:min(V), lists:max(V)}.
+
+summarise(Contenders, Tests, Rows) ->
+    [{{K, S}, [{L, summary([R || R <- Rows, maps:get(label, R) =:= L,
+                                 maps:get(test, R) =:= {K, S}])}
+               || {L, _, _} <- Contenders]}
+     || {K, S, _} <- Tests].
+
+summary(Rows) ->
+    #{rate => stat(Rows, rate), srv_us => stat(Rows, srv_us),
+      srv_pct => stat(Rows, srv_pct), drv_pct => stat(Rows, drv_pct)}.
+
+write_tsv(File, Rows) ->
+    Lines = ["contender\ttest\tsize\trun\tmessages\twall_us\trate_per_s\tserver_us_per_msg\t"
+             "server_cpu_pct\tdriver_cpu_pct\n"
+             | [io_lib:format("~s\t~s\t~s\t~b\t~b\t~b\t~.1f\t~.3f\t~.1f\t~.1f~n",
+                              [L, K, S, Run, N, Us, Rate, SU, SP, DP])
+                || #{label := L, test := {K, S}, run := Run, n := N, us := Us, rate := Rate,
+                     srv_us := SU, srv_pct := SP, drv_pct := DP} <- Rows]],
+    ok = file:write_file(File, Lines).
+
+test_name({seq, S}) -> "sequential round trip, " ++ S;
+test_name({inflight, S}) -> "round trips, 100 in flight, " ++ S;
+test_name({oneway, S}) -> "one-way casts + report, " ++ S;
+test_name({call100, S}) -> "gen_server:call, 100 callers, " ++ S;
+test_name({hash100, S}) -> "hash call (MD5), 100 callers, " ++ S.
+
+short_name({seq, S}) -> "seq " ++ S;
+short_name({inflight, S}) -> "100-flight " ++ S;
+short_name({oneway, S}) -> "one-way " ++ S;
+short_name({call100, S}) -> "call100 " ++ S;
+short_name({hash100, S}) -> "hash100 " ++ S.
+
+%% gnuplot data: test, then for each contender the median rate relative
+%% to the first contender, then each contender's median server us/msg.
+write_dat(File, Contenders, Summary) ->
+    Labels = [L || {L, _, _} <- Contenders],
+    Head = ["# test", [[" rate_rel_", L] || L <- Labels], [[" srv_us_", L] || L <- Labels], "\n"],
+    Lines = [begin
+                 Base = element(1, maps:get(rate, proplists:get_value(hd(Labels), PerC))),
+                 Rel = [io_lib:format(" ~.4f", [element(1, maps:get(rate, proplists:get_value(L, PerC))) / Base])
+                        || L <- Labels],
+                 Cpu = [io_lib:format(" ~.4f", [element(1, maps:get(srv_us, proplists:get_value(L, PerC)))])
+                        || L <- Labels],
+                 ["\"", short_name(T), "\"", Rel, Cpu, "\n"]
+             end || {T, PerC} <- Summary],
+    ok = file:write_file(File, [Head | Lines]).
+
+%% ---- markdown ----
+
+fmt_rate(X) when X >= 1.0e6 -> io_lib:format("~.2f M", [X / 1.0e6]);
+fmt_rate(X) when X >= 1.0e3 -> io_lib:format("~.1f k", [X / 1.0e3]);
+fmt_rate(X) -> integer_to_list(round(X)).
+
+fmt3(F, {Med, Min, Max}) -> [F(Med), " (", F(Min), "-", F(Max), ")"].
+
+fmt_us(X) when X >= 100 -> integer_to_list(round(X));
+fmt_us(X) when X >= 10 -> io_lib:format("~.1f", [X]);
+fmt_us(X) -> io_lib:format("~.2f", [X]).
+
+fmt_pct(X) -> integer_to_list(round(X)).
+
+ratio(A, B) when B > 0 -> A / B;
+ratio(_, _) -> 0.0.
+
+fmt_ratio(R) -> io_lib:format("~.2fx", [R]).
+
+%% Throughput targets: [{Other, Min}] for cactor's median / Other's.
+rate_targets({seq, _}) -> [{"erlang", 1.0}, {"ei", 1.0}];
+rate_targets({inflight, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
+rate_targets({oneway, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
+rate_targets({call100, _}) -> [];
+rate_targets({hash100, _}) -> [{"ei", 1.7}].
+
+cpu_target({hash100, _}) -> none;
+cpu_target(_) -> 0.25.
+
+med(PerC, L, Key) ->
+    case proplists:get_value(L, PerC) of
+        undefined -> undefined;
+        M -> element(1, maps:get(Key, M))
+    end.
+
+markdown(Contenders, Summary, Runs, Ms, Load0, Load1) ->
+    Labels = [L || {L, _, _} <- Contenders],
+    Has = lists:all(fun(L) -> lists:member(L, Labels) end, ["erlang", "ei", "cactor"]),
+    Head1 = ["| test | ", lists:join(" | ", [[L, " msg/s"] || L <- Labels]),
+             " | cactor / erlang | cactor / ei | target | status |\n",
+             "|---|", [["---|"] || _ <- Labels], "---|---|---|---|\n"],
+    Rows1 = [begin
+                 Cells = [fmt3(fun fmt_rate/1, maps:get(rate, proplists:get_value(L, PerC))) || L <- Labels],
+                 {RE, RI, Tgt, St} =
+                     case Has of
+                         true ->
+                             C = med(PerC, "cactor", rate),
+                             RE0 = ratio(C, med(PerC, "erlang", rate)),
+                             RI0 = ratio(C, med(PerC, "ei", rate)),
+                             Ts = rate_targets(T),
+                             Ok = lists:all(fun({O, Min}) -> ratio(C, med(PerC, O, rate)) >= Min end, Ts),
+                             TgtS = case Ts of
+                                        [] -> "(none)";
+                                        _ -> lists:join(", ", [io_lib:format(">= ~.1fx ~s", [Min, O]) || {O, Min} <- Ts])
+                                    end,
+                             StS = case {Ts, Ok} of {[], _} -> ""; {_, true} -> "PASS"; _ -> "MISSED" end,
+                             {fmt_ratio(RE0), fmt_ratio(RI0), TgtS, StS};
+                         false -> {"", "", "", ""}
+                     end,
+                 ["| ", test_name(T), " | ", lists:join(" | ", Cells), " | ", RE, " | ", RI, " | ", Tgt, " | ", St, " |\n"]
+             end || {T, PerC} <- Summary],
+    Head2 = ["| test | ", lists:join(" | ", [[L, " server us/msg"] || L <- Labels]),
+             " | cactor / erlang | target | status | ",
+             lists:join(" | ", [[L, ": server / driver CPU %"] || L <- Labels]), " |\n",
+             "|---|", [["---|"] || _ <- Labels], "---|---|---|", [["---|"] || _ <- Labels], "\n"],
+    Rows2 = [begin
+                 Cells = [fmt3(fun fmt_us/1, maps:get(srv_us, proplists:get_value(L, PerC))) || L <- Labels],
+                 Pcts = [[fmt_pct(med(PerC, L, srv_pct)), " / ", fmt_pct(med(PerC, L, drv_pct))] || L <- Labels],
+                 {R, Tgt, St} =
+                     case Has of
+                         true ->
+                             R0 = ratio(med(PerC, "cactor", srv_us), med(PerC, "erlang", srv_us)),
+                             case cpu_target(T) of
+                                 none -> {fmt_ratio(R0), "(none)", ""};
+                                 Max -> {fmt_ratio(R0), io_lib:format("<= ~.2fx", [Max]),
+                                         case R0 =< Max of true -> "PASS"; false -> "MISSED" end}
+                             end;
+                         false -> {"", "", ""}
+                     end,
+                 ["| ", test_name(T), " | ", lists:join(" | ", Cells), " | ", R, " | ", Tgt, " | ", St, " | ",
+                  lists:join(" | ", Pcts), " |\n"]
+             end || {T, PerC} <- Summary],
+    {{Y, Mo, Dd}, {H, Mi, _}} = calendar:universal_time(),
+    iolist_to_binary(
+      [io_lib:format("Run of ~4..0b-~2..0b-~2..0b ~2..0b:~2..0b UTC: ~b runs of every test, ~b ms each, "
+                     "contenders interleaved test by test. Load average (1, 5, 15 min) ~s at the start, "
+                     "~s at the end.~n~n",
+                     [Y, Mo, Dd, H, Mi, Runs, Ms, Load0, Load1]),
+       "Throughput, median (min-max) over the runs; ratios are of medians:\n\n",
+       Head1, Rows1,
+       "\nServer CPU (utime + stime of the server OS process, all threads, from /proc/PID/stat) per "
+       "request handled, median (min-max); last columns: CPU time over wall time in % of one core "
+       "(200 = both cores), medians:\n\n",
+       Head2, Rows2]).
