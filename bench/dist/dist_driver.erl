@@ -8,7 +8,8 @@
 %%
 %% main([OutDir, Runs, Ms, ClkTck, "Label=Node=OsPid" ...]): OsPid "rpc"
 %% asks an Erlang node for os:getpid(). The labels erlang, ei and cactor
-%% get the ratios and targets.
+%% get the ratios and targets. DIST_TESTS (e.g. "seq,hash100") selects
+%% tests by kind.
 -module(dist_driver).
 
 -export([main/1]).
@@ -33,11 +34,16 @@ run(OutDir, Runs, Ms, Clk, Specs) ->
     Small = {ping, 42},
     Kib = rand_bytes(1024),
     Big = rand_bytes(65536),
-    Tests = [{seq, "small", Small}, {seq, "1KiB", Kib},
+    AllTests = [{seq, "small", Small}, {seq, "1KiB", Kib},
              {inflight, "small", Small}, {inflight, "1KiB", Kib},
              {oneway, "small", Small}, {oneway, "1KiB", Kib},
              {call100, "small", Small}, {call100, "1KiB", Kib},
              {hash100, "64KiB", Big}],
+    Tests = case os:getenv("DIST_TESTS") of
+                Only when Only =:= false; Only =:= "" -> AllTests;
+                Only -> [T || {K, _, _} = T <- AllTests,
+                              lists:member(atom_to_list(K), string:lexemes(Only, ", "))]
+            end,
     [warm_up(C, Big) || C <- Contenders],
     Rows = lists:append(
              [begin

@@ -5,8 +5,12 @@
 #   bench/dist/run.sh [--no-update]
 #
 # Environment: DIST_RUNS (3) runs of every test, DIST_MS (2000) ms per test,
-# BENCH_BUILD (build-bench) build directory, CACTOR_THREADS (2) scheduler
-# threads of cactor-node, CACTOR_HASH_MODE (pool|work, see hash_plugin.c).
+# BENCH_BUILD (build-bench) build directory, DIST_FROM_HEAD=1 (measure the
+# last commit instead of the working tree), CACTOR_THREADS (2) scheduler
+# threads of cactor-node, CACTOR_HASH_MODE (pool|work, see hash_plugin.c),
+# DIST_TESTS (e.g. "seq,hash100": only those kinds), DIST_CONTENDERS (e.g.
+# "ei cactor"), DIST_PERF=FILE (perf record -g of cactor-node meanwhile),
+# DIST_CALLGRIND=FILE (cactor-node under valgrind --tool=callgrind).
 #
 # Builds cactor-node, bench/dist/ei_echo and bench/dist/hash_plugin.so
 # (Release), starts a private epmd on 127.0.0.1 (ERL_EPMD_PORT), a private
@@ -28,7 +32,20 @@ UPDATE=1
 
 log() { echo "bench-dist: $*"; }
 
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCACTOR_WERROR=OFF -DCACTOR_TESTS=OFF \
+# What is measured: the working tree (default), or with DIST_FROM_HEAD=1
+# the last commit, exported into a directory of its own (the tree is
+# shared with work in progress).
+SRC=.
+if [ "${DIST_FROM_HEAD:-0}" = 1 ]; then
+    SRC=$BUILD-head-src
+    BUILD=$BUILD-head
+    rm -rf "$SRC" && mkdir -p "$SRC" && git archive HEAD | tar -x -C "$SRC" || exit 1
+    TREE="commit $(git rev-parse --short HEAD) (exported, clean)"
+else
+    DIRTY=$(git status --porcelain -- mailbox cnode include CMakeLists.txt | awk '{print $2}' | tr '\n' ' ')
+    TREE="working tree at commit $(git rev-parse --short HEAD)${DIRTY:+, with uncommitted changes in $DIRTY}"
+fi
+cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCACTOR_WERROR=OFF -DCACTOR_TESTS=OFF \
     -DCACTOR_INSTALL_TEST=OFF >/dev/null || exit 1
 cmake --build "$BUILD" -j "$(nproc)" --target cactor-node ei_echo hash_plugin >/dev/null || {
     log "build failed"
@@ -98,7 +115,8 @@ PIDS+=($!)
 "$BUILD/ei_echo" "ei$S@127.0.0.1" "$COOKIE" >"$WORK/ei.out" 2>"$WORK/ei.err" &
 EI_PID=$!
 PIDS+=($EI_PID)
-"$BUILD/cactor-node" --name "ca$S@127.0.0.1" --threads "$THREADS" --load "$BUILD/hash_plugin.so" \
+${DIST_CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$DIST_CALLGRIND} \
+    "$BUILD/cactor-node" --name "ca$S@127.0.0.1" --threads "$THREADS" --load "$BUILD/hash_plugin.so" \
     >"$WORK/cactor.out" 2>"$WORK/cactor.err" &
 CA_PID=$!
 PIDS+=($CA_PID)
@@ -120,14 +138,36 @@ ERTS=$(erl -noshell -eval 'io:put_chars(erlang:system_info(version)), halt().')
 log "$(nproc) cores, $CPU, kernel $(uname -r), OTP $OTP (erts $ERTS), load $(cut -d' ' -f1-3 /proc/loadavg)"
 log "epmd 127.0.0.1:$PORT; servers: $(head -1 "$WORK/erlang.out"); $(cat "$WORK/ei.out"); $(cat "$WORK/cactor.out")"
 
+CONTENDERS=()
+for c in ${DIST_CONTENDERS:-erlang ei cactor}; do
+    case $c in
+    erlang) CONTENDERS+=("erlang=erl$S@127.0.0.1=rpc") ;;
+    ei) CONTENDERS+=("ei=ei$S@127.0.0.1=$EI_PID") ;;
+    cactor) CONTENDERS+=("cactor=ca$S@127.0.0.1=$CA_PID") ;;
+    *) fail "unknown contender $c" ;;
+    esac
+done
+ARGS="\"$WORK/res\", \"$RUNS\", \"$MS\", \"$(getconf CLK_TCK)\""
+for c in "${CONTENDERS[@]}"; do ARGS="$ARGS, \"$c\""; done
+PERF_PID=
+if [ -n "${DIST_PERF:-}" ]; then
+    perf record -q -e cpu-clock ${DIST_PERF_CG:--g} -p "$CA_PID" -o "$DIST_PERF" >"$WORK/perf.out" 2>&1 &
+    PERF_PID=$!
+fi
 mkdir -p "$WORK/res"
 timeout -k 10 1800 erl -noshell -name "drv$S@127.0.0.1" "${ERL_OPTS[@]}" -pa "$WORK" \
-    -eval "dist_driver:main([\"$WORK/res\", \"$RUNS\", \"$MS\", \"$(getconf CLK_TCK)\",
-                             \"erlang=erl$S@127.0.0.1=rpc\", \"ei=ei$S@127.0.0.1=$EI_PID\",
-                             \"cactor=ca$S@127.0.0.1=$CA_PID\"])" || fail "driver failed"
+    -eval "dist_driver:main([$ARGS])" || fail "driver failed"
+if [ -n "$PERF_PID" ]; then
+    kill -INT "$PERF_PID"
+    wait "$PERF_PID"
+fi
 for p in "$EI_PID" "$CA_PID"; do
     kill -0 "$p" 2>/dev/null || fail "a server died during the run"
 done
+if [ -n "${DIST_TESTS:-}${DIST_CONTENDERS:-}${DIST_PERF:-}${DIST_CALLGRIND:-}" ]; then
+    log "partial or profiled run: results not kept (see above)"
+    exit 0
+fi
 
 cp "$WORK/res/results.tsv" "$WORK/res/results.dat" "$OUT/"
 gnuplot -e "datafile='$OUT/results.dat'; outfile='$OUT/results.png'" "$OUT/plot.gp" ||
@@ -140,7 +180,7 @@ gnuplot -e "datafile='$OUT/results.dat'; outfile='$OUT/results.png'" "$OUT/plot.
     echo "| CPU | \`$CPU\` (/proc/cpuinfo) |"
     echo "| kernel | $(uname -r) |"
     echo "| Erlang/OTP | $OTP (erts $ERTS), erl_interface $(basename /usr/lib/erlang/lib/erl_interface-* | sed 's/erl_interface-//') |"
-    echo "| cactor | commit $(git rev-parse --short HEAD), \`--threads $THREADS\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
+    echo "| cactor | $TREE, \`--threads $THREADS\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
     echo
     cat "$WORK/res/results.md"
     echo
