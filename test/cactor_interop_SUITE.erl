@@ -1,0 +1,581 @@
+%% The interop surface of a C node, end to end: one cactor-node started
+%% with cactor:start_node/2 (with the example plugin and the test probe
+%% actor), and this CT node talking to its actors as to Erlang processes.
+%%
+%% Actors of cactor-node used here: echo ({Pid, T} -> {echo, T}; calls
+%% answer Req), cactor_probe (--probe: monitors/links Erlang processes and
+%% reports), and the example plugin's kv (gen_server-style store), caller
+%% (a C actor calling an Erlang gen_server) and example:add/2,
+%% example:reverse/1.
+-module(cactor_interop_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-compile([export_all, nowarn_export_all]).
+
+-define(T, 10000).
+-import(cactor_test_lib, [no_msg/2, whereis_c/2, echo/3]).
+
+suite() ->
+    [{timetrap, {seconds, 60}}].
+
+all() ->
+    [{group, terms}, {group, names}, {group, gen_server}, {group, links},
+     {group, monitors}, {group, restarts}, {group, rpc}, big_message].
+
+groups() ->
+    [{terms, [parallel],
+      [atoms, utf8_atoms, small_integers, big_integers, floats, binaries, sub_binaries,
+       bitstrings, lists, improper_lists, tuples, maps, pids, refs, ports, funs,
+       mixed_deep]},
+     {names, [], [send_by_name, send_to_unknown_name, whereis_names, erlang_name_from_c]},
+     {gen_server, [], [call_echo, call_by_pid, call_unknown_name, cast_echo, cast_count,
+                       call_kv, cast_kv, c_calls_erlang, c_calls_erlang_errors]},
+     {links, [], [erlang_links_c_trap, erlang_links_c_no_trap, c_links_erlang,
+                  unlink_c]},
+     {monitors, [], [monitor_by_pid, monitor_by_name, monitor_unknown_name,
+                     monitor_dead_pid, demonitor, c_monitors_erlang]},
+     {restarts, [], [supervisor_restarts_echo, supervisor_restarts_kv]},
+     {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
+                rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many]}].
+
+init_per_suite(Config) ->
+    {ok, Node} = cactor:start_node(interop, #{threads => 2,
+                                              plugins => [cactor_test_lib:plugin()],
+                                              extra_args => ["--probe"]}),
+    ct:log("C node ~p: ~p", [Node, cactor:node_info(Node)]),
+    [{cnode, Node} | Config].
+
+end_per_suite(Config) ->
+    ok = cactor:stop_node(?config(cnode, Config)),
+    ok.
+
+init_per_testcase(_Case, Config) ->
+    Config.
+
+end_per_testcase(_Case, _Config) ->
+    process_flag(trap_exit, false),
+    cactor_test_lib:flush(),
+    ok.
+
+cn(Config) -> ?config(cnode, Config).
+
+%% Every term comes back from echo exactly as sent.
+roundtrip(Config, Terms) ->
+    N = cn(Config),
+    [begin
+         Got = echo(N, T, ?T),
+         case Got =:= T andalso term_to_binary(Got) =:= term_to_binary(T) of
+             true -> ok;
+             false -> ct:fail({changed, T, Got})
+         end
+     end || T <- Terms],
+    ok.
+
+%% ---- terms ----
+
+atoms(Config) ->
+    roundtrip(Config, [a, 'Quoted atom', '', true, false, undefined, nil, '[]',
+                       list_to_atom(lists:duplicate(255, $x)),
+                       list_to_atom([0, 1, 255])]).
+
+utf8_atoms(Config) ->
+    roundtrip(Config, ['héllo', '日本語', 'ünïcödé', '😀',
+                       list_to_atom(lists:duplicate(255, $é)),
+                       list_to_atom(lists:duplicate(255, 16#1F600)),
+                       {'Ωmega', ['ä', 'ß']}]).
+
+small_integers(Config) ->
+    roundtrip(Config, [0, 1, -1, 255, 256, -256, 65535, 16#7FFFFFF, -16#8000000,
+                       16#7FFFFFFF, -16#80000000]).
+
+big_integers(Config) ->
+    roundtrip(Config, [16#80000000, -16#80000001, 1 bsl 63, (1 bsl 64) - 1, 1 bsl 64,
+                       -(1 bsl 64), 1 bsl 1000, -(1 bsl 2040),
+                       %% LARGE_BIG_EXT: more than 255 bytes of digits
+                       1 bsl 2100, -((1 bsl 8000) + 12345)]).
+
+floats(Config) ->
+    roundtrip(Config, [0.0, 1.5, -2.25, math:pi(), 1.0e-300, -4.9406564584124654e-324,
+                       1.7976931348623157e308, 123456789.123456789]).
+
+binaries(Config) ->
+    roundtrip(Config, [<<>>, <<"abc">>, <<0, 255, 0>>, list_to_binary(lists:seq(0, 255)),
+                       crypto:strong_rand_bytes(1 bsl 20)]).
+
+sub_binaries(Config) ->
+    Big = crypto:strong_rand_bytes(4096),
+    <<_:7/binary, Mid:100/binary, _/binary>> = Big,
+    Part = binary:part(Big, 1000, 3000),
+    {_, Tail} = split_binary(Big, 4000),
+    %% a sub-binary is sent as the bytes it spans
+    ?assertEqual(100, byte_size(Mid)),
+    roundtrip(Config, [Mid, Part, Tail, [Mid, Part], {Mid, Tail}]).
+
+bitstrings(Config) ->
+    <<_:3, Odd/bitstring>> = <<"hello">>,
+    ?assertEqual(37, bit_size(Odd)),
+    roundtrip(Config, [<<1:1>>, <<5:3>>, <<"abc", 3:2>>, Odd,
+                       <<(crypto:strong_rand_bytes(1000))/binary, 127:7>>, {<<0:7>>, [<<1:15>>]}]).
+
+lists(Config) ->
+    roundtrip(Config, [[], "abc", "", [1, 2, 3], [256, 1000], [a, "b", <<"c">>, 1.0],
+                       lists:seq(1, 70000), lists:duplicate(70000, $x),
+                       [[[]]], ["nested", ["lists", ['of', [lists]]]],
+                       unicode:characters_to_list(<<"日本語"/utf8>>)]).
+
+improper_lists(Config) ->
+    roundtrip(Config, [[a | b], [1, 2 | 3], [1 | <<"tail">>], [[] | []], [x | {y}],
+                       ["str" | 4.5], [a, b | #{k => v}]]).
+
+tuples(Config) ->
+    roundtrip(Config, [{}, {a}, {a, b, c}, {{}, {{}}}, list_to_tuple(lists:seq(1, 255)),
+                       list_to_tuple(lists:seq(1, 256)), list_to_tuple(lists:seq(1, 70000))]).
+
+maps(Config) ->
+    Large = maps:from_list([{K, integer_to_binary(K)} || K <- lists:seq(1, 1000)]),
+    roundtrip(Config, [#{}, #{a => 1}, #{<<"k">> => [v], 1 => 2.0, {t} => #{n => m}},
+                       #{#{key => map} => [nested, #{}]}, Large,
+                       maps:from_list([{I, I} || I <- lists:seq(1, 33)])]).
+
+pids(Config) ->
+    N = cn(Config),
+    Dead = spawn(fun() -> ok end),
+    Echo = whereis_c(N, echo),
+    ?assert(is_pid(Echo)),
+    ?assertEqual(N, node(Echo)),
+    roundtrip(Config, [self(), Dead, Echo, whereis(init), [self(), {Echo}]]),
+    %% a pid that went through the C node still reaches its process
+    Me = echo(N, self(), ?T),
+    Me ! {hello, me},
+    receive {hello, me} -> ok after ?T -> ct:fail(pid_unusable) end.
+
+refs(Config) ->
+    Alias = alias(),
+    R = make_ref(),
+    roundtrip(Config, [R, Alias, erlang:monitor(process, self()),
+                       [make_ref() || _ <- lists:seq(1, 10)]]),
+    unalias(Alias),
+    ?assertEqual(R, echo(cn(Config), R, ?T)).
+
+ports(Config) ->
+    Port = open_port({spawn, "cat"}, []),
+    try
+        roundtrip(Config, [Port, hd(erlang:ports()), [Port, {Port}]]),
+        Back = echo(cn(Config), Port, ?T),
+        ?assertEqual(self(), proplists:get_value(connected, erlang:port_info(Back)))
+    after
+        port_close(Port)
+    end.
+
+funs(Config) ->
+    X = rand:uniform(1000),
+    Closure = fun(Y) -> X + Y end,
+    Local = fun() -> ok end,
+    Ext = fun lists:map/2,
+    roundtrip(Config, [Local, Closure, Ext, fun erlang:node/0, [Closure, {Ext}]]),
+    %% they still work after the trip
+    F = echo(cn(Config), Closure, ?T),
+    ?assertEqual(X + 1, F(1)),
+    G = echo(cn(Config), Ext, ?T),
+    ?assertEqual([2, 4], G(fun(E) -> 2 * E end, [1, 2])).
+
+mixed_deep(Config) ->
+    Deep = lists:foldl(fun(I, Acc) -> {I, [Acc], #{I => <<I>>}} end, leaf, lists:seq(1, 200)),
+    roundtrip(Config, [Deep, {self(), make_ref(), 'ä', -1 bsl 70, 2.5, <<1:1>>, [a | b],
+                              #{fun() -> ok end => hd(erlang:ports())}}]).
+
+%% ---- names ----
+
+send_by_name(Config) ->
+    N = cn(Config),
+    {echo, N} ! {self(), by_name},
+    receive {echo, by_name} -> ok after ?T -> ct:fail(no_echo) end,
+    %% erlang:send/2 and cactor:send/3 too
+    erlang:send({echo, N}, {self(), by_send}),
+    receive {echo, by_send} -> ok after ?T -> ct:fail(no_echo) end,
+    cactor:send(N, echo, {self(), by_cactor}),
+    receive {echo, by_cactor} -> ok after ?T -> ct:fail(no_echo) end.
+
+send_to_unknown_name(Config) ->
+    N = cn(Config),
+    %% dropped, as in Erlang; the node goes on
+    {no_such_actor, N} ! {self(), lost},
+    no_msg(fun(_) -> true end, 300),
+    ?assertEqual(still, echo(N, still, ?T)).
+
+whereis_names(Config) ->
+    N = cn(Config),
+    [begin
+         P = whereis_c(N, Name),
+         ?assert(is_pid(P), Name),
+         ?assertEqual(N, node(P))
+     end || Name <- [echo, kv, caller, cactor_probe]],
+    ?assertEqual(undefined, whereis_c(N, no_such_actor)),
+    %% the probe's own view of the name agrees
+    {cactor_probe, N} ! {whereis, echo, self()},
+    P = whereis_c(N, echo),
+    receive {whereis, echo, P} -> ok after ?T -> ct:fail(no_whereis) end.
+
+%% A C actor replies to an Erlang process registered under a name: the
+%% caller actor calls a registered Erlang gen_server by pid it was given.
+erlang_name_from_c(Config) ->
+    N = cn(Config),
+    {ok, S} = cactor_test_server:start(),
+    true = register(cactor_named_server, S),
+    {caller, N} ! {call, whereis(cactor_named_server), {double, 21}, self()},
+    Me = node(),
+    receive {called, {doubled, 42, N}} -> ok;
+            {called, {doubled, 42, Me}} -> ct:fail(caller_was_local)
+    after ?T -> ct:fail(no_reply)
+    end,
+    gen_server:stop(S).
+
+%% ---- gen_server ----
+
+call_echo(Config) ->
+    N = cn(Config),
+    ?assertEqual({ping, 1}, gen_server:call({echo, N}, {ping, 1})),
+    ?assertEqual(#{a => [1]}, gen_server:call({echo, N}, #{a => [1]}, ?T)),
+    ?assertEqual('ä', cactor:call(N, echo, 'ä')),
+    ?assertEqual(<<"x">>, cactor:call(N, echo, <<"x">>, ?T)).
+
+call_by_pid(Config) ->
+    N = cn(Config),
+    P = whereis_c(N, echo),
+    ?assertEqual(hi, gen_server:call(P, hi, ?T)),
+    %% gen:call's alias and monitor are cleaned up: nothing left behind
+    no_msg(fun(_) -> true end, 200).
+
+call_unknown_name(Config) ->
+    N = cn(Config),
+    ?assertExit({noproc, _}, gen_server:call({no_such_actor, N}, hi, ?T)).
+
+cast_echo(Config) ->
+    N = cn(Config),
+    P = whereis_c(N, echo),
+    ok = gen_server:cast({echo, N}, {anything, 1}),
+    ok = cactor:cast(N, echo, other),
+    %% echo ignores casts it does not know, and survives them
+    ?assertEqual(after_cast, gen_server:call({echo, N}, after_cast, ?T)),
+    ?assertEqual(P, whereis_c(N, echo)).
+
+cast_count(Config) ->
+    N = cn(Config),
+    {echo, N} ! {report, self()},
+    receive {count, _} -> ok after ?T -> ct:fail(no_reset) end,
+    [{echo, N} ! {cast, I} || I <- lists:seq(1, 1000)],
+    {echo, N} ! {report, self()},
+    receive {count, C} -> ?assertEqual(1000, C) after ?T -> ct:fail(no_count) end.
+
+call_kv(Config) ->
+    N = cn(Config),
+    ok = gen_server:call({kv, N}, {put, colour, <<"blue">>}, ?T),
+    ok = gen_server:call({kv, N}, {put, {key, 2}, #{v => [1, 2]}}, ?T),
+    ?assertEqual({ok, <<"blue">>}, gen_server:call({kv, N}, {get, colour}, ?T)),
+    ?assertEqual({ok, #{v => [1, 2]}}, gen_server:call({kv, N}, {get, {key, 2}}, ?T)),
+    ?assertEqual(not_found, gen_server:call({kv, N}, {get, nope}, ?T)).
+
+cast_kv(Config) ->
+    N = cn(Config),
+    ok = gen_server:cast({kv, N}, {put, cast_key, 42}),
+    %% per sender, messages arrive in order: the call sees the cast
+    ?assertEqual({ok, 42}, gen_server:call({kv, N}, {get, cast_key}, ?T)).
+
+%% The other direction: a C actor (the plugin's caller) calls an Erlang
+%% gen_server with ca_gen_call, without blocking.
+c_calls_erlang(Config) ->
+    N = cn(Config),
+    {ok, S} = cactor_test_server:start(),
+    [begin
+         {caller, N} ! {call, S, {double, I}, self()},
+         receive {called, R} -> ?assertEqual({doubled, 2 * I, N}, R)
+         after ?T -> ct:fail({no_reply, I})
+         end
+     end || I <- [1, 2, 1 bsl 70]],
+    ?assertEqual(3, gen_server:call(S, calls)),
+    gen_server:stop(S).
+
+c_calls_erlang_errors(Config) ->
+    N = cn(Config),
+    %% a dead server: noproc
+    {ok, S} = cactor_test_server:start(),
+    gen_server:stop(S),
+    {caller, N} ! {call, S, {double, 1}, self()},
+    receive {call_failed, noproc} -> ok;
+            Other -> ct:fail({unexpected, Other})
+    after ?T -> ct:fail(no_answer)
+    end,
+    %% a server that never answers: the C side's timeout (5 s)
+    {ok, S2} = cactor_test_server:start(),
+    {caller, N} ! {call, S2, silence, self()},
+    receive {call_failed, timeout} -> ok;
+            Other2 -> ct:fail({unexpected, Other2})
+    after ?T -> ct:fail(no_timeout)
+    end,
+    %% a server that dies during the call: its exit reason
+    {caller, N} ! {call, S2, silence, self()},
+    timer:sleep(200),
+    exit(S2, went_away),
+    receive {call_failed, went_away} -> ok;
+            Other3 -> ct:fail({unexpected, Other3})
+    after ?T -> ct:fail(no_down)
+    end.
+
+%% ---- links ----
+
+wait_new(N, Name, Old) ->
+    cactor_test_lib:wait_value(fun() ->
+                                       case whereis_c(N, Name) of
+                                           P when is_pid(P), P =/= Old -> {ok, P};
+                                           _ -> no
+                                       end
+                               end, ?T).
+
+sync(N) ->
+    ?assertEqual(sync, echo(N, sync, ?T)).
+
+erlang_links_c_trap(Config) ->
+    N = cn(Config),
+    process_flag(trap_exit, true),
+    Echo = whereis_c(N, echo),
+    true = link(Echo),
+    sync(N),
+    exit(Echo, kill),
+    receive {'EXIT', Echo, R} -> ?assertEqual(killed, R) after ?T -> ct:fail(no_exit) end,
+    _ = wait_new(N, echo, Echo),
+    %% linking a dead C pid: noproc
+    true = link(Echo),
+    receive {'EXIT', Echo, R2} -> ?assertEqual(noproc, R2) after ?T -> ct:fail(no_noproc) end.
+
+erlang_links_c_no_trap(Config) ->
+    N = cn(Config),
+    Kv = whereis_c(N, kv),
+    Self = self(),
+    {P, Ref} = spawn_monitor(fun() -> link(Kv), Self ! linked, timer:sleep(infinity) end),
+    receive linked -> ok after ?T -> ct:fail(no_link) end,
+    sync(N),
+    %% kv crashes on request: the linked Erlang process dies with it
+    catch gen_server:call({kv, N}, crash, 2000),
+    receive {'DOWN', Ref, process, P, Why} -> ct:log("linked process died: ~p", [Why]),
+                                             ?assertNotEqual(normal, Why)
+    after ?T -> ct:fail(linked_process_survived)
+    end,
+    _ = wait_new(N, kv, Kv).
+
+c_links_erlang(Config) ->
+    N = cn(Config),
+    %% the C probe links to an Erlang process (and traps exits)
+    V = spawn(fun() -> receive stop -> exit(bye_from_erlang) end end),
+    {cactor_probe, N} ! {link, V, self()},
+    receive {linked, V} -> ok after ?T -> ct:fail(no_link) end,
+    V ! stop,
+    receive {exit, V, R} -> ?assertEqual(bye_from_erlang, R) after ?T -> ct:fail(no_exit) end,
+    %% a kill from Erlang reaches the C side as killed
+    V2 = spawn(fun() -> timer:sleep(infinity) end),
+    {cactor_probe, N} ! {link, V2, self()},
+    receive {linked, V2} -> ok after ?T -> ct:fail(no_link) end,
+    %% the link is seen by the Erlang side too
+    ok = cactor_test_lib:wait_until(
+           fun() -> {links, L} = process_info(V2, links), lists:any(fun(X) -> node(X) =:= N end, L) end,
+           ?T),
+    exit(V2, kill),
+    receive {exit, V2, R2} -> ?assertEqual(killed, R2) after ?T -> ct:fail(no_exit) end.
+
+unlink_c(Config) ->
+    N = cn(Config),
+    process_flag(trap_exit, true),
+    Echo = whereis_c(N, echo),
+    true = link(Echo),
+    sync(N),
+    true = unlink(Echo),
+    sync(N),
+    exit(Echo, kill),
+    no_msg(fun({'EXIT', P, _}) -> P =:= Echo; (_) -> false end, 500),
+    _ = wait_new(N, echo, Echo).
+
+%% ---- monitors ----
+
+monitor_by_pid(Config) ->
+    N = cn(Config),
+    Echo = whereis_c(N, echo),
+    Ref = erlang:monitor(process, Echo),
+    exit(Echo, kill),
+    receive {'DOWN', Ref, process, Echo, R} -> ?assertEqual(killed, R)
+    after ?T -> ct:fail(no_down)
+    end,
+    _ = wait_new(N, echo, Echo).
+
+monitor_by_name(Config) ->
+    N = cn(Config),
+    Echo = whereis_c(N, echo),
+    Ref = erlang:monitor(process, {echo, N}),
+    exit(Echo, some_reason),
+    receive {'DOWN', Ref, process, {echo, N}, R} -> ?assertEqual(some_reason, R)
+    after ?T -> ct:fail(no_down)
+    end,
+    _ = wait_new(N, echo, Echo).
+
+monitor_unknown_name(Config) ->
+    N = cn(Config),
+    Ref = erlang:monitor(process, {no_such_actor, N}),
+    receive {'DOWN', Ref, process, {no_such_actor, N}, R} -> ?assertEqual(noproc, R)
+    after ?T -> ct:fail(no_down)
+    end.
+
+monitor_dead_pid(Config) ->
+    N = cn(Config),
+    Echo = whereis_c(N, echo),
+    exit(Echo, kill),
+    _ = wait_new(N, echo, Echo),
+    Ref = erlang:monitor(process, Echo),
+    receive {'DOWN', Ref, process, Echo, R} -> ?assertEqual(noproc, R)
+    after ?T -> ct:fail(no_down)
+    end.
+
+demonitor(Config) ->
+    N = cn(Config),
+    Echo = whereis_c(N, echo),
+    Ref = erlang:monitor(process, Echo),
+    true = erlang:demonitor(Ref, [flush]),
+    sync(N),
+    exit(Echo, kill),
+    no_msg(fun({'DOWN', R, _, _, _}) -> R =:= Ref; (_) -> false end, 500),
+    _ = wait_new(N, echo, Echo).
+
+c_monitors_erlang(Config) ->
+    N = cn(Config),
+    V = spawn(fun() -> receive stop -> exit({shutdown, from_erlang}) end end),
+    {cactor_probe, N} ! {monitor, V, self()},
+    receive {monitoring, V} -> ok after ?T -> ct:fail(no_monitoring) end,
+    V ! stop,
+    receive {down, V, R} -> ?assertEqual({shutdown, from_erlang}, R)
+    after ?T -> ct:fail(no_down)
+    end,
+    %% a dead process: noproc
+    {cactor_probe, N} ! {monitor, V, self()},
+    receive {down, V, R2} -> ?assertEqual(noproc, R2)
+    after ?T -> ct:fail(no_noproc)
+    end.
+
+%% ---- supervisor restarts seen from Erlang ----
+
+supervisor_restarts_echo(Config) ->
+    N = cn(Config),
+    #{restarts := R0} = rpc:call(N, cactor, info, [], ?T),
+    Old = whereis_c(N, echo),
+    exit(Old, kill),
+    New = wait_new(N, echo, Old),
+    ?assertEqual(N, node(New)),
+    ?assertEqual(back, gen_server:call({echo, N}, back, ?T)),
+    ?assertEqual(back_by_pid, gen_server:call(New, back_by_pid, ?T)),
+    #{restarts := R1} = rpc:call(N, cactor, info, [], ?T),
+    ?assert(R1 > R0, {R0, R1}).
+
+supervisor_restarts_kv(Config) ->
+    N = cn(Config),
+    ok = gen_server:call({kv, N}, {put, k, v}, ?T),
+    Old = whereis_c(N, kv),
+    Ref = erlang:monitor(process, Old),
+    ?assertExit(_, gen_server:call({kv, N}, crash, ?T)),
+    receive {'DOWN', Ref, process, Old, Why} -> ct:log("kv exited: ~p", [Why])
+    after ?T -> ct:fail(no_down)
+    end,
+    _ = wait_new(N, kv, Old),
+    %% a new incarnation starts empty
+    ?assertEqual(not_found, gen_server:call({kv, N}, {get, k}, ?T)).
+
+%% ---- ping, rpc, erpc ----
+
+ping(Config) ->
+    N = cn(Config),
+    ?assertEqual(pong, net_adm:ping(N)),
+    ?assertEqual(pong, cactor:ping(N)),
+    ?assertEqual(pang, net_adm:ping('no_such_cnode@127.0.0.1')).
+
+rpc_builtins(Config) ->
+    N = cn(Config),
+    ?assertEqual(N, rpc:call(N, erlang, node, [], ?T)),
+    Echo = rpc:call(N, erlang, whereis, [echo], ?T),
+    ?assert(is_pid(Echo)),
+    ?assertEqual(N, node(Echo)),
+    ?assertEqual(hi, gen_server:call(Echo, hi, ?T)),
+    ?assertEqual(undefined, rpc:call(N, erlang, whereis, [nobody_here], ?T)).
+
+rpc_info(Config) ->
+    N = cn(Config),
+    Info = rpc:call(N, cactor, info, [], ?T),
+    ct:log("cactor:info() on ~p: ~p", [N, Info]),
+    ?assert(is_map(Info)),
+    ?assertMatch(#{node := N, schedulers := 2}, Info),
+    ?assert(lists:member(node(), maps:get(nodes, Info))),
+    [?assert(is_integer(maps:get(K, Info)), K) || K <- [actors, restarts, spawned]].
+
+rpc_undef(Config) ->
+    N = cn(Config),
+    ?assertMatch({badrpc, {'EXIT', {undef, _}}}, rpc:call(N, no_such_module, f, [1], ?T)),
+    ?assertMatch({badrpc, {'EXIT', {undef, _}}}, rpc:call(N, erlang, no_such_fun, [], ?T)),
+    %% wrong arity is undef as well
+    ?assertMatch({badrpc, {'EXIT', {undef, _}}}, rpc:call(N, erlang, node, [x, y], ?T)).
+
+erpc_builtins(Config) ->
+    N = cn(Config),
+    ?assertEqual(N, erpc:call(N, erlang, node, [], ?T)),
+    ?assert(is_pid(erpc:call(N, erlang, whereis, [echo], ?T))),
+    ?assertMatch(#{node := N}, erpc:call(N, cactor, info, [], ?T)).
+
+erpc_undef(Config) ->
+    N = cn(Config),
+    ?assertError({exception, undef, _}, erpc:call(N, no_such_module, f, [], ?T)).
+
+rpc_plugin(Config) ->
+    N = cn(Config),
+    ?assertEqual(42, rpc:call(N, example, add, [2, 40], ?T)),
+    ?assertEqual((1 bsl 40) + 1, rpc:call(N, example, add, [1 bsl 40, 1], ?T)),
+    ?assertEqual(<<"cba">>, rpc:call(N, example, reverse, [<<"abc">>], ?T)),
+    ?assertEqual(<<>>, rpc:call(N, example, reverse, [<<>>], ?T)).
+
+erpc_plugin(Config) ->
+    N = cn(Config),
+    ?assertEqual(-3, erpc:call(N, example, add, [-5, 2], ?T)),
+    Bin = crypto:strong_rand_bytes(100000),
+    Rev = list_to_binary(lists:reverse(binary_to_list(Bin))),
+    ?assertEqual(Rev, erpc:call(N, example, reverse, [Bin], ?T)).
+
+rpc_plugin_badarg(Config) ->
+    N = cn(Config),
+    R = rpc:call(N, example, add, [a, b], ?T),
+    ct:log("example:add(a, b): ~p", [R]),
+    ?assertMatch({badrpc, {'EXIT', {{error, einval}, _}}}, R),
+    ?assertError({exception, {error, einval}, _}, erpc:call(N, example, reverse, [not_a_binary], ?T)),
+    ?assertEqual(3, rpc:call(N, example, add, [1, 2], ?T)).
+
+rpc_many(Config) ->
+    N = cn(Config),
+    Self = self(),
+    Pids = [spawn_link(fun() -> Self ! {self(), rpc:call(N, example, add, [I, I], ?T)} end)
+            || I <- lists:seq(1, 200)],
+    Rs = [receive {P, R} -> R after ?T -> timeout end || P <- Pids],
+    ?assertEqual([2 * I || I <- lists:seq(1, 200)], Rs),
+    Reqs = [erpc:send_request(N, example, add, [I, 1]) || I <- lists:seq(1, 100)],
+    ?assertEqual([I + 1 || I <- lists:seq(1, 100)], [erpc:receive_response(Q, ?T) || Q <- Reqs]).
+
+%% ---- a 64 MiB message ----
+
+big_message(Config) ->
+    N = cn(Config),
+    Bin = binary:copy(crypto:strong_rand_bytes(1 bsl 20), 64),
+    ?assertEqual(64 * 1024 * 1024, byte_size(Bin)),
+    T0 = erlang:monotonic_time(millisecond),
+    Tag = make_ref(),
+    {echo, N} ! {self(), {Tag, Bin}},
+    receive
+        {echo, {Tag, Got}} ->
+            ?assertEqual(byte_size(Bin), byte_size(Got)),
+            ?assert(Got =:= Bin)
+    after 50000 -> ct:fail(no_big_echo)
+    end,
+    ct:log("64 MiB round trip: ~p ms", [erlang:monotonic_time(millisecond) - T0]),
+    %% and the node serves small messages after it
+    ?assertEqual(small, echo(N, small, ?T)).
