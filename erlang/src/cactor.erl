@@ -54,8 +54,7 @@ start_node(Name, Opts) when is_map(Opts) ->
                 {ok, _} ->
                     case cactor_sup:start_node(Node, Opts) of
                         {ok, _} -> {ok, Node};
-                        {error, {shutdown, {failed_to_start_child, cactor_node, R}}} -> {error, R};
-                        {error, _} = E -> E
+                        {error, Why} -> {error, start_error(Why)}
                     end;
                 {error, _} = E ->
                     E
@@ -137,6 +136,11 @@ executable() ->
     cactor_node:executable(#{}).
 
 %% ---- internal ----
+
+%% The reason the node's worker gave, without the supervisors' wrapping.
+start_error({{shutdown, {failed_to_start_child, cactor_node, R}}, _ChildSpec}) -> R;
+start_error({shutdown, {failed_to_start_child, cactor_node, R}}) -> R;
+start_error(R) -> R.
 
 full_name(Name) when is_atom(Name) ->
     full_name(atom_to_list(Name));
