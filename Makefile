@@ -2,7 +2,11 @@
 # this file installs missing Debian packages (scripts/deps.sh), drives
 # CMake and runs things.
 #
-#   make demo          deps, Release build, run build/demo
+#   make demo          deps, then scripts/demo.sh: an Erlang node starts a C
+#                      node (cactor-node) under its supervisor, calls its
+#                      actors and rpc functions, crashes an actor and the
+#                      node, and watches both restart (private epmd/HOME)
+#   make demo-standalone  deps, Release build, run build/demo (C only)
 #   make test          deps, every test runner, one total line at the end
 #   make bench         deps, Release build, run every bench/ program
 #   make bench-dist    deps (+ gnuplot-nox), cactor-node vs an Erlang node vs a
@@ -27,7 +31,7 @@ CMAKE_FLAGS ?=
 C_FILES = $(wildcard $(shell git ls-files --cached --others --exclude-standard -- '*.c' '*.h' \
 	2>/dev/null || find include mailbox cnode test bench examples -name '*.[ch]'))
 
-.PHONY: all deps build demo test bench bench-dist check-clang fuzz install clean format format-check
+.PHONY: all deps build demo demo-standalone test bench bench-dist check-clang fuzz install clean format format-check
 
 all: build
 
@@ -38,8 +42,12 @@ build: deps
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build build -j $(JOBS)
 
-demo: deps
-	@test -f examples/demo.c || { echo "make demo: examples/demo.c does not exist yet" >&2; exit 1; }
+demo:
+	@scripts/deps.sh build erlang
+	@scripts/demo.sh
+
+demo-standalone: deps
+	@test -f examples/demo.c || { echo "make demo-standalone: examples/demo.c does not exist yet" >&2; exit 1; }
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build build -j $(JOBS) --target demo
 	./build/demo

@@ -19,7 +19,7 @@
         "( while read -r _; do :; done <&3; kill -TERM $child 2>/dev/null ) &\n"
         "watch=$!\n"
         "exec 3<&-\n"
-        "wait $child\n"
+        "wait $child 2>/dev/null\n"
         "rc=$?\n"
         "kill $watch 2>/dev/null\n"
         "exit $rc\n").

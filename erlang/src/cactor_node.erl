@@ -12,7 +12,7 @@
 %%
 %% Every other line the process writes (stdout and stderr, merged) goes to
 %% the Erlang logger, at the level cactor gave it ("cactor warning: ..."),
-%% with the metadata #{cactor_node => Node, domain => [cactor, node]}.
+%% with the metadata #{cactor_node => Node}.
 %%
 %% When the OS process exits (say, kill -9), this server stops with
 %% {cactor_node_exited, Status}, and its supervisor (cactor_node_sup)
@@ -46,7 +46,7 @@
         "( while read -r _; do :; done <&3; kill -TERM $child 2>/dev/null ) &\n"
         "watch=$!\n"
         "exec 3<&-\n"
-        "wait $child\n"
+        "wait $child 2>/dev/null\n"
         "rc=$?\n"
         "kill $watch 2>/dev/null\n"
         "exit $rc\n").
@@ -66,7 +66,8 @@ info(Pid) ->
 -spec init({node(), map()}) -> {ok, #st{}} | {stop, term()}.
 init({Node, Opts}) ->
     process_flag(trap_exit, true),
-    logger:update_process_metadata(#{cactor_node => Node, domain => [cactor, node]}),
+    %% (no domain: the default handler drops domains other than [otp | _])
+    logger:update_process_metadata(#{cactor_node => Node}),
     case executable(Opts) of
         {ok, Exe} -> start(Node, Opts, Exe, maps:get(start_attempts, Opts, 3));
         {error, Reason} -> {stop, Reason}
