@@ -215,9 +215,9 @@ erl_env_start() {
 # Run "$@" with the private HOME and epmd (and the caller's rebar3 cache,
 # so that a private HOME costs no download: there are no deps anyway).
 erl_env_run() {
-    env HOME="$ERL_WORK/home" ERL_EPMD_PORT="$ERL_EPMD_PORT_PRIVATE" ERL_EPMD_ADDRESS=127.0.0.1 \
-        REBAR_CACHE_DIR="${REBAR_CACHE_DIR:-$ERL_WORK/rebar3-cache}" \
-        -u ERL_FLAGS -u ERL_AFLAGS -u ERL_ZFLAGS "$@"
+    env -u ERL_FLAGS -u ERL_AFLAGS -u ERL_ZFLAGS \
+        HOME="$ERL_WORK/home" ERL_EPMD_PORT="$ERL_EPMD_PORT_PRIVATE" ERL_EPMD_ADDRESS=127.0.0.1 \
+        REBAR_CACHE_DIR="${REBAR_CACHE_DIR:-$ERL_WORK/rebar3-cache}" "$@"
 }
 
 # Common Test suites of the Erlang side (test/*_SUITE.erl, the OTP
