@@ -11,7 +11,7 @@ set style fill solid 0.85 border -1
 set boxwidth 0.9
 set grid ytics
 set key top left
-set xtics rotate by -20 scale 0 font ",9"
+set xtics rotate by 20 right scale 0 font ",9"
 set logscale y 2
 set ylabel "throughput / Erlang node's (log)"
 set yrange [0.0625:*]
