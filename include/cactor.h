@@ -203,6 +203,9 @@ typedef void (*ca_log_fn)(void *ctx, ca_log_level level, const char *line);
 typedef struct ca_rt_opts {
     unsigned threads;      /* scheduler threads; 0 = number of cores */
     unsigned batch;        /* messages per actor turn; 0 = 64 */
+    unsigned spin_us;      /* a scheduler out of work polls for this long before it
+                              sleeps (ca_rt_opts_init: 20; 0: never; at most 1000):
+                              CPU time traded for cross-thread latency */
     const char *node_name; /* copied; NULL = "nonode@nohost" */
     uint32_t creation;     /* node incarnation; 0 = a fresh non-zero value */
     ca_log_fn log;         /* NULL = lines to stderr */

@@ -111,12 +111,34 @@ static ca__actor_ext *ext_of(ca_actor *a)
     return a->ext;
 }
 
+/* An actor's links: an open-addressing set of pids (linear probing,
+ * deletion by backward shift, load at most 1/2), since a supervisor may be
+ * linked to 100,000 children and every exit removes one. Empty slots have
+ * node 0, which no pid has. */
+static uint32_t pid_hash(ca_pid p)
+{
+    uint64_t h = ((uint64_t)p.num << 32 | p.serial) * 0x9e3779b97f4a7c15ull;
+    h ^= ((uint64_t)p.node << 32 | p.creation) * 0xc2b2ae3d27d4eb4full;
+    return (uint32_t)(h >> 32) ^ (uint32_t)h;
+}
+
 static int links_find(ca__actor_ext *x, ca_pid p)
 {
-    for (uint32_t i = 0; x && i < x->nlinks; i++)
+    if (!x || !x->caplinks)
+        return -1;
+    uint32_t mask = x->caplinks - 1;
+    for (uint32_t i = pid_hash(p) & mask; x->links[i].node; i = (i + 1) & mask)
         if (ca_pid_eq(x->links[i], p))
             return (int)i;
     return -1;
+}
+
+static void links_put(ca_pid *slots, uint32_t cap, ca_pid p)
+{
+    uint32_t i = pid_hash(p) & (cap - 1);
+    while (slots[i].node)
+        i = (i + 1) & (cap - 1);
+    slots[i] = p;
 }
 
 static int links_add(ca_actor *a, ca_pid p)
@@ -126,24 +148,44 @@ static int links_add(ca_actor *a, ca_pid p)
         return CA_ENOMEM;
     if (links_find(x, p) >= 0)
         return 0;
-    if (x->nlinks == x->caplinks) {
-        uint32_t cap = x->caplinks ? x->caplinks * 2 : 4;
-        ca_pid *n = realloc(x->links, cap * sizeof *n);
+    if ((x->nlinks + 1) * 2 > x->caplinks) {
+        uint32_t cap = x->caplinks ? x->caplinks * 2 : 8;
+        ca_pid *n = calloc(cap, sizeof *n);
         if (!n)
             return CA_ENOMEM;
+        for (uint32_t i = 0; i < x->caplinks; i++)
+            if (x->links[i].node)
+                links_put(n, cap, x->links[i]);
+        free(x->links);
         x->links = n;
         x->caplinks = cap;
     }
-    x->links[x->nlinks++] = p;
+    links_put(x->links, x->caplinks, p);
+    x->nlinks++;
     return 0;
 }
 
 static bool links_remove(ca_actor *a, ca_pid p)
 {
-    int i = links_find(a->ext, p);
-    if (i < 0)
+    ca__actor_ext *x = a->ext;
+    int found = links_find(x, p);
+    if (found < 0)
         return false;
-    a->ext->links[i] = a->ext->links[--a->ext->nlinks];
+    uint32_t mask = x->caplinks - 1, i = (uint32_t)found, j = i;
+    /* Backward shift: move later entries of the probe run into the hole
+     * unless their home slot lies cyclically in (i, j]. */
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!x->links[j].node)
+            break;
+        uint32_t k = pid_hash(x->links[j]) & mask;
+        if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+            continue;
+        x->links[i] = x->links[j];
+        i = j;
+    }
+    x->links[i] = CA_PID_NONE;
+    x->nlinks--;
     return true;
 }
 
@@ -518,8 +560,9 @@ static void notify_links(ca_actor *a, const char *reason, size_t len)
     ei_x_buff buf;
     if (!x || !x->nlinks || encode_exit(&buf, a->pid, reason, len))
         return;
-    for (uint32_t i = 0; i < x->nlinks; i++)
-        send_term_signal(rt, CA__SIG_EXIT, a->pid, x->links[i], NULL, &buf);
+    for (uint32_t i = 0; i < x->caplinks; i++)
+        if (x->links[i].node)
+            send_term_signal(rt, CA__SIG_EXIT, a->pid, x->links[i], NULL, &buf);
     ei_x_free(&buf);
     free(x->links);
     x->links = NULL;

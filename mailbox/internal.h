@@ -164,6 +164,7 @@ struct ca_rt {
     unsigned nsched;
     ca__sched *sched;
     unsigned batch;
+    uint64_t spin_ns;
     uint32_t node;
     uint32_t creation;
     ca_log_fn log;

@@ -76,6 +76,7 @@ typedef struct sup {
     child *head, *tail;
     size_t nchildren;
     child *tmpl; /* simple_one_for_one: the template, never started */
+    size_t ndoomed;
     child **buckets;
     size_t nbuckets, nhashed;
     uint64_t *stamps; /* restart times, a ring of intensity + 1 */
@@ -256,13 +257,26 @@ static child *child_by_id(sup *s, const char *id)
     return NULL;
 }
 
+/* Mark a child to be forgotten at the next purge. */
+static void doom(sup *s, child *c)
+{
+    if (!c->doomed) {
+        c->doomed = true;
+        s->ndoomed++;
+    }
+}
+
 static void purge(sup *s)
 {
+    if (!s->ndoomed)
+        return; /* the common case, and a walk of every child otherwise */
     child *c = s->head;
     while (c) {
         child *n = c->next;
-        if (c->doomed && ca_pid_is_none(c->pid))
+        if (c->doomed && ca_pid_is_none(c->pid)) {
+            s->ndoomed--;
             child_free(s, c);
+        }
         c = n;
     }
 }
@@ -365,7 +379,7 @@ static int collect(sup *s, job *j, child *from, bool with_start, child *except)
     }
     for (child *c = from; with_start && c; c = c->next) {
         if (c->spec.restart == CA_TEMPORARY && c != except)
-            c->doomed = true; /* temporary siblings are not restarted */
+            doom(s, c); /* temporary siblings are not restarted */
         else if (!c->doomed)
             j->start[j->nstart++] = c;
     }
@@ -407,7 +421,7 @@ static void finish_job(ca_actor *self, sup *s, job *j)
         if (r->op == R_TERMINATE) {
             if (j->target &&
                 (j->target->spec.restart == CA_TEMPORARY || s->strategy == CA_SIMPLE_ONE_FOR_ONE))
-                j->target->doomed = true;
+                doom(s, j->target);
             req_done(r, 0);
         }
     }
@@ -576,7 +590,7 @@ static void req_start(ca_actor *self, sup *s, sup_req *r)
     child_append(s, c);
     int rc = start_child(self, s, c);
     if (rc)
-        c->doomed = true;
+        doom(s, c);
     r->out = c->pid;
     req_done(r, rc);
 }
@@ -627,7 +641,7 @@ static void handle_request(ca_actor *self, sup *s, job *j)
         } else if (!ca_pid_is_none(c->pid) || c->pending) {
             req_done(r, CA_EBUSY);
         } else if (r->op == R_DELETE) {
-            c->doomed = true;
+            doom(s, c);
             req_done(r, 0);
         } else {
             int rc = start_child(self, s, c);
@@ -660,14 +674,14 @@ static void on_child_exit(ca_actor *self, sup *s, child *c, const char *r, size_
     if (s->stopping_all)
         return;
     if (c->spec.restart == CA_TEMPORARY) {
-        c->doomed = true;
+        doom(s, c);
         if (!s->cur)
             purge(s);
         return;
     }
     if (c->spec.restart == CA_TRANSIENT && clean) {
         if (s->strategy == CA_SIMPLE_ONE_FOR_ONE) {
-            c->doomed = true;
+            doom(s, c);
             if (!s->cur)
                 purge(s);
         }
@@ -730,7 +744,7 @@ static void on_down(ca_actor *self, sup *s, const ca_ref *ref)
         for (size_t i = 0; s->cur && i < s->cur->nstart; i++)
             restarting |= s->cur->start[i] == c;
         if (!restarting)
-            c->doomed = true;
+            doom(s, c);
     }
     s->cur->istop++;
     step(self, s);
@@ -836,6 +850,28 @@ static void sup_free(sup *s)
     free(s);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Ids must be unique: sorted, duplicates are neighbours (n log n, since a
+ * spec may list 100,000 children). */
+static int unique_ids(const ca_child_spec *cs, size_t n)
+{
+    const char **ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = cs[i].id;
+    qsort(ids, n, sizeof *ids, cmp_id);
+    int ok = 1;
+    for (size_t i = 1; i < n && ok; i++)
+        ok = strcmp(ids[i - 1], ids[i]) != 0;
+    free(ids);
+    return ok;
+}
+
 static int valid_spec(const ca_sup_spec *spec)
 {
     if (!spec || (spec->nchildren && !spec->children) || spec->strategy > CA_SIMPLE_ONE_FOR_ONE ||
@@ -845,15 +881,10 @@ static int valid_spec(const ca_sup_spec *spec)
         const ca_child_spec *cs = &spec->children[i];
         if (!cs->behaviour || !cs->behaviour->handle)
             return 0;
-        if (spec->strategy == CA_SIMPLE_ONE_FOR_ONE)
-            continue;
-        if (!cs->id || !*cs->id)
+        if (spec->strategy != CA_SIMPLE_ONE_FOR_ONE && (!cs->id || !*cs->id))
             return 0;
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(spec->children[k].id, cs->id) == 0)
-                return 0;
     }
-    return 1;
+    return spec->strategy == CA_SIMPLE_ONE_FOR_ONE || unique_ids(spec->children, spec->nchildren);
 }
 
 static int fail_start(ca_actor *self, sup *s, child *c, int rc)
