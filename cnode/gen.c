@@ -2,6 +2,7 @@
  * gen_server interop: answering calls the way gen_server:reply does, and
  * making calls without blocking the actor's scheduler.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -101,3 +102,54 @@ int ca_gen_call_done(ca_actor *self, const ca_call *call)
         ca_cancel_timer(self, call->timer);
     return 0;
 }
+
+/* ---- gen_server callbacks over a plain behaviour ---- */
+
+typedef struct gs_state {
+    const ca_gen_server *cb;
+    void *state;
+} gs_state;
+
+static int gs_init(ca_actor *self, void *arg, void **state)
+{
+    const ca_gen_server_spec *spec = arg;
+    *state = NULL; /* from here on, terminate knows it is not the spec */
+    if (!spec || !spec->cb)
+        return CA_EINVAL;
+    gs_state *g = calloc(1, sizeof *g);
+    if (!g)
+        return CA_ENOMEM;
+    g->cb = spec->cb;
+    g->state = spec->arg;
+    *state = g;
+    return g->cb->init ? g->cb->init(self, spec->arg, &g->state) : 0;
+}
+
+static int gs_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    gs_state *g = state;
+    ca_call_from from;
+    const char *req;
+    size_t len;
+    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
+        if (!g->cb->handle_call)
+            return ca_gen_replyf(self, &from, "{error, not_implemented}");
+        return g->cb->handle_call(self, g->state, &from, req, len);
+    }
+    if (ca_match(m, "{'$gen_cast', ~t}", &req, &len) == 0)
+        return g->cb->handle_cast ? g->cb->handle_cast(self, g->state, req, len) : 0;
+    return g->cb->handle_info ? g->cb->handle_info(self, g->state, m) : 0;
+}
+
+static void gs_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    gs_state *g = state;
+    /* Before init ran, state is still the spec: nothing of ours to free. */
+    if (!g || !ca__actor_inited(self))
+        return;
+    if (g->cb->terminate)
+        g->cb->terminate(self, g->state, reason, len);
+    free(g);
+}
+
+const ca_behaviour ca_gen_server_behaviour = {"gen_server", gs_init, gs_handle, gs_terminate};

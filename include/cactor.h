@@ -680,6 +680,35 @@ int ca_gen_reply(ca_actor *self, const ca_call_from *from, const void *reply, si
 int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...);
 
 /*
+ * A gen_server in C: callbacks in OTP's shape, for actors that Erlang and
+ * Elixir code calls with gen_server:call/cast (GenServer.call/cast).
+ *
+ * handle_call  a call: reply now or later with ca_gen_reply(self, from,
+ *              ...); `from` is valid during the call only, copy it to
+ *              reply later. `req` is the request (no version byte).
+ * handle_cast  a cast's request; handle_info  any other message.
+ * Each returns 0, or a negative code to crash (as a behaviour's handle);
+ * each may be NULL (calls then get {error, not_implemented}).
+ */
+typedef struct ca_gen_server {
+    const char *name; /* for log lines; may be NULL */
+    int (*init)(ca_actor *self, void *arg, void **state);
+    int (*handle_call)(ca_actor *self, void *state, const ca_call_from *from, const char *req,
+                       size_t len);
+    int (*handle_cast)(ca_actor *self, void *state, const char *req, size_t len);
+    int (*handle_info)(ca_actor *self, void *state, ca_msg *m);
+    void (*terminate)(ca_actor *self, void *state, const char *reason, size_t len);
+} ca_gen_server;
+
+/* What to give as `arg` of the behaviour ca_gen_server_behaviour (e.g. in
+ * a child spec): both must outlive the actor. */
+typedef struct ca_gen_server_spec {
+    const ca_gen_server *cb;
+    void *arg; /* given to cb->init */
+} ca_gen_server_spec;
+extern const ca_behaviour ca_gen_server_behaviour;
+
+/*
  * Call a gen_server (an Erlang process, or a C actor that answers calls)
  * without blocking: sends {'$gen_call', {Self, Ref}, Request} to `to`
  * (`req` is ETF with version byte), monitors it with Ref, and arms a

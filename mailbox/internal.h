@@ -222,6 +222,11 @@ void ca__actor_list_remove(ca_actor *a);
 /* actor.c */
 ca_actor *ca__actor_get(ca_rt *rt, ca_pid pid); /* NULL or a referenced actor */
 void ca__actor_ref(ca_actor *a);
+/* True once the behaviour's init has run (whatever it returned). */
+static inline bool ca__actor_inited(const ca_actor *a)
+{
+    return (a->flags & CA__A_INIT_DONE) != 0;
+}
 void ca__actor_unref(ca_actor *a);
 /* One turn on the owner thread. True: the actor stays runnable and the
  * caller queues it again (with the run-queue reference); false: that

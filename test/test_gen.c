@@ -1,0 +1,231 @@
+/*
+ * gen_server interop without a network: a C gen_server (callbacks in
+ * OTP's shape) called by another C actor with ca_gen_call, casts, infos,
+ * a callee that dies, a callee that never answers.
+ */
+#include <unistd.h>
+
+#include "cactor.h"
+#include "probe.h"
+
+#define WAIT_MS 5000
+
+static probe P;
+static ca_rt *RT;
+
+/* ---- the server: a counter ---- */
+
+typedef struct counter {
+    long n;
+} counter;
+
+static int c_init(ca_actor *self, void *arg, void **state)
+{
+    (void)self;
+    (void)arg;
+    *state = calloc(1, sizeof(counter));
+    return *state ? 0 : CA_ENOMEM;
+}
+
+static int c_call(ca_actor *self, void *state, const ca_call_from *from, const char *req,
+                  size_t len)
+{
+    counter *c = state;
+    long k;
+    if (ca_match_term(req, len, "{add, ~i}", &k) == 0) {
+        c->n += k;
+        return ca_gen_replyf(self, from, "{ok, ~i}", c->n);
+    }
+    if (ca_match_term(req, len, "die") == 0)
+        return ca_exit(self, "{shutdown, asked}");
+    if (ca_match_term(req, len, "ignore") == 0)
+        return 0; /* never answered */
+    return ca_gen_replyf(self, from, "{error, unknown}");
+}
+
+static int c_cast(ca_actor *self, void *state, const char *req, size_t len)
+{
+    counter *c = state;
+    long k;
+    (void)self;
+    if (ca_match_term(req, len, "{add, ~i}", &k) == 0)
+        c->n += k;
+    return 0;
+}
+
+static int c_info(ca_actor *self, void *state, ca_msg *m)
+{
+    counter *c = state;
+    (void)self;
+    if (ca_match(m, "report") == 0)
+        probe_say(&P, "server: n=%ld", c->n);
+    return 0;
+}
+
+static void c_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    char txt[64];
+    (void)self;
+    ca_term_print(reason, len, txt, sizeof txt);
+    probe_say(&P, "server: terminate %s", txt);
+    free(state);
+}
+
+static const ca_gen_server COUNTER = {"counter", c_init, c_call, c_cast, c_info, c_terminate};
+static const ca_gen_server_spec COUNTER_SPEC = {&COUNTER, NULL};
+
+/* ---- the client: one call at a time, reported to the probe ---- */
+
+typedef struct client {
+    ca_call call;
+    int busy;
+} client;
+
+static int cl_init(ca_actor *self, void *arg, void **state)
+{
+    (void)self;
+    (void)arg;
+    *state = calloc(1, sizeof(client));
+    return *state ? 0 : CA_ENOMEM;
+}
+
+static int cl_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    client *cl = state;
+    ca_pid to;
+    ca_ref ref;
+    const char *r;
+    size_t rl;
+    char txt[128];
+    long timeout;
+    if (ca_match(m, "{call, ~p, ~t, ~i}", &to, &r, &rl, &timeout) == 0) {
+        ei_x_buff x;
+        ei_x_new_with_version(&x);
+        ca_fmt(&x, "~t", r, rl);
+        int rc = ca_gen_call(self, to, x.buff, (size_t)x.index, (uint64_t)timeout, &cl->call);
+        ei_x_free(&x);
+        cl->busy = rc == 0;
+        if (rc)
+            probe_say(&P, "client: call failed %s", ca_errname(rc));
+        return 0;
+    }
+    if (!cl->busy)
+        return 0;
+    if (ca_match(m, "{~r, ~t}", &ref, &r, &rl) == 0 && ca_ref_eq(&ref, &cl->call.ref)) {
+        ca_term_print(r, rl, txt, sizeof txt);
+        probe_say(&P, "client: reply %s", txt);
+    } else if (ca_match(m, "{'DOWN', ~r, process, _, ~t}", &ref, &r, &rl) == 0 &&
+               ca_ref_eq(&ref, &cl->call.ref)) {
+        ca_term_print(r, rl, txt, sizeof txt);
+        probe_say(&P, "client: down %s", txt);
+    } else if (ca_match(m, "{'$call_timeout', ~r}", &ref) == 0 && ca_ref_eq(&ref, &cl->call.ref)) {
+        probe_say(&P, "client: timeout");
+    } else {
+        return 0;
+    }
+    ca_gen_call_done(self, &cl->call);
+    cl->busy = 0;
+    return 0;
+}
+
+static void cl_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    (void)self;
+    (void)reason;
+    (void)len;
+    free(state);
+}
+
+static const ca_behaviour CLIENT = {"client", cl_init, cl_handle, cl_terminate};
+
+static void test_calls_casts_infos(void)
+{
+    ca_pid srv, cl;
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&COUNTER_SPEC, NULL, &srv) == 0);
+    CU_ASSERT_FATAL(ca_spawn(RT, &CLIENT, NULL, NULL, &cl) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, {add, 5}, 1000}", srv);
+    CU_ASSERT(probe_wait(&P, "client: reply {ok,5}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{'$gen_cast', {add, 10}}");
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "report");
+    CU_ASSERT(probe_wait(&P, "server: n=15", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, what, 1000}", srv);
+    CU_ASSERT(probe_wait(&P, "client: reply {error,unknown}", WAIT_MS));
+    /* A call the server never answers: the timeout message. */
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, ignore, 100}", srv);
+    CU_ASSERT(probe_wait(&P, "client: timeout", WAIT_MS));
+    /* A server dying on the call: DOWN with its reason; then noproc. */
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, die, 1000}", srv);
+    CU_ASSERT(probe_wait(&P, "client: down {shutdown,asked}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "server: terminate {shutdown,asked}", WAIT_MS));
+    for (int i = 0; i < 500 && ca_is_alive(RT, srv); i++)
+        usleep(1000);
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, {add, 1}, 1000}", srv);
+    CU_ASSERT(probe_wait(&P, "client: down noproc", WAIT_MS));
+}
+
+/* A call from outside any actor's loop is a plain message: match it. */
+static int raw_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    ca_call_from from;
+    const char *req;
+    size_t len;
+    (void)state;
+    if (ca_gen_call_match(m, &from, &req, &len) == 0)
+        probe_say(&P, "raw: call alias=%d tag_len=%zu", from.alias, from.tag_len);
+    else
+        probe_say(&P, "raw: other");
+    (void)self;
+    return 0;
+}
+
+static const ca_behaviour RAW = {"raw", NULL, raw_handle, NULL};
+
+static void test_call_match(void)
+{
+    ca_pid p;
+    CU_ASSERT_FATAL(ca_spawn(RT, &RAW, NULL, NULL, &p) == 0);
+    ca_ref r;
+    ca_make_ref(RT, &r);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, [alias | ~r]}, hi}", p, &r);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, ~r}, hi}", p, &r);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', not_a_from, hi}");
+    /* One sender: the third message's line comes after the other two. */
+    CU_ASSERT(probe_wait(&P, "raw: other", WAIT_MS));
+    pthread_mutex_lock(&P.lock);
+    int alias = 0, plain = 0;
+    for (int i = 0; i < P.n; i++) {
+        alias += strncmp(P.lines[i], "raw: call alias=1", 17) == 0;
+        plain += strncmp(P.lines[i], "raw: call alias=0", 17) == 0;
+    }
+    pthread_mutex_unlock(&P.lock);
+    CU_ASSERT_EQUAL(alias, 1);
+    CU_ASSERT_EQUAL(plain, 1);
+}
+
+static int setup(void)
+{
+    probe_init(&P);
+    ca_rt_opts o;
+    ca_rt_opts_init(&o);
+    o.threads = 2;
+    return ca_rt_new(&o, &RT) ? -1 : 0;
+}
+
+static int teardown(void)
+{
+    ca_rt_free(RT);
+    probe_free(&P);
+    return 0;
+}
+
+static void add(void)
+{
+    CU_pSuite s = CU_add_suite("gen", setup, teardown);
+    ADD_TEST(s, test_calls_casts_infos);
+    ADD_TEST(s, test_call_match);
+}
+
+int main(void)
+{
+    return run_suites(add);
+}
