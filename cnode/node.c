@@ -330,9 +330,9 @@ void ca__node_on_out(ca_node *n, ca__out *o)
 
 static void close_all(ca_node *n);
 
-static void wake_cb(uv_async_t *h)
+static void wake_cb(ca__waker *w)
 {
-    ca_node *n = h->data;
+    ca_node *n = w->data;
     ca__mpsc_node *q;
     uint64_t k = 0;
     while ((q = ca__mpsc_pop(&n->outq)) != NULL) {
@@ -368,7 +368,7 @@ static void close_all(ca_node *n)
      * past the check before closing the handle they signal. */
     while (atomic_load(&n->inflight))
         sched_yield();
-    uv_close((uv_handle_t *)&n->wake, noop_close);
+    ca__waker_close(&n->wake, noop_close);
 }
 
 static void listen_cb(uv_stream_t *s, int status)
@@ -420,7 +420,7 @@ static int enqueue(ca_node *n, ca__out *o)
     }
     atomic_fetch_add_explicit(&n->outq_n, 1, memory_order_relaxed);
     ca__mpsc_push(&n->outq, &o->node);
-    uv_async_send(&n->wake);
+    ca__waker_wake(&n->wake);
     atomic_fetch_sub(&n->inflight, 1);
     return 0;
 }
@@ -691,7 +691,7 @@ int ca_node_start(ca_rt *rt, const ca_node_opts *o, ca_node **out)
     n->epmd_open = true;
     n->epmd.data = n;
     uv_read_start((uv_stream_t *)&n->epmd, epmd_alloc, epmd_read);
-    if (uv_async_init(&n->loop, &n->wake, wake_cb)) {
+    if (ca__waker_init(&n->loop, &n->wake, wake_cb)) {
         rc = CA_EUV;
         goto fail_loop;
     }
@@ -704,7 +704,7 @@ int ca_node_start(ca_rt *rt, const ca_node_opts *o, ca_node **out)
     rt->dist = &node_ops;
     if (uv_thread_create(&n->thread, node_main, n)) {
         rt->dist = NULL;
-        uv_close((uv_handle_t *)&n->wake, NULL);
+        ca__waker_close(&n->wake, NULL);
         rc = CA_EUV;
         goto fail_loop;
     }
@@ -735,7 +735,7 @@ void ca_node_stop(ca_node *n)
     n->stopped = true;
     atomic_fetch_add(&n->inflight, 1);
     atomic_store(&n->stopping, true);
-    uv_async_send(&n->wake);
+    ca__waker_wake(&n->wake);
     atomic_fetch_sub(&n->inflight, 1);
     uv_thread_join(&n->thread);
     /* Senders that got past the stopping check may still be pushing. */

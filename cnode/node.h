@@ -10,7 +10,7 @@
  * scheduler's loop must stay free to run turns). Everything in
  * ca_node below `loop` and everything in ca__conn is touched by that
  * thread only. Other threads (schedulers, the caller of ca_node_*) reach
- * it through the MPSC queue `outq` and the async handle `wake`.
+ * it through the MPSC queue `outq` and the wake-up `wake` (waker.h).
  */
 #ifndef CA_CNODE_NODE_H
 #define CA_CNODE_NODE_H
@@ -155,7 +155,7 @@ struct ca_node {
     /* loop thread */
     uv_thread_t thread;
     uv_loop_t loop;
-    uv_async_t wake;
+    ca__waker wake;
     uv_tcp_t listener;
     uv_tcp_t epmd;
     bool epmd_open;

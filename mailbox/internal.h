@@ -24,6 +24,7 @@
 
 #include "cactor.h"
 #include "mpsc.h"
+#include "waker.h"
 
 /* Message kinds below 16 are user messages; the others are signals,
  * handled by the runtime before (or instead of) the behaviour. */
@@ -124,7 +125,7 @@ struct ca__sched {
     ca_rt *rt;
     unsigned idx;
     uv_loop_t loop;
-    uv_async_t async;
+    ca__waker waker;
     uv_idle_t idle;
     uv_thread_t thread;
     ca__mpsc inq;   /* actors made runnable by other threads */

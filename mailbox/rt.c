@@ -5,7 +5,7 @@
  * An actor becomes runnable when its mailbox goes from empty to non-empty.
  * On its own scheduler's thread it is appended to a plain local queue; from
  * any other thread it goes through the scheduler's MPSC `inq` and one
- * uv_async_send, which libuv coalesces, so a burst of wake-ups costs one
+ * wake-up (waker.h) that coalesces, so a burst of wake-ups costs one
  * loop iteration. An idle handle keeps the loop polling (without blocking)
  * while the local queue is not empty, so I/O and actors take turns.
  */
@@ -73,19 +73,19 @@ void ca__schedule_ref(ca_actor *a)
         return;
     }
     ca__mpsc_push(&s->inq, &a->runq);
-    uv_async_send(&s->async);
+    ca__waker_wake(&s->waker);
 }
 
 void ca__sched_post(ca__sched *s, ca__task *t)
 {
     ca__mpsc_push(&s->tasks, &t->node);
     atomic_fetch_add_explicit(&s->ntasks, 1, memory_order_release);
-    uv_async_send(&s->async);
+    ca__waker_wake(&s->waker);
 }
 
 /* Move what other threads queued into the local run queue and run posted
  * tasks. A pop that finds a producer mid-push returns NULL; the producer's
- * uv_async_send comes after its push, so we are called again. */
+ * wake-up comes after its push, so we are called again. */
 static void drain_remote(ca__sched *s)
 {
     ca__mpsc_node *n;
@@ -150,9 +150,9 @@ static void idle_cb(uv_idle_t *h)
     run_turns(s);
 }
 
-static void async_cb(uv_async_t *h)
+static void wake_cb(ca__waker *w)
 {
-    ca__sched *s = h->data;
+    ca__sched *s = w->data;
     drain_remote(s);
     run_turns(s);
 }
@@ -245,7 +245,7 @@ static void phase_stop(ca__task *t)
     if (s->idle_on)
         uv_idle_stop(&s->idle);
     uv_close((uv_handle_t *)&s->idle, close_cb);
-    uv_close((uv_handle_t *)&s->async, close_cb);
+    ca__waker_close(&s->waker, close_cb);
 }
 
 static void run_phase(ca_rt *rt, void (*fn)(ca__task *), phase_task *tasks)
@@ -303,16 +303,16 @@ static int sched_init(ca_rt *rt, ca__sched *s, unsigned idx)
     ca__mpsc_init(&s->tasks);
     if ((rc = uv_loop_init(&s->loop)) != 0)
         return CA_EUV;
-    if ((rc = uv_async_init(&s->loop, &s->async, async_cb)) != 0)
+    if ((rc = ca__waker_init(&s->loop, &s->waker, wake_cb)) != 0)
         goto fail_loop;
     if ((rc = uv_idle_init(&s->loop, &s->idle)) != 0)
         goto fail_async;
-    s->async.data = s;
+    s->waker.data = s;
     s->idle.data = s;
     pthread_mutex_init(&s->lock, NULL);
     return 0;
 fail_async:
-    uv_close((uv_handle_t *)&s->async, NULL);
+    ca__waker_close(&s->waker, NULL);
     uv_run(&s->loop, UV_RUN_NOWAIT);
 fail_loop:
     uv_loop_close(&s->loop);
@@ -399,7 +399,7 @@ fail_threads:
 fail_sched:
     while (i-- > 0) {
         if (i >= started) {
-            uv_close((uv_handle_t *)&rt->sched[i].async, NULL);
+            ca__waker_close(&rt->sched[i].waker, NULL);
             uv_close((uv_handle_t *)&rt->sched[i].idle, NULL);
             uv_run(&rt->sched[i].loop, UV_RUN_NOWAIT);
         }
