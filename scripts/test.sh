@@ -282,7 +282,7 @@ run_elixir() {
         fi
         cookie=$(cat "$ERL_WORK/home/.erlang.cookie")
         say "elixir: $f"
-        erl_env_run timeout -k 10 600 elixir --name "ex_${n}_$$@127.0.0.1" --cookie "$cookie" \
+        erl_env_run timeout -k 10 600 elixir --erl "-start_epmd false" --name "ex_${n}_$$@127.0.0.1" --cookie "$cookie" \
             -pa "$ROOT/_build/default/lib/cactor/ebin" "$f" 2>&1 | tee "$log"
         rc=${PIPESTATUS[0]}
         erl_env_stop

@@ -353,7 +353,7 @@ do_logs_reach_logger() ->
     {ok, P, _} = peer:start(#{name => list_to_atom("intruder_" ++ os:getpid()),
                               host => "127.0.0.1", longnames => true,
                               connection => standard_io, env => cactor_test_lib:peer_env(),
-                              args => ["-setcookie", "wrong_cookie"]}),
+                              args => ["-start_epmd", "false", "-setcookie", "wrong_cookie"]}),
     try
         ?assertEqual(pang, peer:call(P, net_adm, ping, [N], ?T))
     after

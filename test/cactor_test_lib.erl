@@ -51,7 +51,7 @@ start_peer(Name, Args) ->
     Paths = lists:append([["-pa", D] || D <- code:get_path(), is_ours(D)]),
     {ok, P, Node} = peer:start(#{name => Name, host => "127.0.0.1", longnames => true,
                                  env => peer_env(), wait_boot => 20000,
-                                 args => ["-setcookie", atom_to_list(Cookie) | Paths ++ Args]}),
+                                 args => ["-start_epmd", "false", "-setcookie", atom_to_list(Cookie) | Paths ++ Args]}),
     {P, Node}.
 
 is_ours(D) ->

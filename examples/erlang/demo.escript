@@ -1,5 +1,5 @@
 #!/usr/bin/env escript
-%%! -name cactor_demo@127.0.0.1 -hidden
+%%! -name cactor_demo@127.0.0.1 -hidden -start_epmd false
 %% The Erlang demo of cactor (make demo, through scripts/demo.sh): an
 %% Erlang node starts a C node under its supervisor, calls C actors (echo,
 %% the example plugin's kv), calls C functions with rpc, crashes a C actor
