@@ -556,12 +556,46 @@ static int decode_payload(const char *buf, size_t len, size_t at, int mode, ca_d
     return 0;
 }
 
+static void pid_reset(erlang_pid *p)
+{
+    p->node[0] = 0;
+    p->num = p->serial = p->creation = 0;
+}
+
+static void proc_reset(ca_dist_proc *p)
+{
+    p->is_name = 0;
+    pid_reset(&p->pid);
+    p->name[0] = 0;
+}
+
+/* Empty every field, but only the first byte of the name buffers: the
+ * struct is over 10 KB of them, and zeroing it all for every frame was a
+ * real share of a small message's cost. Decoders write whole strings. */
+static void ctrl_reset(ca_dist_ctrl *c)
+{
+    c->op = 0;
+    c->kind = CA_DIST_CTRL_UNKNOWN;
+    proc_reset(&c->from);
+    proc_reset(&c->to);
+    proc_reset(&c->result);
+    c->ref.node[0] = 0;
+    c->ref.len = 0;
+    memset(c->ref.n, 0, sizeof c->ref.n);
+    c->ref.creation = 0;
+    c->id = 0;
+    c->token = c->reason = c->payload = c->opts = (ca_dist_span){NULL, 0};
+    pid_reset(&c->group_leader);
+    c->module[0] = c->function[0] = 0;
+    c->arity = 0;
+    c->spawn_flags = 0;
+}
+
 int ca__dist_ctrl_decode(const char *buf, size_t len, ca_dist_ctrl *c)
 {
     if (buf == NULL || c == NULL)
         return CA_EINVAL;
-    memset(c, 0, sizeof *c);
-    c->kind = CA_DIST_CTRL_UNKNOWN;
+    ctrl_reset(c);
     if (len < 1 || (unsigned char)buf[0] != ETF_VERSION)
         return CA_EBADTERM;
     size_t end = 1;

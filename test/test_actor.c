@@ -59,6 +59,7 @@ static int t_handle(ca_actor *self, void *state, ca_msg *m)
     char txt[256];
 
     if (t->gate) {
+        probe_say(&P, "%s: gated", t->tag);
         pthread_mutex_lock(t->gate);
         pthread_mutex_unlock(t->gate);
         t->gate = NULL;
@@ -608,7 +609,9 @@ static void overflow_case(ca_overflow policy, int *accepted, int *refused, ca_pi
     CU_ASSERT_FATAL(ca_spawn(RT, &T, t, &o, pid) == 0);
     ca_rt_sendf(RT, CA_PID_NONE, *pid, "{first}");
     /* Wait until the actor is inside the first message (count stays 1). */
-    usleep(50000);
+    char gated[64];
+    snprintf(gated, sizeof gated, "%s: gated", t->tag);
+    CU_ASSERT(probe_wait(&P, gated, WAIT_MS));
     *accepted = *refused = 0;
     for (long i = 0; i < 20; i++) {
         int rc = ca_rt_sendf(RT, CA_PID_NONE, *pid, "{n, ~i}", i);
