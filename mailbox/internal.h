@@ -134,6 +134,7 @@ struct ca__sched {
     ca__mpsc_node *rq_head, *rq_tail; /* local run queue, owner only */
     bool idle_on;
     bool stopping;
+    unsigned spin_misses; /* spins in a row that found no work */
     pthread_mutex_t lock; /* guards the actor list and `closed` */
     bool closed;
     ca_actor *actors;

@@ -115,14 +115,24 @@ static bool spin_for_work(ca__sched *s)
     uint64_t budget = s->rt->spin_ns;
     if (!budget || s->stopping)
         return false;
+    /* Adaptive: when spinning keeps finding nothing (work comes less often
+     * than the budget, e.g. round trips through the network), spin only a
+     * sixteenth as long, so that an idle-ish scheduler does not burn CPU
+     * for latency it does not get. One hit restores the full budget. */
+    if (s->spin_misses >= 4)
+        budget /= 16;
     uint64_t t0 = uv_hrtime();
     do {
         for (int i = 0; i < 32; i++)
             cpu_relax();
         drain_remote(s);
-        if (s->rq_head)
+        if (s->rq_head) {
+            s->spin_misses = 0;
             return true;
+        }
     } while (uv_hrtime() - t0 < budget);
+    if (s->spin_misses < 1000)
+        s->spin_misses++;
     return false;
 }
 
