@@ -25,29 +25,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+. "$ROOT/scripts/erl-env.sh"
+cookie_home "$WORK" cactor_demo
 export HOME=$WORK/home
-mkdir -p "$HOME"
-printf 'cactor_demo_%s_%s' "$$" "$RANDOM" >"$HOME/.erlang.cookie"
-chmod 400 "$HOME/.erlang.cookie"
 export ERL_EPMD_ADDRESS=127.0.0.1
 unset ERL_FLAGS ERL_AFLAGS ERL_ZFLAGS
 
-for try in 1 2 3 4 5 6 7 8 9 10; do
-    PORT=$((20000 + (RANDOM * 7 + $$ + try * 131) % 40000))
-    epmd -port "$PORT" -address 127.0.0.1 >"$WORK/epmd.log" 2>&1 &
-    EPMD_PID=$!
-    ok=
-    for _ in $(seq 50); do
-        kill -0 "$EPMD_PID" 2>/dev/null || break
-        if epmd -port "$PORT" -names >/dev/null 2>&1; then ok=1; break; fi
-        sleep 0.1
-    done
-    [ -n "$ok" ] && break
-    kill "$EPMD_PID" 2>/dev/null
-    wait "$EPMD_PID" 2>/dev/null
-    EPMD_PID=
-done
-[ -n "$EPMD_PID" ] || { echo "demo: cannot start epmd" >&2; exit 1; }
+epmd_private "$WORK/epmd.log" || { echo "demo: cannot start epmd" >&2; exit 1; }
+PORT=$EPMD_PORT
 export ERL_EPMD_PORT=$PORT
 echo "==> private epmd on 127.0.0.1:$PORT (pid $EPMD_PID), HOME $HOME"
 echo

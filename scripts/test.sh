@@ -24,6 +24,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
+. "$ROOT/scripts/erl-env.sh"
 JOBS=${JOBS:-$(nproc)}
 RUNNERS=${CACTOR_RUNNERS:-ctest asan tsan clang fuzz ct elixir}
 RESULTS=${CACTOR_RESULTS:-$ROOT/build/test-results.txt}
@@ -185,29 +186,13 @@ trap erl_env_stop EXIT
 erl_env_start() {
     erl_env_stop
     ERL_WORK=$(mktemp -d "${TMPDIR:-/tmp}/cactor-erl.XXXXXX") || return 1
-    mkdir -p "$ERL_WORK/home"
-    printf 'cactor_test_%s_%s' "$$" "$RANDOM$RANDOM" >"$ERL_WORK/home/.erlang.cookie"
-    chmod 400 "$ERL_WORK/home/.erlang.cookie"
-    local try port ok
-    for try in 1 2 3 4 5 6 7 8 9 10; do
-        port=$((20000 + (RANDOM * 7 + $$ + try * 131) % 40000))
-        epmd -port "$port" -address 127.0.0.1 >"$ERL_WORK/epmd.log" 2>&1 &
-        ERL_EPMD_PID=$!
-        ok=
-        for _ in $(seq 50); do
-            kill -0 "$ERL_EPMD_PID" 2>/dev/null || break
-            if ERL_EPMD_PORT=$port epmd -port "$port" -names >/dev/null 2>&1; then ok=1; break; fi
-            sleep 0.1
-        done
-        [ -n "$ok" ] && break
-        kill "$ERL_EPMD_PID" 2>/dev/null
-        wait "$ERL_EPMD_PID" 2>/dev/null
-        ERL_EPMD_PID=
-    done
-    if [ -z "$ERL_EPMD_PID" ]; then
+    cookie_home "$ERL_WORK" cactor_test
+    if ! epmd_private "$ERL_WORK/epmd.log"; then
         echo "cannot start a private epmd" >&2
         return 1
     fi
+    ERL_EPMD_PID=$EPMD_PID
+    local port=$EPMD_PORT
     ERL_EPMD_PORT_PRIVATE=$port
     say "private epmd on 127.0.0.1:$port (pid $ERL_EPMD_PID), HOME $ERL_WORK/home"
 }
