@@ -263,6 +263,7 @@ static void send_term_signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, co
 }
 
 static const char noproc_reason[] = {(char)131, 119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
+static const char enomem_reason[] = {(char)131, 119, 6, 'e', 'n', 'o', 'm', 'e', 'm'};
 
 /* A signal that reached a dying or dead actor: answer what needs an
  * answer, with the exit reason while the actor is exiting (the link or
@@ -547,8 +548,8 @@ void ca__set_reason_fmt(ca_actor *a, const char *fmt, ...)
     va_end(ap);
     if (rc == 0)
         set_reason(a, buf, len);
-    else
-        set_reason(a, noproc_reason, sizeof noproc_reason); /* never stay without one */
+    else /* out of memory formatting: still exit, with a reason that says so */
+        set_reason(a, enomem_reason, sizeof enomem_reason);
 }
 
 /* ---- exit ---- */
