@@ -705,6 +705,7 @@ int ca_node_start(ca_rt *rt, const ca_node_opts *o, ca_node **out)
     if (uv_thread_create(&n->thread, node_main, n)) {
         rt->dist = NULL;
         ca__waker_close(&n->wake, NULL);
+        ca__waker_destroy(&n->wake);
         rc = CA_EUV;
         goto fail_loop;
     }
@@ -741,6 +742,7 @@ void ca_node_stop(ca_node *n)
     /* Senders that got past the stopping check may still be pushing. */
     while (atomic_load(&n->inflight))
         sched_yield();
+    ca__waker_destroy(&n->wake); /* nobody is inside ca__waker_wake now */
     ca__mpsc_node *q;
     while (atomic_load(&n->outq_n)) {
         while ((q = ca__mpsc_pop(&n->outq)) != NULL) {

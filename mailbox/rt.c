@@ -324,6 +324,7 @@ static int sched_init(ca_rt *rt, ca__sched *s, unsigned idx)
 fail_async:
     ca__waker_close(&s->waker, NULL);
     uv_run(&s->loop, UV_RUN_NOWAIT);
+    ca__waker_destroy(&s->waker);
 fail_loop:
     uv_loop_close(&s->loop);
     return CA_EUV;
@@ -331,6 +332,7 @@ fail_loop:
 
 static void sched_destroy(ca__sched *s)
 {
+    ca__waker_destroy(&s->waker); /* every thread that could wake it is gone */
     uv_loop_close(&s->loop);
     pthread_mutex_destroy(&s->lock);
 }

@@ -58,10 +58,15 @@ void ca__waker_wake(ca__waker *w)
 static void closed(uv_handle_t *h)
 {
     ca__waker *w = (ca__waker *)h; /* poll is the first member */
-    close(w->fd);
-    w->fd = -1;
     if (w->on_closed)
         w->on_closed(h);
+}
+
+void ca__waker_destroy(ca__waker *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
 }
 
 void ca__waker_close(ca__waker *w, uv_close_cb cb)

@@ -30,7 +30,13 @@ int ca__waker_init(uv_loop_t *loop, ca__waker *w, ca__waker_cb cb);
 /* Any thread: cb runs on the loop thread after this (coalesced). Work
  * published before the call is visible to that cb. */
 void ca__waker_wake(ca__waker *w);
-/* On the loop's thread; `cb` (may be NULL) runs once the handle is closed. */
+/* On the loop's thread; `cb` (may be NULL) runs once the handle is closed.
+ * The eventfd stays open: a thread may still be inside ca__waker_wake
+ * (a consumer that polls its queues can see the work, and close, before
+ * the producer has written), so the owner closes it with
+ * ca__waker_destroy once no thread can wake any more (e.g. after joining
+ * the loop's thread, with every producer stopped). */
 void ca__waker_close(ca__waker *w, uv_close_cb cb);
+void ca__waker_destroy(ca__waker *w);
 
 #endif
