@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -69,6 +70,10 @@ static int start_epmd(void)
             return -1;
         if (pid == 0) {
             setenv("ERL_EPMD_ADDRESS", "127.0.0.1", 1);
+            /* If this suite dies (a sanitizer's abort), epmd goes with it,
+             * and it never holds the suite's output pipe open for ctest. */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            freopen("/dev/null", "w", stdout);
             freopen("/dev/null", "w", stderr); /* its notes on our probes */
             execlp("epmd", "epmd", "-port", ps, "-address", "127.0.0.1", (char *)NULL);
             _exit(127);
