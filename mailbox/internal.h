@@ -272,8 +272,7 @@ int ca__register_actor(ca_rt *rt, const char *name, ca_actor *a);
 int ca__rpc_new(ca__rpc_table **t);
 void ca__rpc_free(ca__rpc_table *t);
 /* The function for mod:fun/arity; CA_ENOENT if none. */
-int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn,
-                 void **ctx);
+int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn, void **ctx);
 
 /* timer.c */
 void ca__timers_cancel_all(ca_actor *a);

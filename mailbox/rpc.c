@@ -54,8 +54,7 @@ static entry *find(ca__rpc_table *t, const char *mod, const char *fun, int arity
     return NULL;
 }
 
-int ca_rpc_register(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn fn,
-                    void *ctx)
+int ca_rpc_register(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn fn, void *ctx)
 {
     if (!rt || !fn || arity < -1 || arity > 255)
         return CA_EINVAL;
@@ -84,8 +83,7 @@ int ca_rpc_register(ca_rt *rt, const char *mod, const char *fun, int arity, ca_r
     return rc;
 }
 
-int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn,
-                 void **ctx)
+int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn, void **ctx)
 {
     ca__rpc_table *t = rt->rpc;
     pthread_rwlock_rdlock(&t->lock);
