@@ -49,10 +49,8 @@ int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...
 {
     const char *buf;
     size_t len;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
-    va_end(ap);
+    int rc;
+    CA__FMT_VARARGS(fmt, buf, len, rc);
     if (rc)
         return rc;
     /* ca_gen_reply formats again into its own buffer, so the TLS one is safe. */

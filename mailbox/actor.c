@@ -529,10 +529,8 @@ int ca_exit(ca_actor *self, const char *fmt, ...)
 {
     const char *buf;
     size_t len;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
-    va_end(ap);
+    int rc;
+    CA__FMT_VARARGS(fmt, buf, len, rc);
     if (rc)
         return rc;
     return set_reason(self, buf, len);
@@ -542,10 +540,8 @@ void ca__set_reason_fmt(ca_actor *a, const char *fmt, ...)
 {
     const char *buf;
     size_t len;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
-    va_end(ap);
+    int rc;
+    CA__FMT_VARARGS(fmt, buf, len, rc);
     if (rc == 0)
         set_reason(a, buf, len);
     else /* out of memory formatting: still exit, with a reason that says so */
@@ -936,10 +932,8 @@ int ca_kill(ca_rt *rt, ca_pid from, ca_pid to, const char *fmt, ...)
 {
     const char *buf;
     size_t len;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
-    va_end(ap);
+    int rc;
+    CA__FMT_VARARGS(fmt, buf, len, rc);
     if (rc)
         return rc;
     /* The TLS buffer is reused by encode_exit's callers: copy first. */

@@ -248,6 +248,15 @@ int ca__deliver(ca_actor *a, ca_msg *m);
 int ca__route(ca_rt *rt, ca_msg *m, ca_pid to);
 /* Encode a formatted term with version byte into a thread-local buffer. */
 int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len);
+/* The same for the arguments that follow `fmt` in a variadic function:
+ * the body of every printf-like wrapper of the API. */
+#define CA__FMT_VARARGS(fmt, buf, len, rc)                                                         \
+    do {                                                                                           \
+        va_list ap_;                                                                               \
+        va_start(ap_, fmt);                                                                        \
+        (rc) = ca__vfmt_tls((fmt), ap_, &(buf), &(len));                                           \
+        va_end(ap_);                                                                               \
+    } while (0)
 
 /* term.c: 0 if buf[0..len) is exactly one well-formed term (a leading
  * version byte is skipped), checked without recursion and never reading

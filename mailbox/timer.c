@@ -83,10 +83,8 @@ int ca_sendf_after(ca_actor *self, uint64_t ms, ca_pid to, ca_timer *out, const 
 {
     const char *buf;
     size_t len;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
-    va_end(ap);
+    int rc;
+    CA__FMT_VARARGS(fmt, buf, len, rc);
     if (rc)
         return rc;
     return ca_send_after(self, ms, to, buf, len, out);
