@@ -237,6 +237,9 @@ static void test_rest_for_one(void)
     CU_ASSERT(probe_wait(&P, "d: stop shutdown", WAIT_MS));
     CU_ASSERT(probe_wait(&P, "c: stop shutdown", WAIT_MS));
     CU_ASSERT(probe_index(&P, "d: stop shutdown") < probe_index(&P, "c: stop shutdown"));
+    /* Inits run on the children's own schedulers: wait for each line. */
+    CU_ASSERT(probe_wait_n(&P, "b: start", 2, WAIT_MS));
+    CU_ASSERT(probe_wait_n(&P, "c: start", 2, WAIT_MS));
     CU_ASSERT_EQUAL(probe_count(&P, "a: start"), 1);
     CU_ASSERT_EQUAL(probe_count(&P, "b: start"), 2);
     CU_ASSERT_EQUAL(probe_count(&P, "c: start"), 2);
