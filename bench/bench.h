@@ -121,6 +121,17 @@ static inline long bench_rss_kb(void)
     return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* The end of a figure's line: " (runs: a b c)" in millions, and a flush so
+ * that the line shows before the next figure's minutes of work. */
+static inline void bench_print_runs(const double *runs)
+{
+    printf(" (runs:");
+    for (int i = 0; i < BENCH_REPS; i++)
+        printf(" %.2f", runs[i] / 1e6);
+    printf(")\n");
+    fflush(stdout);
+}
+
 static inline long bench_arg(int argc, char **argv, int i, long def)
 {
     return argc > i ? strtol(argv[i], NULL, 0) : def;

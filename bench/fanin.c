@@ -131,12 +131,9 @@ static int one(long nsenders, long per, int kind, unsigned threads)
         if ((runs[i] = r[i] = run(nsenders, per, kind, threads)) < 0)
             return 1;
     double med = bench_median(r, BENCH_REPS);
-    printf("fanin senders=%ld receivers=1 kind=%s threads=%u msgs=%ld rate=%.2f Mmsg/s (runs:",
-           nsenders, kind == K_PTR ? "ptr" : "term", threads, nsenders * per, med / 1e6);
-    for (int i = 0; i < BENCH_REPS; i++)
-        printf(" %.2f", runs[i] / 1e6);
-    printf(")\n");
-    fflush(stdout);
+    printf("fanin senders=%ld receivers=1 kind=%s threads=%u msgs=%ld rate=%.2f Mmsg/s", nsenders,
+           kind == K_PTR ? "ptr" : "term", threads, nsenders * per, med / 1e6);
+    bench_print_runs(runs);
     return 0;
 }
 

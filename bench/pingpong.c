@@ -167,13 +167,10 @@ static int one(long npairs, int kind, int cross, unsigned threads, unsigned ms)
     memcpy(runs, r, sizeof r);
     double med = bench_median(r, BENCH_REPS);
     printf("pingpong pairs=%ld kind=%s placement=%s threads=%u msgs=%llu time=%ums "
-           "rate=%.2f Mmsg/s (runs:",
+           "rate=%.2f Mmsg/s",
            npairs, kind_names[kind], cross ? "cross" : "same", threads, (unsigned long long)msgs[0],
            ms, med / 1e6);
-    for (int i = 0; i < BENCH_REPS; i++)
-        printf(" %.2f", runs[i] / 1e6);
-    printf(")\n");
-    fflush(stdout);
+    bench_print_runs(runs);
     return 0;
 }
 
