@@ -11,19 +11,6 @@
 %% logger handler callback
 -export([log/2]).
 
--define(WRAPPER,
-        "exec 3<&0\n"
-        "\"$@\" </dev/null 3<&- &\n"
-        "child=$!\n"
-        "echo \"wrapped-pid $child\"\n"
-        "( while read -r _; do :; done <&3; kill -TERM $child 2>/dev/null ) &\n"
-        "watch=$!\n"
-        "exec 3<&-\n"
-        "wait $child 2>/dev/null\n"
-        "rc=$?\n"
-        "kill $watch 2>/dev/null\n"
-        "exit $rc\n").
-
 -spec env() -> #{home := string(), cookie := atom(), epmd_port := integer(),
                  scratch := string()}.
 env() ->
@@ -128,13 +115,13 @@ flush() ->
 -spec open_wrapped(string(), [string()], list()) -> port().
 open_wrapped(Exe, Args, Opts) ->
     open_port({spawn_executable, "/bin/sh"},
-              [{args, ["-c", ?WRAPPER, "wrapped", Exe | Args]}, {line, 4096}, binary,
+              [{args, ["-c", cactor_node:wrapper(), "wrapped", Exe | Args]}, {line, 4096}, binary,
                exit_status, stderr_to_stdout, use_stdio, hide | Opts]).
 
 -spec wrapped_os_pid(port(), timeout()) -> integer().
 wrapped_os_pid(Port, Timeout) ->
     receive
-        {Port, {data, {eol, <<"wrapped-pid ", P/binary>>}}} -> binary_to_integer(P);
+        {Port, {data, {eol, <<"cactor-node-pid ", P/binary>>}}} -> binary_to_integer(P);
         {Port, {exit_status, S}} -> error({exited, S})
     after Timeout -> error(no_pid)
     end.

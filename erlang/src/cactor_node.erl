@@ -23,7 +23,7 @@
 
 -export([start_link/2, info/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
--export([executable/1, args/2]).
+-export([executable/1, args/2, wrapper/0]).
 
 -define(START_TIMEOUT, 15000).
 -define(STOP_TIMEOUT, 5000).
@@ -50,6 +50,12 @@
         "rc=$?\n"
         "kill $watch 2>/dev/null\n"
         "exit $rc\n").
+
+%% The /bin/sh script that runs "$@", prints "cactor-node-pid OSPID" and
+%% sends the child SIGTERM when the port's stdin closes; the test library
+%% wraps its other OS processes with it too.
+-spec wrapper() -> string().
+wrapper() -> ?WRAPPER.
 
 -spec start_link(node(), map()) -> {ok, pid()} | ignore | {error, term()}.
 start_link(Node, Opts) ->
