@@ -27,6 +27,7 @@ static void conn_start_handshake(ca__conn *c);
 
 static void conn_free(ca__conn *c)
 {
+    ca_node *n = c->node;
     free(c->rbuf);
     ei_x_free(&c->wq);
     ei_x_free(&c->wbuf);
@@ -36,6 +37,7 @@ static void conn_free(ca__conn *c)
         free(c->mons[i].name);
     free(c->mons);
     free(c);
+    ca__node_handle_gone(n);
 }
 
 void ca__conn_unref(ca__conn *c)
@@ -66,9 +68,10 @@ static ca__conn *conn_new(ca_node *n, ca_dist_role role)
     c->node = n;
     c->role = role;
     c->refs = 1;
+    n->handles++;
     c->wq.index = c->wbuf.index = 0;
-    c->last_rx = c->last_tx = uv_now(&n->loop);
-    uv_timer_init(&n->loop, &c->timer);
+    c->last_rx = c->last_tx = uv_now(n->loop);
+    uv_timer_init(n->loop, &c->timer);
     c->timer.data = c;
     c->timer_open = true;
     c->refs++;
@@ -234,7 +237,7 @@ void ca__conn_flush(ca__conn *c)
         return;
     }
     c->writing = true;
-    c->last_tx = uv_now(&c->node->loop);
+    c->last_tx = uv_now(c->node->loop);
 }
 
 /* Handshake messages: small, written as they come. */
@@ -271,7 +274,7 @@ static void tick_cb(uv_timer_t *t)
 {
     ca__conn *c = t->data;
     ca_node *n = c->node;
-    uint64_t now = uv_now(&n->loop);
+    uint64_t now = uv_now(n->loop);
     uint64_t tick_ms = (uint64_t)n->ticktime * 1000 / 4;
     if (c->state != CA__C_UP) {
         ca__conn_close(c, c->state == CA__C_WAIT ? "simultaneous connect: the peer's never came"
@@ -426,7 +429,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     c->rlen += (size_t)nread;
-    c->last_rx = uv_now(&c->node->loop);
+    c->last_rx = uv_now(c->node->loop);
+    c->node->sched->activity++;
     if (c->state == CA__C_HANDSHAKE)
         read_handshake(c);
     else if (c->state == CA__C_UP)
@@ -550,7 +554,7 @@ void ca__conn_accept(ca_node *n)
     ca__conn *c = conn_new(n, CA_DIST_ACCEPTOR);
     if (!c)
         return;
-    uv_tcp_init(&n->loop, &c->tcp);
+    uv_tcp_init(n->loop, &c->tcp);
     c->tcp.data = c;
     c->tcp_open = true;
     c->refs++;
@@ -587,7 +591,7 @@ static void dial(ca__conn *c, uint16_t port)
         ((struct sockaddr_in *)&sa)->sin_port = htons(port);
     else
         ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
-    uv_tcp_init(&n->loop, &c->tcp);
+    uv_tcp_init(n->loop, &c->tcp);
     c->tcp.data = c;
     c->tcp_open = true;
     c->refs++;
@@ -723,7 +727,7 @@ static void ask_epmd(ca__conn *c)
         in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     }
     ((struct sockaddr_in *)&sa)->sin_port = htons(n->epmd_port);
-    uv_tcp_init(&n->loop, &q->tcp);
+    uv_tcp_init(n->loop, &q->tcp);
     q->tcp.data = q;
     q->creq.data = q;
     if (uv_tcp_connect(&q->creq, &q->tcp, (struct sockaddr *)&sa, epq_connect_cb))
@@ -768,7 +772,7 @@ ca__conn *ca__conn_connect(ca_node *n, uint32_t peer)
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
     c->gai.data = c;
     c->refs++;
-    if (uv_getaddrinfo(&n->loop, &c->gai, gai_cb, at + 1, NULL, &hints)) {
+    if (uv_getaddrinfo(n->loop, &c->gai, gai_cb, at + 1, NULL, &hints)) {
         c->refs--;
         ca__conn_close(c, "cannot resolve the peer's host");
         return NULL;

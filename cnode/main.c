@@ -291,8 +291,12 @@ static int start_services(ca_rt *rt, ca_node *node, const cli *c)
         ca__plugin_free(pl);
         return CA_ENOMEM;
     }
-    kids[n++] = (ca_child_spec){
-        .id = "echo", .behaviour = &echo_behaviour, .name = "echo", .restart = CA_PERMANENT};
+    kids[n++] =
+        (ca_child_spec){.id = "echo",
+                        .behaviour = &echo_behaviour,
+                        .name = "echo",
+                        .restart = CA_PERMANENT,
+                        .on_sched = 1 /* the node's I/O scheduler: no thread hop per message */};
     n += ca__services_children(kids + n, cap - n);
     if (c->probe)
         kids[n++] = (ca_child_spec){.id = "probe",

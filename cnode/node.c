@@ -8,6 +8,11 @@
  * wait for the creation anyway, and no loop is involved. The socket is
  * then handed to the node's loop, which keeps it open (EPMD drops the
  * registration when it closes) and notices if EPMD goes away.
+ *
+ * The loop is scheduler 0's (node.h says why): handles are opened and
+ * closed by tasks posted to that scheduler, and ca_node_start and
+ * ca_node_stop wait for those tasks, so they refuse to run on a scheduler
+ * thread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -333,6 +338,7 @@ static void close_all(ca_node *n);
 static void wake_cb(ca__waker *w)
 {
     ca_node *n = w->data;
+    n->sched->activity++;
     ca__mpsc_node *q;
     uint64_t k = 0;
     while ((q = ca__mpsc_pop(&n->outq)) != NULL) {
@@ -348,11 +354,23 @@ static void wake_cb(ca__waker *w)
         close_all(n);
 }
 
-static void noop_close(uv_handle_t *h)
+void ca__node_handle_gone(ca_node *n)
 {
-    (void)h;
+    if (--n->handles == 0 && n->closing_all)
+        uv_sem_post(&n->done);
 }
 
+static void handle_closed(uv_handle_t *h)
+{
+    ca__node_handle_gone(h->data);
+}
+
+static void wake_closed(uv_handle_t *h)
+{
+    ca__node_handle_gone(((ca__waker *)h)->data); /* poll is the first member */
+}
+
+/* Close whatever is open; `done` is posted once the last is gone. */
 static void close_all(ca_node *n)
 {
     n->closing_all = true;
@@ -360,15 +378,21 @@ static void close_all(ca_node *n)
         next = c->next;
         ca__conn_close(c, NULL);
     }
-    uv_close((uv_handle_t *)&n->listener, noop_close);
+    if (n->listener_open)
+        uv_close((uv_handle_t *)&n->listener, handle_closed);
     if (n->epmd_open)
-        uv_close((uv_handle_t *)&n->epmd, noop_close);
-    n->epmd_open = false;
-    /* `stopping` is set: new senders back off; wait out those that got
-     * past the check before closing the handle they signal. */
-    while (atomic_load(&n->inflight))
-        sched_yield();
-    ca__waker_close(&n->wake, noop_close);
+        uv_close((uv_handle_t *)&n->epmd, handle_closed);
+    n->listener_open = n->epmd_open = false;
+    if (n->wake_open) {
+        /* `stopping` is set: new senders back off; wait out those that
+         * got past the check before closing the handle they signal. */
+        while (atomic_load(&n->inflight))
+            sched_yield();
+        ca__waker_close(&n->wake, wake_closed);
+        n->wake_open = false;
+    }
+    if (n->handles == 0)
+        uv_sem_post(&n->done);
 }
 
 static void listen_cb(uv_stream_t *s, int status)
@@ -397,14 +421,8 @@ static void epmd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     ca_log(n->rt, CA_LOG_WARNING, "dist: EPMD closed the registration connection (%s)",
            uv_strerror((int)nread));
-    uv_close((uv_handle_t *)&n->epmd, noop_close);
+    uv_close((uv_handle_t *)&n->epmd, handle_closed);
     n->epmd_open = false;
-}
-
-static void node_main(void *arg)
-{
-    ca_node *n = arg;
-    uv_run(&n->loop, UV_RUN_DEFAULT);
 }
 
 /* ---- the runtime's hooks (any thread) ---- */
@@ -502,7 +520,8 @@ static int hook_send_name(void *ctx, ca_msg *m, const char *name, uint32_t node)
     return queue_msg(n, m, CA__OUT_NAME, node, name, NULL);
 }
 
-static const ca__dist_ops node_ops = {hook_send, hook_send_name};
+static void dist_stop(void *ctx);
+static const ca__dist_ops node_ops = {hook_send, hook_send_name, dist_stop};
 
 ca_node *ca_rt_node_of(ca_rt *rt)
 {
@@ -608,19 +627,51 @@ int ca_monitor_node(ca_actor *self, const char *node, int on)
 
 /* ---- start and stop ---- */
 
-static int listen_on(ca_node *n, const char *addr, uint16_t port)
+/* Run fn on the node's loop thread and wait for its result. */
+typedef struct loop_call {
+    ca__task t;
+    ca_node *n;
+    int (*fn)(ca_node *n, void *arg);
+    void *arg;
+    int rc;
+    uv_sem_t sem;
+} loop_call;
+
+static void loop_call_run(ca__task *t)
 {
+    loop_call *lc = (loop_call *)t;
+    lc->rc = lc->fn(lc->n, lc->arg);
+    uv_sem_post(&lc->sem);
+}
+
+static int on_loop(ca_node *n, int (*fn)(ca_node *n, void *arg), void *arg)
+{
+    loop_call lc = {.t.fn = loop_call_run, .n = n, .fn = fn, .arg = arg};
+    if (uv_sem_init(&lc.sem, 0))
+        return CA_EUV;
+    ca__sched_post(n->sched, &lc.t);
+    uv_sem_wait(&lc.sem);
+    uv_sem_destroy(&lc.sem);
+    return lc.rc;
+}
+
+static int listen_on(ca_node *n, void *arg)
+{
+    const char *addr = arg;
     struct sockaddr_storage ss;
     int rc;
-    if (uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss) != 0)
+    n->sched->hosts_io = true;
+    if (uv_ip4_addr(addr, n->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(addr, n->port, (struct sockaddr_in6 *)&ss) != 0)
         return CA_EINVAL;
-    if ((rc = uv_tcp_init(&n->loop, &n->listener)))
+    if ((rc = uv_tcp_init(n->loop, &n->listener)))
         return CA_EUV;
     n->listener.data = n;
+    n->listener_open = true;
+    n->handles++;
     if ((rc = uv_tcp_bind(&n->listener, (struct sockaddr *)&ss, 0)) ||
         (rc = uv_listen((uv_stream_t *)&n->listener, 128, listen_cb))) {
-        ca_log(n->rt, CA_LOG_ERROR, "dist: cannot listen on %s:%u: %s", addr, port,
+        ca_log(n->rt, CA_LOG_ERROR, "dist: cannot listen on %s:%u: %s", addr, n->port,
                uv_strerror(rc));
         return CA_EUV;
     }
@@ -629,6 +680,37 @@ static int listen_on(ca_node *n, const char *addr, uint16_t port)
         return CA_EUV;
     n->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                             : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+/* Takes the EPMD socket *arg in every case. */
+static int open_epmd(ca_node *n, void *arg)
+{
+    int fd = *(int *)arg;
+    if (uv_tcp_init(n->loop, &n->epmd)) {
+        close(fd);
+        return CA_EUV;
+    }
+    n->epmd.data = n;
+    n->epmd_open = true;
+    n->handles++;
+    if (uv_tcp_open(&n->epmd, fd)) {
+        close(fd);
+        return CA_EUV;
+    }
+    uv_read_start((uv_stream_t *)&n->epmd, epmd_alloc, epmd_read);
+    if (ca__waker_init(n->loop, &n->wake, wake_cb))
+        return CA_EUV;
+    n->wake.data = n;
+    n->wake_open = true;
+    n->handles++;
+    return 0;
+}
+
+static int close_on_loop(ca_node *n, void *arg)
+{
+    (void)arg;
+    close_all(n);
     return 0;
 }
 
@@ -649,6 +731,7 @@ static int node_config(ca_node *n, ca_rt *rt, const ca_node_opts *o)
     n->epmd_port = o->epmd_port         ? o->epmd_port
                    : ep && atoi(ep) > 0 ? (uint16_t)atoi(ep)
                                         : CA_EPMD_PORT;
+    n->port = o->port;
     n->ticktime = o->net_ticktime ? o->net_ticktime : 60;
     n->max_frame = o->max_frame ? o->max_frame : CA_DIST_FRAME_MAX_DEFAULT;
     n->max_queue = o->max_queue ? o->max_queue : ((size_t)512 << 20);
@@ -662,6 +745,8 @@ int ca_node_start(ca_rt *rt, const ca_node_opts *o, ca_node **out)
         return CA_EINVAL;
     if (rt->dist)
         return CA_EEXIST;
+    if (ca__current_sched())
+        return CA_EPERM; /* it waits for scheduler 0 */
     if (atomic_load(&rt->st_spawned) > 0) {
         ca_log(rt, CA_LOG_ERROR, "dist: ca_node_start after actors were spawned");
         return CA_EPERM;
@@ -671,59 +756,42 @@ int ca_node_start(ca_rt *rt, const ca_node_opts *o, ca_node **out)
         return CA_ENOMEM;
     if ((rc = node_config(n, rt, o)))
         goto fail_free;
-    ca__mpsc_init(&n->outq);
-    pthread_mutex_init(&n->list_lock, NULL);
-    if (uv_loop_init(&n->loop)) {
+    if (uv_sem_init(&n->done, 0)) {
         rc = CA_EUV;
         goto fail_free;
     }
-    if ((rc = listen_on(n, o->listen_addr ? o->listen_addr : "127.0.0.1", o->port)))
-        goto fail_loop;
+    ca__mpsc_init(&n->outq);
+    pthread_mutex_init(&n->list_lock, NULL);
+    n->wake.fd = -1;
+    n->sched = &rt->sched[0];
+    n->loop = &n->sched->loop;
+    if ((rc = on_loop(n, listen_on, (void *)(o->listen_addr ? o->listen_addr : "127.0.0.1"))))
+        goto fail_close;
     if ((rc = epmd_register(n, &fd)))
-        goto fail_loop;
-    if ((rc = ca_node_intern(n->name, &n->self_idx)))
-        goto fail_fd;
-    if (uv_tcp_init(&n->loop, &n->epmd) || uv_tcp_open(&n->epmd, fd)) {
-        rc = CA_EUV;
-        goto fail_fd;
+        goto fail_close;
+    if ((rc = ca_node_intern(n->name, &n->self_idx))) {
+        close(fd);
+        goto fail_close;
     }
-    fd = -1; /* the handle owns it now */
-    n->epmd_open = true;
-    n->epmd.data = n;
-    uv_read_start((uv_stream_t *)&n->epmd, epmd_alloc, epmd_read);
-    if (ca__waker_init(&n->loop, &n->wake, wake_cb)) {
-        rc = CA_EUV;
-        goto fail_loop;
-    }
-    n->wake.data = n;
+    if ((rc = on_loop(n, open_epmd, &fd)))
+        goto fail_close;
     /* No actor exists yet (checked above), so no pid carries the old
      * name; from here on local pids are this node's. */
     rt->node = n->self_idx;
     rt->creation = n->creation;
     rt->dist_ctx = n;
     rt->dist = &node_ops;
-    if (uv_thread_create(&n->thread, node_main, n)) {
-        rt->dist = NULL;
-        ca__waker_close(&n->wake, NULL);
-        ca__waker_destroy(&n->wake);
-        rc = CA_EUV;
-        goto fail_loop;
-    }
     ca_log(rt, CA_LOG_INFO, "dist: node %s up on port %u (creation %u)", n->name, n->port,
            n->creation);
     *out = n;
     return 0;
 
-fail_fd:
-    if (fd >= 0)
-        close(fd);
-fail_loop:
-    uv_close((uv_handle_t *)&n->listener, NULL);
-    if (n->epmd_open)
-        uv_close((uv_handle_t *)&n->epmd, NULL);
-    uv_run(&n->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&n->loop);
+fail_close:
+    on_loop(n, close_on_loop, NULL);
+    uv_sem_wait(&n->done);
+    ca__waker_destroy(&n->wake);
     pthread_mutex_destroy(&n->list_lock);
+    uv_sem_destroy(&n->done);
 fail_free:
     free(n);
     return rc;
@@ -733,12 +801,16 @@ void ca_node_stop(ca_node *n)
 {
     if (!n || n->stopped)
         return;
+    if (ca__current_sched()) {
+        ca_log(n->rt, CA_LOG_ERROR, "dist: ca_node_stop on a scheduler thread: refused");
+        return;
+    }
     n->stopped = true;
     atomic_fetch_add(&n->inflight, 1);
     atomic_store(&n->stopping, true);
     ca__waker_wake(&n->wake);
     atomic_fetch_sub(&n->inflight, 1);
-    uv_thread_join(&n->thread);
+    uv_sem_wait(&n->done);
     /* Senders that got past the stopping check may still be pushing. */
     while (atomic_load(&n->inflight))
         sched_yield();
@@ -755,8 +827,12 @@ void ca_node_stop(ca_node *n)
         n->nodemons = nm->next;
         free(nm);
     }
-    uv_loop_close(&n->loop);
     ca__node_up_list(n);
+}
+
+static void dist_stop(void *ctx)
+{
+    ca_node_stop(ctx);
 }
 
 void ca_node_free(ca_node *n)
@@ -767,6 +843,7 @@ void ca_node_free(ca_node *n)
     /* The runtime is gone (see the header): its hooks are not touched. */
     ca_node_list_free(n->up_names, n->nup);
     pthread_mutex_destroy(&n->list_lock);
+    uv_sem_destroy(&n->done);
     free(n);
 }
 

@@ -4,13 +4,16 @@
  * handshake, framing, ticks) and dispatch.c (control messages <-> runtime
  * messages and signals, link and monitor tracking).
  *
- * Threads: the node owns one thread running one libuv loop (rather than
- * borrowing scheduler 0's: decoding, checking and copying frames of up to
- * 256 MiB would otherwise stall the actors of that scheduler, and a
- * scheduler's loop must stay free to run turns). Everything in
- * ca_node below `loop` and everything in ca__conn is touched by that
- * thread only. Other threads (schedulers, the caller of ca_node_*) reach
- * it through the MPSC queue `outq` and the wake-up `wake` (waker.h).
+ * Threads: the node's handles live on scheduler 0's libuv loop, so that
+ * the thread that reads a frame also runs the actor it is for (when that
+ * actor lives on scheduler 0) and writes the reply: a round trip crosses
+ * no thread, as in Erlang, where distribution I/O runs on the schedulers
+ * too. The price: decoding a large frame delays the actors of scheduler
+ * 0, and the loop cannot spin for work (it would not see its sockets).
+ * Everything in ca_node below `sched` and everything in ca__conn is
+ * touched by that thread only. Other threads (other schedulers, the caller
+ * of ca_node_*) reach it through the MPSC queue `outq` and the wake-up
+ * `wake` (waker.h); scheduler 0 itself handles its items at once.
  */
 #ifndef CA_CNODE_NODE_H
 #define CA_CNODE_NODE_H
@@ -152,11 +155,16 @@ struct ca_node {
     size_t nup;
     bool stopped;
 
-    /* loop thread */
-    uv_thread_t thread;
-    uv_loop_t loop;
+    /* scheduler 0's thread; `done` is posted once, when `handles` (the
+     * node's handles and connections) drops to 0 after closing_all */
+    ca__sched *sched;
+    uv_loop_t *loop;
+    uv_sem_t done;
+    int handles;
     ca__waker wake;
+    bool wake_open;
     uv_tcp_t listener;
+    bool listener_open;
     uv_tcp_t epmd;
     bool epmd_open;
     ca__conn *conns;
@@ -170,6 +178,8 @@ void ca__node_up_list(ca_node *n); /* refresh up_names */
 void ca__node_peer_event(ca_node *n, uint32_t peer, bool up);
 void ca__out_free(ca_node *n, ca__out *o, bool dropped);
 void ca__node_on_out(ca_node *n, ca__out *o);
+/* A handle or connection of the node is gone (closed, freed). */
+void ca__node_handle_gone(ca_node *n);
 
 /* conn.c */
 ca__conn *ca__conn_connect(ca_node *n, uint32_t peer); /* starts dialing */

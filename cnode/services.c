@@ -371,8 +371,8 @@ int ca__services_register(ca_rt *rt, ca_node *node)
 size_t ca__services_children(ca_child_spec *out, size_t cap)
 {
     const ca_child_spec kids[] = {
-        {.id = "net_kernel", .behaviour = &net_kernel_b, .name = "net_kernel"},
-        {.id = "rex", .behaviour = &rex_b, .name = "rex"},
+        {.id = "net_kernel", .behaviour = &net_kernel_b, .name = "net_kernel", .on_sched = 1},
+        {.id = "rex", .behaviour = &rex_b, .name = "rex", .on_sched = 1},
     };
     size_t n = sizeof kids / sizeof kids[0];
     for (size_t i = 0; i < n && i < cap; i++)

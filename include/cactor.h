@@ -491,6 +491,10 @@ typedef struct ca_child_spec {
     ca_child_type type;
     uint32_t mailbox_cap; /* as in ca_spawn_opts */
     ca_overflow overflow;
+    /* 0 = spread over the schedulers (round robin); k > 0 = always on
+     * scheduler k - 1 (modulo their number), e.g. 1 for an actor that
+     * mostly answers remote peers: the node's sockets run on scheduler 0. */
+    unsigned on_sched;
 } ca_child_spec;
 
 #define CA_SUP_SHUTDOWN_RT 0x1 /* when this supervisor exits, ca_rt_shutdown(rt, 1) */
@@ -555,8 +559,12 @@ int ca_sup_count_children(ca_rt *rt, ca_pid sup, ca_sup_counts *c);
  * A node joins an Erlang cluster as a hidden node: it registers with EPMD,
  * accepts and makes connections (handshake version 6, OTP 23+), and makes
  * the runtime's actors reachable as Erlang processes. Its sockets live on
- * one libuv loop in a thread of its own; actors on any scheduler send
- * through it without blocking.
+ * scheduler 0's libuv loop: an actor on scheduler 0 gets its messages
+ * and writes its replies on the thread that reads and writes the socket,
+ * with no thread hop (place actors that mostly serve remote peers there:
+ * ca_spawn_opts.sched, ca_child_spec.on_sched); actors on any scheduler
+ * send through it without blocking. Decoding a large frame holds up
+ * scheduler 0's actors meanwhile.
  */
 typedef struct ca_node ca_node;
 
@@ -589,7 +597,8 @@ void ca_node_opts_init(ca_node_opts *o);
  *
  * Must be called before any actor is spawned (CA_EPERM otherwise: pids
  * already handed out would belong to the old name), from a thread that is
- * not a scheduler (it waits for EPMD, 5 s at most). At most one node per
+ * not a scheduler (CA_EPERM: it waits for EPMD, 5 s at most, and for
+ * scheduler 0 to open the sockets). At most one node per
  * runtime (CA_EEXIST). On success *node is owned by the caller.
  * Errors: CA_EINVAL, CA_EBADNAME, CA_ENOENT/CA_EPERM (cookie), CA_EUV
  * (listen failed), CA_EIO (EPMD unreachable), CA_EEXIST (name taken in
@@ -599,9 +608,11 @@ int ca_node_start(ca_rt *rt, const ca_node_opts *opts, ca_node **node);
 
 /*
  * Close every connection (links and monitors across them fire with
- * noconnection, as on a lost connection), unregister from EPMD and join
- * the I/O thread. Call it before ca_rt_free (the I/O thread delivers into
- * the runtime). Afterwards remote sends fail with CA_ENOTCONN. Idempotent.
+ * noconnection, as on a lost connection), unregister from EPMD and wait
+ * until scheduler 0 has closed the node's sockets. Call it before
+ * ca_rt_free (ca_rt_free does it otherwise), not on a scheduler thread
+ * (refused there, with a log line). Afterwards remote sends fail with
+ * CA_ENOTCONN. Idempotent.
  */
 void ca_node_stop(ca_node *node);
 /* Release the node (stopping it first if needed). Call it after

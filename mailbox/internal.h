@@ -134,6 +134,8 @@ struct ca__sched {
     ca__mpsc_node *rq_head, *rq_tail; /* local run queue, owner only */
     bool idle_on;
     bool stopping;
+    bool hosts_io;        /* the node's sockets: the whole loop spins (sched_main) */
+    uint64_t activity;    /* bumped by whatever the loop did: turns, I/O */
     unsigned spin_misses; /* spins in a row that found no work */
     pthread_mutex_t lock; /* guards the actor list and `closed` */
     bool closed;
@@ -153,6 +155,7 @@ struct ca__sched {
 typedef struct ca__dist_ops {
     int (*send)(void *ctx, ca_msg *m, ca_pid to);
     int (*send_name)(void *ctx, ca_msg *m, const char *name, uint32_t node);
+    void (*stop)(void *ctx); /* ca_rt_free's safety net; idempotent */
 } ca__dist_ops;
 
 #define CA__SLOT_CHUNK_BITS 12

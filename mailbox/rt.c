@@ -113,7 +113,7 @@ static inline void cpu_relax(void)
 static bool spin_for_work(ca__sched *s)
 {
     uint64_t budget = s->rt->spin_ns;
-    if (!budget || s->stopping)
+    if (!budget || s->stopping || s->hosts_io)
         return false;
     /* Adaptive: when spinning keeps finding nothing (work comes less often
      * than the budget, e.g. round trips through the network), spin only a
@@ -142,6 +142,7 @@ static void run_turns(ca__sched *s)
         ca_actor *a = rq_pop(s);
         if (!a)
             break;
+        s->activity++;
         if (ca__run_actor(a))
             rq_append(s, a);
     }
@@ -163,15 +164,46 @@ static void idle_cb(uv_idle_t *h)
 static void wake_cb(ca__waker *w)
 {
     ca__sched *s = w->data;
+    s->activity++;
     drain_remote(s);
     run_turns(s);
+}
+
+/* A loop with sockets cannot spin in spin_for_work (it would not see
+ * them): it polls the whole loop without blocking instead, for as long as
+ * the spin budget since the last thing it did, before it blocks in epoll.
+ * Besides the wake-up on our side, this spares the peer's: a write to a
+ * socket whose reader sleeps pays for waking it, and a peer streaming
+ * messages pays that per write. Adaptive as spin_for_work. */
+static void spin_loop(ca__sched *s)
+{
+    uint64_t budget = s->rt->spin_ns;
+    if (s->spin_misses >= 4)
+        budget /= 16;
+    uint64_t seen = s->activity, t0 = uv_hrtime(), now = t0;
+    bool hit = false;
+    while (now - t0 < budget && !s->stopping) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        now = uv_hrtime();
+        if (s->activity != seen) {
+            seen = s->activity;
+            t0 = now;
+            hit = true;
+        }
+    }
+    if (hit)
+        s->spin_misses = 0;
+    else if (s->spin_misses < 1000)
+        s->spin_misses++;
 }
 
 static void sched_main(void *arg)
 {
     ca__sched *s = arg;
     ca__tls_sched = s;
-    uv_run(&s->loop, UV_RUN_DEFAULT);
+    while (uv_run(&s->loop, UV_RUN_ONCE))
+        if (s->hosts_io && s->rt->spin_ns)
+            spin_loop(s);
     ca__tls_sched = NULL;
 }
 
@@ -471,6 +503,9 @@ void ca_rt_free(ca_rt *rt)
         return;
     phase_task *tasks = calloc(rt->nsched, sizeof *tasks);
     phase_task one[1];
+    /* A node still attached would keep scheduler 0's loop alive. */
+    if (rt->dist && rt->dist->stop)
+        rt->dist->stop(rt->dist_ctx);
     atomic_store(&rt->closing, true);
     /* Without memory for the task array, shut down one scheduler at a
      * time with a single task: slower, same result. */

@@ -287,7 +287,7 @@ static int start_child(ca_actor *self, sup *s, child *c)
     ca_spawn_opts_init(&o);
     o.name = c->spec.name;
     o.flags = CA_SPAWN_LINK;
-    o.sched = CA_SCHED_SPREAD;
+    o.sched = c->spec.on_sched ? (int)(c->spec.on_sched - 1) : CA_SCHED_SPREAD;
     o.mailbox_cap = c->spec.mailbox_cap;
     o.overflow = c->spec.overflow;
     int rc = ca_spawn_child(self, c->spec.behaviour, c->arg, &o, &c->pid);

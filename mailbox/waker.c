@@ -32,12 +32,14 @@ int ca__waker_init(uv_loop_t *loop, ca__waker *w, ca__waker_cb cb)
     w->on_closed = NULL;
     if (uv_poll_init(loop, &w->poll, w->fd)) {
         close(w->fd);
+        w->fd = -1;
         return CA_EUV;
     }
     w->poll.data = w;
     if (uv_poll_start(&w->poll, UV_READABLE, on_readable)) {
         uv_close((uv_handle_t *)&w->poll, NULL);
         close(w->fd);
+        w->fd = -1;
         return CA_EUV;
     }
     return 0;

@@ -178,6 +178,7 @@ int cactor_plugin_init(ca_plugin *p)
         .arg = &config,
         .name = "hash",
         .restart = CA_PERMANENT,
+        .on_sched = 1, /* with the sockets: it only forwards */
     };
     return ca_plugin_add_child(p, &spec);
 }
