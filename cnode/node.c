@@ -335,6 +335,22 @@ void ca__node_on_out(ca_node *n, ca__out *o)
 
 static void close_all(ca_node *n);
 
+static void flush_all(ca_node *n)
+{
+    for (ca__conn *c = n->conns; c; c = c->next)
+        if (c->state == CA__C_UP)
+            ca__conn_flush(c);
+}
+
+static void flusher_cb(uv_prepare_t *h)
+{
+    ca_node *n = h->data;
+    if (n->flush_due) {
+        n->flush_due = false;
+        flush_all(n);
+    }
+}
+
 static void wake_cb(ca__waker *w)
 {
     ca_node *n = w->data;
@@ -347,9 +363,7 @@ static void wake_cb(ca__waker *w)
     }
     if (k)
         atomic_fetch_sub_explicit(&n->outq_n, k, memory_order_relaxed);
-    for (ca__conn *c = n->conns; c; c = c->next)
-        if (c->state == CA__C_UP)
-            ca__conn_flush(c);
+    flush_all(n);
     if (atomic_load(&n->stopping) && !n->closing_all)
         close_all(n);
 }
@@ -382,7 +396,9 @@ static void close_all(ca_node *n)
         uv_close((uv_handle_t *)&n->listener, handle_closed);
     if (n->epmd_open)
         uv_close((uv_handle_t *)&n->epmd, handle_closed);
-    n->listener_open = n->epmd_open = false;
+    if (n->flusher_open)
+        uv_close((uv_handle_t *)&n->flusher, handle_closed);
+    n->listener_open = n->epmd_open = n->flusher_open = false;
     if (n->wake_open) {
         /* `stopping` is set: new senders back off; wait out those that
          * got past the check before closing the handle they signal. */
@@ -427,9 +443,19 @@ static void epmd_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 
 /* ---- the runtime's hooks (any thread) ---- */
 
-/* Queue an item for the loop; takes o in every case. */
+/* Queue an item for the loop; takes o in every case. On the loop's own
+ * thread, encode it at once instead: no queue, no wake-up. */
 static int enqueue(ca_node *n, ca__out *o)
 {
+    if (ca__current_sched() == n->sched) {
+        if (atomic_load_explicit(&n->stopping, memory_order_relaxed)) {
+            ca__out_free(n, o, false);
+            return CA_ENOTCONN;
+        }
+        ca__node_on_out(n, o);
+        n->flush_due = true;
+        return 0;
+    }
     atomic_fetch_add(&n->inflight, 1);
     if (atomic_load(&n->stopping)) {
         atomic_fetch_sub(&n->inflight, 1);
@@ -683,8 +709,8 @@ static int listen_on(ca_node *n, void *arg)
     return 0;
 }
 
-/* Takes the EPMD socket *arg in every case. */
-static int open_epmd(ca_node *n, void *arg)
+/* The EPMD socket (takes *arg in every case), the flusher, the wake-up. */
+static int open_handles(ca_node *n, void *arg)
 {
     int fd = *(int *)arg;
     if (uv_tcp_init(n->loop, &n->epmd)) {
@@ -699,6 +725,12 @@ static int open_epmd(ca_node *n, void *arg)
         return CA_EUV;
     }
     uv_read_start((uv_stream_t *)&n->epmd, epmd_alloc, epmd_read);
+    if (uv_prepare_init(n->loop, &n->flusher))
+        return CA_EUV;
+    n->flusher.data = n;
+    n->flusher_open = true;
+    n->handles++;
+    uv_prepare_start(&n->flusher, flusher_cb);
     if (ca__waker_init(n->loop, &n->wake, wake_cb))
         return CA_EUV;
     n->wake.data = n;
@@ -773,7 +805,7 @@ int ca_node_start(ca_rt *rt, const ca_node_opts *o, ca_node **out)
         close(fd);
         goto fail_close;
     }
-    if ((rc = on_loop(n, open_epmd, &fd)))
+    if ((rc = on_loop(n, open_handles, &fd)))
         goto fail_close;
     /* No actor exists yet (checked above), so no pid carries the old
      * name; from here on local pids are this node's. */

@@ -13,7 +13,9 @@
  * Everything in ca_node below `sched` and everything in ca__conn is
  * touched by that thread only. Other threads (other schedulers, the caller
  * of ca_node_*) reach it through the MPSC queue `outq` and the wake-up
- * `wake` (waker.h); scheduler 0 itself handles its items at once.
+ * `wake` (waker.h); scheduler 0 itself encodes its items at once, and
+ * `flusher` writes them after the loop iteration's turns, in one write
+ * per connection.
  */
 #ifndef CA_CNODE_NODE_H
 #define CA_CNODE_NODE_H
@@ -163,6 +165,9 @@ struct ca_node {
     int handles;
     ca__waker wake;
     bool wake_open;
+    uv_prepare_t flusher; /* writes what scheduler 0's turns queued */
+    bool flusher_open;
+    bool flush_due;
     uv_tcp_t listener;
     bool listener_open;
     uv_tcp_t epmd;
