@@ -10,10 +10,15 @@
  * one of two ways, chosen by the environment variable CACTOR_HASH_MODE:
  *
  *   pool (default)  one worker actor per scheduler thread (ca_spawn_child
- *                   with an explicit scheduler, batch 1), fed round robin:
+ *                   with an explicit scheduler, batch 1), fed on demand:
  *                   the request binary is copied once into a job sent as
- *                   a zero-copy pointer message; the worker hashes and
- *                   replies to the caller itself (ca_gen_reply).
+ *                   a zero-copy pointer message to a worker with fewer
+ *                   than CREDIT jobs; the worker hashes, replies to the
+ *                   caller itself (ca_gen_reply) and tells `hash` it is
+ *                   done; jobs beyond the credits wait in `hash`, in
+ *                   order. So a worker whose scheduler also serves the
+ *                   node's sockets (scheduler 0) takes fewer jobs, instead
+ *                   of its queue growing while the other worker idles.
  *   work            ca_queue_work: the job goes to libuv's thread pool,
  *                   and the result comes back to `hash` as a message,
  *                   which replies.
@@ -25,10 +30,15 @@
 
 #include "cactor.h"
 
-#define JOB_TAG    0x6a6f62 /* "job" */
+#define JOB_TAG    0x6a6f62   /* "job" */
+#define DONE_TAG   0x646f6e65 /* "done": ptr is the worker's index + 1 */
 #define MAX_WORKER 64
+#define CREDIT     2 /* jobs per worker: one running, one ready to go */
 
 typedef struct job {
+    struct job *next; /* waiting in hash_state */
+    ca_pid boss;      /* `hash`, told when the job is done */
+    uintptr_t worker; /* the worker's index */
     ca_call_from from;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen;
@@ -45,7 +55,9 @@ typedef struct hash_cfg {
 typedef struct hash_state {
     const hash_cfg *cfg;
     ca_pid worker[MAX_WORKER];
-    unsigned n, next;
+    unsigned busy[MAX_WORKER]; /* jobs sent and not done */
+    unsigned n;
+    job *head, *tail; /* jobs waiting for a credit */
 } hash_state;
 
 static void digest(job *j)
@@ -73,6 +85,9 @@ static int worker_handle(ca_actor *self, void *state, ca_msg *m)
     int rc = reply(self, j);
     if (rc)
         ca_log(ca_actor_rt(self), CA_LOG_WARNING, "hash worker: reply: %s", ca_strerror(rc));
+    /* No destructor: the index is not memory. If `hash` is gone, so are
+     * we soon (linked). */
+    ca_send_ptr(self, j->boss, DONE_TAG, (void *)(j->worker + 1), NULL);
     return 0; /* the message's destructor frees the job */
 }
 
@@ -112,12 +127,57 @@ static int hash_init(ca_actor *self, void *arg, void **state)
     return 0;
 }
 
+/* The worker with the fewest jobs, if it has a credit left; else -1. */
+static int idlest(const hash_state *st)
+{
+    int best = -1;
+    for (unsigned i = 0; i < st->n; i++)
+        if (st->busy[i] < CREDIT && (best < 0 || st->busy[i] < st->busy[best]))
+            best = (int)i;
+    return best;
+}
+
+/* Send j to worker i; takes j (replying with an error if it cannot). */
+static int hand_out(ca_actor *self, hash_state *st, int i, job *j)
+{
+    j->boss = ca_self(self);
+    j->worker = (uintptr_t)i;
+    int rc = ca_send_ptr(self, st->worker[i], JOB_TAG, j, free);
+    if (rc) {
+        ca_call_from from = j->from;
+        free(j);
+        return ca_gen_replyf(self, &from, "{error, ~a}", ca_errname(rc));
+    }
+    st->busy[i]++;
+    return 0;
+}
+
+static int worker_done(ca_actor *self, hash_state *st, uintptr_t idx1)
+{
+    if (idx1 == 0 || idx1 > st->n)
+        return 0;
+    if (st->busy[idx1 - 1])
+        st->busy[idx1 - 1]--;
+    int i;
+    while (st->head && (i = idlest(st)) >= 0) {
+        job *j = st->head;
+        if (!(st->head = j->next))
+            st->tail = NULL;
+        int rc = hand_out(self, st, i, j);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static int hash_handle(ca_actor *self, void *state, ca_msg *m)
 {
     hash_state *st = state;
-    if (ca_msg_type(m) == CA_MSG_PTR) { /* a ca_queue_work result */
+    if (ca_msg_type(m) == CA_MSG_PTR) { /* a worker's or ca_queue_work's */
         uint64_t tag;
         job *j = ca_msg_ptr(m, &tag);
+        if (tag == DONE_TAG)
+            return worker_done(self, st, (uintptr_t)j);
         if (tag == JOB_TAG && j) {
             int rc = reply(self, j);
             if (rc)
@@ -135,16 +195,22 @@ static int hash_handle(ca_actor *self, void *state, ca_msg *m)
     job *j = malloc(sizeof *j + dlen);
     if (!j)
         return ca_gen_replyf(self, &from, "{error, enomem}");
+    j->next = NULL;
     j->from = from;
     j->len = dlen;
     memcpy(j->data, data, dlen);
-    int rc;
     if (st->n) {
-        ca_pid w = st->worker[st->next++ % st->n];
-        rc = ca_send_ptr(self, w, JOB_TAG, j, free);
-    } else {
-        rc = ca_queue_work(self, JOB_TAG, work_fn, j, free);
+        int i = idlest(st);
+        if (i >= 0)
+            return hand_out(self, st, i, j);
+        if (st->tail)
+            st->tail->next = j;
+        else
+            st->head = j;
+        st->tail = j;
+        return 0;
     }
+    int rc = ca_queue_work(self, JOB_TAG, work_fn, j, free);
     if (rc) {
         free(j);
         return ca_gen_replyf(self, &from, "{error, ~a}", ca_errname(rc));
@@ -159,8 +225,15 @@ static void hash_terminate(ca_actor *self, void *state, const char *reason, size
     (void)self;
     (void)reason;
     (void)len;
-    if (state != &config) /* state is still `arg` if init did not run */
-        free(state);
+    if (state == &config) /* state is still `arg` if init did not run */
+        return;
+    hash_state *st = state;
+    while (st->head) { /* their callers time out, as with a crashed server */
+        job *j = st->head;
+        st->head = j->next;
+        free(j);
+    }
+    free(state);
 }
 
 static const ca_behaviour hash_behaviour = {"hash", hash_init, hash_handle, hash_terminate};
