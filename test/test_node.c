@@ -324,6 +324,36 @@ static void test_reg_send_and_reply(void)
     CU_ASSERT(probe_wait(&P, "a1: {world,4}", 5000));
 }
 
+/* The node's sockets are on scheduler 0: an actor there writes its frames
+ * itself, one on scheduler 1 through the node's queue; both reach the
+ * peer. ca_rt_free without ca_node_stop stops the node first (else the
+ * node's handles would keep scheduler 0's loop alive), and the peer sees
+ * the connection go. */
+static void test_io_scheduler(void)
+{
+    tnode t = {0};
+    CU_ASSERT_EQUAL_FATAL(node_up(&t, "tc@127.0.0.1", "c00kie", 0), 0);
+    static const char *names[] = {"c0", "c1"};
+    ca_pid c[2];
+    for (int i = 0; i < 2; i++) {
+        ca_spawn_opts o;
+        ca_spawn_opts_init(&o);
+        o.name = names[i];
+        o.sched = i;
+        CU_ASSERT_EQUAL(ca_spawn(t.rt, &tester, (void *)names[i], &o, &c[i]), 0);
+    }
+    cmd(&t, c[0], "{send_reg, b1, '" NB "', {hello, 10}}");
+    cmd(&t, c[1], "{send_reg, b1, '" NB "', {hello, 11}}");
+    CU_ASSERT(probe_wait(&P, "c0: {world,10}", 5000));
+    CU_ASSERT(probe_wait(&P, "c1: {world,11}", 5000));
+    cmd(&B, b1, "{monitor, ~p}", c[0]);
+    cmd(&B, b1, "{send, ~p, {hello, 12}}", c[0]); /* after the monitor, on the same connection */
+    CU_ASSERT(probe_wait(&P, "b1: {world,12}", 5000));
+    ca_rt_free(t.rt);
+    CU_ASSERT(probe_wait(&P, "b1: down noconnection", 5000));
+    ca_node_free(t.node);
+}
+
 static void test_links_and_monitors(void)
 {
     ca_pid b2 = spawn_tester(&B, "b2");
@@ -569,6 +599,7 @@ static void add(void)
 {
     CU_pSuite s = CU_add_suite("node", setup, teardown);
     CU_add_test(s, "reg send and reply", test_reg_send_and_reply);
+    CU_add_test(s, "node I/O on scheduler 0, ca_rt_free stops it", test_io_scheduler);
     CU_add_test(s, "links and monitors across nodes", test_links_and_monitors);
     CU_add_test(s, "wrong cookie refused", test_wrong_cookie);
     CU_add_test(s, "garbage closes one connection", test_garbage_closes_one_connection);

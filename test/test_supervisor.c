@@ -190,6 +190,37 @@ static void test_one_for_one_restart_types(void)
     after();
 }
 
+/* ---- on_sched: children pinned to a scheduler, restarts too ---- */
+
+static unsigned sched_of(const char *name)
+{
+    ca_actor_stats st;
+    CU_ASSERT_EQUAL_FATAL(ca_actor_stats_get(RT, whereis(name), &st), 0);
+    return st.sched;
+}
+
+static void test_on_sched(void)
+{
+    before();
+    wcfg a = {.tag = "p0"}, b = {.tag = "p1"}, c = {.tag = "q1"};
+    ca_child_spec cs[] = {child("p0", &a, CA_PERMANENT), child("p1", &b, CA_PERMANENT),
+                          child("q1", &c, CA_PERMANENT)};
+    cs[0].on_sched = 1; /* scheduler 0 */
+    cs[1].on_sched = 2;
+    cs[2].on_sched = 4; /* modulo the 2 threads: scheduler 1 */
+    start_sup(CA_ONE_FOR_ONE, cs, 3, 10);
+    CU_ASSERT(probe_wait(&P, "q1: start", WAIT_MS));
+    CU_ASSERT_EQUAL(sched_of("p0"), 0);
+    CU_ASSERT_EQUAL(sched_of("p1"), 1);
+    CU_ASSERT_EQUAL(sched_of("q1"), 1);
+    ca_pid old = whereis("p1");
+    ca_rt_sendf(RT, CA_PID_NONE, old, "crash");
+    CU_ASSERT(probe_wait_n(&P, "p1: start", 2, WAIT_MS));
+    CU_ASSERT(!ca_pid_is_none(wait_new_pid("p1", old)));
+    CU_ASSERT_EQUAL(sched_of("p1"), 1);
+    after();
+}
+
 /* ---- one_for_all and rest_for_one: order of stops and starts ---- */
 
 static void test_one_for_all(void)
@@ -549,6 +580,7 @@ static void add(void)
     CU_pSuite s = CU_add_suite("supervisor", setup, teardown);
     ADD_TEST(s, test_one_for_one_restart_types);
     ADD_TEST(s, test_one_for_all);
+    ADD_TEST(s, test_on_sched);
     ADD_TEST(s, test_rest_for_one);
     ADD_TEST(s, test_intensity_exceeded);
     ADD_TEST(s, test_escalation_two_levels);
