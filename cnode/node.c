@@ -1,6 +1,6 @@
 /*
  * The node: start and stop, EPMD registration, the runtime's hooks for
- * remote destinations, and the node thread's loop that drains what other
+ * remote destinations, and the loop (scheduler 0's) that drains what other
  * threads queue for it.
  *
  * Registration with EPMD is done by ca_node_start on the caller's thread
