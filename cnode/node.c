@@ -407,6 +407,7 @@ static void close_all(ca_node *n)
         ca__waker_close(&n->wake, wake_closed);
         n->wake_open = false;
     }
+    n->sched->hosts_io = false; /* no sockets left: spin as schedulers do */
     if (n->handles == 0)
         uv_sem_post(&n->done);
 }
