@@ -243,20 +243,16 @@ static int deliver_term(ca__conn *c, ca_pid from, ca_pid to, const ca_dist_span 
 static int signal_fmt(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
                       const char *fmt, ...)
 {
-    ei_x_buff x;
-    va_list ap;
-    if (ei_x_new_with_version(&x))
+    const char *buf;
+    size_t len;
+    int rc;
+    CA__FMT_VARARGS(fmt, buf, len, rc);
+    if (rc)
+        return rc;
+    ca_msg *m = ca__msg_new(kind, from, len);
+    if (!m)
         return CA_ENOMEM;
-    va_start(ap, fmt);
-    int rc = ca_vfmt(&x, fmt, ap);
-    va_end(ap);
-    ca_msg *m = rc ? NULL : ca__msg_new(kind, from, (size_t)x.index);
-    if (!m) {
-        ei_x_free(&x);
-        return rc ? rc : CA_ENOMEM;
-    }
-    memcpy(m->data, x.buff, (size_t)x.index);
-    ei_x_free(&x);
+    memcpy(m->data, buf, len);
     if (ref)
         m->u.ref = *ref;
     return ca__route(c->node->rt, m, to);

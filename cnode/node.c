@@ -582,17 +582,11 @@ int ca_send_reg(ca_actor *self, const char *name, const char *node, const void *
 
 int ca_sendf_reg(ca_actor *self, const char *name, const char *node, const char *fmt, ...)
 {
-    ei_x_buff x;
-    va_list ap;
-    if (ei_x_new_with_version(&x))
-        return CA_ENOMEM;
-    va_start(ap, fmt);
-    int rc = ca_vfmt(&x, fmt, ap);
-    va_end(ap);
-    if (rc == 0)
-        rc = ca_send_reg(self, name, node, x.buff, (size_t)x.index);
-    ei_x_free(&x);
-    return rc;
+    const char *buf;
+    size_t len;
+    int rc;
+    CA__FMT_VARARGS(fmt, buf, len, rc);
+    return rc ? rc : ca_send_reg(self, name, node, buf, len);
 }
 
 int ca_send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t len)
