@@ -107,33 +107,41 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* How long to spin. Adaptive: when spinning keeps finding nothing (work
+ * comes less often than the budget, e.g. round trips through the
+ * network), spin only a sixteenth as long, so that an idle-ish scheduler
+ * does not burn CPU for latency it does not get. */
+static uint64_t spin_budget(const ca__sched *s)
+{
+    return s->spin_misses >= 4 ? s->rt->spin_ns / 16 : s->rt->spin_ns;
+}
+
+/* One hit restores the full budget. */
+static void spin_result(ca__sched *s, bool hit)
+{
+    if (hit)
+        s->spin_misses = 0;
+    else if (s->spin_misses < 1000)
+        s->spin_misses++;
+}
+
 /* Before the loop goes to sleep in epoll, look for work from other threads
  * for a short while: waking a sleeping thread costs tens of microseconds
  * on a virtual machine, far more than a message. True if work came. */
 static bool spin_for_work(ca__sched *s)
 {
-    uint64_t budget = s->rt->spin_ns;
-    if (!budget || s->stopping || s->hosts_io)
+    if (!s->rt->spin_ns || s->stopping || s->hosts_io)
         return false;
-    /* Adaptive: when spinning keeps finding nothing (work comes less often
-     * than the budget, e.g. round trips through the network), spin only a
-     * sixteenth as long, so that an idle-ish scheduler does not burn CPU
-     * for latency it does not get. One hit restores the full budget. */
-    if (s->spin_misses >= 4)
-        budget /= 16;
-    uint64_t t0 = uv_hrtime();
+    uint64_t budget = spin_budget(s), t0 = uv_hrtime();
+    bool hit = false;
     do {
         for (int i = 0; i < 32; i++)
             cpu_relax();
         drain_remote(s);
-        if (s->rq_head) {
-            s->spin_misses = 0;
-            return true;
-        }
-    } while (uv_hrtime() - t0 < budget);
-    if (s->spin_misses < 1000)
-        s->spin_misses++;
-    return false;
+        hit = s->rq_head != NULL;
+    } while (!hit && uv_hrtime() - t0 < budget);
+    spin_result(s, hit);
+    return hit;
 }
 
 static void run_turns(ca__sched *s)
@@ -177,9 +185,7 @@ static void wake_cb(ca__waker *w)
  * messages pays that per write. Adaptive as spin_for_work. */
 static void spin_loop(ca__sched *s)
 {
-    uint64_t budget = s->rt->spin_ns;
-    if (s->spin_misses >= 4)
-        budget /= 16;
+    uint64_t budget = spin_budget(s);
     uint64_t seen = s->activity, t0 = uv_hrtime(), now = t0;
     bool hit = false;
     while (now - t0 < budget && !s->stopping) {
@@ -191,10 +197,7 @@ static void spin_loop(ca__sched *s)
             hit = true;
         }
     }
-    if (hit)
-        s->spin_misses = 0;
-    else if (s->spin_misses < 1000)
-        s->spin_misses++;
+    spin_result(s, hit);
 }
 
 static void sched_main(void *arg)
