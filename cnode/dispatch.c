@@ -247,25 +247,12 @@ static int signal_fmt(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const c
     size_t len;
     int rc;
     CA__FMT_VARARGS(fmt, buf, len, rc);
-    if (rc)
-        return rc;
-    ca_msg *m = ca__msg_new(kind, from, len);
-    if (!m)
-        return CA_ENOMEM;
-    memcpy(m->data, buf, len);
-    if (ref)
-        m->u.ref = *ref;
-    return ca__route(c->node->rt, m, to);
+    return rc ? rc : ca__signal(c->node->rt, kind, from, to, ref, buf, len);
 }
 
 static int signal_bare(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref)
 {
-    ca_msg *m = ca__msg_new(kind, from, 0);
-    if (!m)
-        return CA_ENOMEM;
-    if (ref)
-        m->u.ref = *ref;
-    return ca__route(c->node->rt, m, to);
+    return ca__signal(c->node->rt, kind, from, to, ref, NULL, 0);
 }
 
 /* The pids of a two-pid op, `to` local. 1 = skip the message. */

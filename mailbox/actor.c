@@ -213,17 +213,6 @@ static int mon_add(ca__mon **list, const ca_ref *ref, ca_pid pid)
     return 0;
 }
 
-/* A signal carrying only a sender (and maybe a ref). */
-static int send_signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref)
-{
-    ca_msg *m = ca__msg_new(kind, from, 0);
-    if (!m)
-        return CA_ENOMEM;
-    if (ref)
-        m->u.ref = *ref;
-    return ca__route(rt, m, to);
-}
-
 /* Encode {'EXIT', From, Reason} or {'DOWN', Ref, process, Pid, Reason}. */
 static int encode_exit(ei_x_buff *x, ca_pid from, const char *reason, size_t len)
 {
@@ -253,13 +242,7 @@ static int encode_down(ei_x_buff *x, const ca_ref *ref, ca_pid from, const char 
 static void send_term_signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
                              const ei_x_buff *x)
 {
-    ca_msg *m = ca__msg_new(kind, from, (size_t)x->index);
-    if (!m)
-        return;
-    memcpy(m->data, x->buff, (size_t)x->index);
-    if (ref)
-        m->u.ref = *ref;
-    ca__route(rt, m, to);
+    ca__signal(rt, kind, from, to, ref, x->buff, (size_t)x->index);
 }
 
 static const char noproc_reason[] = {(char)131, 119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
@@ -586,7 +569,7 @@ static void notify_monitors(ca_actor *a, const char *reason, size_t len)
     while (x->mons) {
         ca__mon *m = x->mons;
         x->mons = m->next;
-        send_signal(rt, CA__SIG_DEMONITOR, a->pid, m->pid, &m->ref);
+        ca__signal(rt, CA__SIG_DEMONITOR, a->pid, m->pid, &m->ref, NULL, 0);
         free(m);
     }
 }
@@ -860,7 +843,7 @@ int ca_link(ca_actor *self, ca_pid to)
     if (rc)
         return rc;
     /* If it died just now, its mailbox answers the LINK with noproc. */
-    rc = send_signal(rt, CA__SIG_LINK, self->pid, to, NULL);
+    rc = ca__signal(rt, CA__SIG_LINK, self->pid, to, NULL, NULL, 0);
     if (rc == CA_ESRCH) {
         links_remove(self, to);
         return CA_ESRCH;
@@ -872,7 +855,7 @@ int ca_unlink(ca_actor *self, ca_pid to)
 {
     if (!links_remove(self, to))
         return 0;
-    int rc = send_signal(self->sched->rt, CA__SIG_UNLINK, self->pid, to, NULL);
+    int rc = ca__signal(self->sched->rt, CA__SIG_UNLINK, self->pid, to, NULL, NULL, 0);
     return rc == CA_ESRCH ? 0 : rc;
 }
 
@@ -885,7 +868,7 @@ int ca_monitor(ca_actor *self, ca_pid to, ca_ref *out)
         return CA_ENOMEM;
     if (out)
         *out = ref;
-    int rc = send_signal(rt, CA__SIG_MONITOR, self->pid, to, &ref);
+    int rc = ca__signal(rt, CA__SIG_MONITOR, self->pid, to, &ref, NULL, 0);
     if (rc == CA_ESRCH) {
         /* Already gone: DOWN with noproc, as Erlang does. */
         ei_x_buff x;
@@ -903,7 +886,7 @@ int ca_demonitor(ca_actor *self, const ca_ref *ref)
     ca__mon *m = self->ext ? mon_take(&self->ext->mons, ref) : NULL;
     if (!m)
         return CA_ENOENT;
-    int rc = send_signal(self->sched->rt, CA__SIG_DEMONITOR, self->pid, m->pid, ref);
+    int rc = ca__signal(self->sched->rt, CA__SIG_DEMONITOR, self->pid, m->pid, ref, NULL, 0);
     free(m);
     /* A DOWN already in the mailbox finds no monitor and is dropped. */
     return rc == CA_ESRCH ? 0 : rc;

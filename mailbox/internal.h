@@ -242,6 +242,11 @@ void ca__slots_free(ca_rt *rt);
 
 /* msg.c */
 ca_msg *ca__msg_new(uint8_t kind, ca_pid from, size_t len);
+/* A signal of `kind` from `from`, with data[0..len) copied (len may be 0)
+ * and `ref` (may be NULL), routed to `to`: ca__route's code, or
+ * CA_ENOMEM. */
+int ca__signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref, const void *data,
+               size_t len);
 ca_msg *ca__msg_term(ca_pid from, const void *etf, size_t len);
 void ca__msg_free(ca_msg *m);
 /* Deliver to a referenced local actor; takes `m` in every case (on

@@ -22,6 +22,19 @@ ca_msg *ca__msg_new(uint8_t kind, ca_pid from, size_t len)
     return m;
 }
 
+int ca__signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref, const void *data,
+               size_t len)
+{
+    ca_msg *m = ca__msg_new(kind, from, len);
+    if (!m)
+        return CA_ENOMEM;
+    if (len)
+        memcpy(m->data, data, len);
+    if (ref)
+        m->u.ref = *ref;
+    return ca__route(rt, m, to);
+}
+
 ca_msg *ca__msg_term(ca_pid from, const void *etf, size_t len)
 {
     ca_msg *m = ca__msg_new(CA_MSG_TERM, from, len);
