@@ -11,6 +11,7 @@
 #include <CUnit/Basic.h>
 
 #include "dist.h"
+#include "probe.h"
 
 /*
  * Frames built by real Erlang (OTP 25), pasted. Pids and refs were made
@@ -1770,13 +1771,11 @@ static void test_big_message(void)
 
 /* ------------------------------------------------------------------ */
 
-int main(void)
+static void add(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return CU_get_error();
     CU_pSuite s = CU_add_suite("cnode_codec", NULL, NULL);
     if (s == NULL)
-        goto out;
+        return;
     struct {
         const char *name;
         void (*fn)(void);
@@ -1816,11 +1815,10 @@ int main(void)
     };
     for (size_t i = 0; i < ARRAY_LEN(tests); i++)
         if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL)
-            goto out;
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-out:;
-    int rc = CU_get_number_of_failures() != 0 || CU_get_error() != CUE_SUCCESS;
-    CU_cleanup_registry();
-    return rc;
+            return; /* CU_get_error() fails the run */
+}
+
+int main(void)
+{
+    return run_suites(add);
 }

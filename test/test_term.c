@@ -15,6 +15,7 @@
 #include <CUnit/Basic.h>
 
 #include "cactor.h"
+#include "probe.h"
 
 /* {binary_to_term(NEW_PID_EXT foo@bar 42 3 7), binary_to_term(NEWER_REFERENCE_EXT
  * foo@bar creation 7 [1,2,3])}, default minor version: ATOM_EXT node names. */
@@ -831,10 +832,8 @@ static void test_print(void)
     CU_ASSERT_STRING_EQUAL(out, "<malformed term>");
 }
 
-int main(void)
+static void add(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
     CU_pSuite s = CU_add_suite("term", NULL, NULL);
     CU_add_test(s, "node intern", test_node_intern);
     CU_add_test(s, "node table threads", test_node_threads);
@@ -855,10 +854,9 @@ int main(void)
     CU_add_test(s, "garbage terms", test_garbage_terms);
     CU_add_test(s, "deep nesting", test_deep_nesting);
     CU_add_test(s, "print", test_print);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failures = CU_get_number_of_failures();
-    int err = CU_get_error();
-    CU_cleanup_registry();
-    return failures || err ? 1 : 0;
+}
+
+int main(void)
+{
+    return run_suites(add);
 }
