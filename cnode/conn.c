@@ -429,6 +429,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     }
     c->rlen += (size_t)nread;
+    atomic_fetch_add_explicit(&c->node->st_reads, 1, memory_order_relaxed);
     c->last_rx = uv_now(c->node->loop);
     c->node->sched->activity++;
     if (c->state == CA__C_HANDSHAKE)

@@ -2,8 +2,8 @@
  * cactor-node: a C node that joins an Erlang cluster and hosts C actors.
  *
  *   cactor-node --sname NAME | --name NAME@HOST [--cookie C] [--threads N]
- *               [--listen ADDR] [--port P] [--load PLUGIN.so ...] [--probe]
- *               [--verbose]
+ *               [--listen ADDR] [--port P] [--batch-us US] [--load PLUGIN.so ...]
+ *               [--probe] [--verbose]
  *
  * It runs until SIGTERM or SIGINT. Built in, under a root supervisor:
  *   net_kernel, rex and erpc: net_adm:ping, rpc:call, erpc:call, erl_call
@@ -36,6 +36,8 @@ typedef struct cli {
     const char *sname, *name, *cookie, *listen;
     unsigned threads;
     unsigned port;
+    unsigned batch_us;
+    int batch_set;
     const char *plugins[MAX_PLUGINS];
     int nplugins;
     int probe;
@@ -46,7 +48,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: cactor-node (--sname NAME | --name NAME@HOST) [--cookie COOKIE]\n"
                "                   [--threads N] [--listen ADDR] [--port PORT]\n"
-               "                   [--load PLUGIN.so ...] [--probe] [--verbose]\n");
+               "                   [--batch-us US] [--load PLUGIN.so ...] [--probe] [--verbose]\n"
+               "  --batch-us US  wait up to US microseconds for dense input to pile up\n"
+               "                 before reading it (default 50; 0: read at once)\n");
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -109,6 +113,10 @@ static int parse(int argc, char **argv, cli *c)
         } else if (!strcmp(o, "--port")) {
             if (parse_uint(v, 65535, &c->port))
                 return bad("--port takes 0..65535, not '%s'", v);
+        } else if (!strcmp(o, "--batch-us")) {
+            if (parse_uint(v, 1000000, &c->batch_us))
+                return bad("--batch-us takes 0..1000000, not '%s'", v);
+            c->batch_set = 1;
         } else if (!strcmp(o, "--listen")) {
             c->listen = v;
         } else if (!strcmp(o, "--load")) {
@@ -375,6 +383,8 @@ int main(int argc, char **argv)
     no.cookie = c.cookie;
     no.listen_addr = c.listen;
     no.port = (uint16_t)c.port;
+    if (c.batch_set)
+        no.batch_us = c.batch_us;
     ca_node *node;
     if ((rc = ca_node_start(rt, &no, &node))) {
         fprintf(stderr, "cactor-node: cannot start the node: %s\n", ca_strerror(rc));

@@ -152,6 +152,7 @@ struct ca_node {
     _Atomic int inflight; /* senders between their stopping check and wake */
     _Atomic uint64_t queued[CA__NODE_PEER_SLOTS];
     _Atomic uint64_t st_conns, st_accepted, st_refused, st_in, st_out, st_dropped, st_bad;
+    _Atomic uint64_t st_reads, st_waits;
     pthread_mutex_t list_lock; /* guards `up_names` for ca_node_connected */
     char **up_names;
     size_t nup;
@@ -168,6 +169,13 @@ struct ca_node {
     uv_prepare_t flusher; /* writes what scheduler 0's turns queued */
     bool flusher_open;
     bool flush_due;
+    /* reading in batches (batch_wait in node.c) */
+    uint64_t batch_ns;    /* the longest wait; 0: off */
+    uint64_t batch_in;    /* messages read (signals are not counted) */
+    uint64_t batch_mark;  /* batch_in when the last batch was counted */
+    uint64_t batch_retry; /* batch_in from which batching may start again */
+    unsigned batch_low;   /* waits in a row that brought few frames */
+    bool batching;
     uv_tcp_t listener;
     bool listener_open;
     uv_tcp_t epmd;

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -99,8 +101,9 @@ static int start_epmd(void)
 
 /* ---- nodes ---- */
 
-static int node_up_tick(tnode *t, const char *name, const char *cookie, size_t max_queue,
-                        unsigned ticktime)
+/* Start a runtime with 2 schedulers and a node on it with `no` (the epmd
+ * port is filled in). */
+static int node_start(tnode *t, ca_node_opts *no)
 {
     ca_rt_opts ro;
     ca_rt_opts_init(&ro);
@@ -109,19 +112,25 @@ static int node_up_tick(tnode *t, const char *name, const char *cookie, size_t m
     ro.log_level = CA_LOG_INFO;
     if (ca_rt_new(&ro, &t->rt))
         return -1;
-    ca_node_opts no;
-    ca_node_opts_init(&no);
-    no.name = name;
-    no.cookie = cookie;
-    no.epmd_port = epmd_port;
-    no.max_queue = max_queue;
-    no.net_ticktime = ticktime;
-    int rc = ca_node_start(t->rt, &no, &t->node);
+    no->epmd_port = epmd_port;
+    int rc = ca_node_start(t->rt, no, &t->node);
     if (rc) {
         ca_rt_free(t->rt);
         return rc;
     }
     return 0;
+}
+
+static int node_up_tick(tnode *t, const char *name, const char *cookie, size_t max_queue,
+                        unsigned ticktime)
+{
+    ca_node_opts no;
+    ca_node_opts_init(&no);
+    no.name = name;
+    no.cookie = cookie;
+    no.max_queue = max_queue;
+    no.net_ticktime = ticktime;
+    return node_start(t, &no);
 }
 
 static int node_up(tnode *t, const char *name, const char *cookie, size_t max_queue)
@@ -144,7 +153,8 @@ static void node_down(tnode *t)
  * Commands (from the test thread): {send_reg, Name, Node, Msg},
  * {send, Pid, Msg}, {link, Pid}, {monitor, Pid}, {exit, Reason},
  * {monitor_nodes}, {flood, Pid, N}. Messages {hello, X} are answered
- * {world, X} to the sender. Everything else is reported as
+ * {world, X} to the sender; {q, I, N} are counted silently, the last
+ * (I = N) reported as "<name>: q N". Everything else is reported as
  * "<name>: <term>", EXIT and DOWN as "<name>: exit|down <reason>".
  */
 static int t_init(ca_actor *self, void *arg, void **state)
@@ -185,7 +195,7 @@ static int t_handle(ca_actor *self, void *state, ca_msg *m)
     const char *t, *r;
     size_t tl, rl;
     ca_pid pid;
-    unsigned long n;
+    unsigned long n, i;
     if (ca_match(m, "{send_reg, ~a, ~a, ~t}", name, node, &t, &tl) == 0) {
         ei_x_buff x;
         ei_x_new_with_version(&x);
@@ -206,6 +216,9 @@ static int t_handle(ca_actor *self, void *state, ca_msg *m)
         ca_monitor_node(self, NULL, 1);
     } else if (ca_match(m, "{flood, ~p, ~u}", &pid, &n) == 0) {
         flood(self, who, pid, n);
+    } else if (ca_match(m, "{q, ~u, ~u}", &i, &n) == 0) {
+        if (i == n)
+            probe_say(&P, "%s: q %lu", who, n);
     } else if (ca_match(m, "{hello, ~t}", &t, &tl) == 0) {
         ca_sendf(self, ca_msg_from(m), "{world, ~t}", t, tl);
     } else if (ca_match(m, "{'EXIT', _, ~t}", &r, &rl) == 0) {
@@ -561,6 +574,131 @@ static void test_tick_timeout(void)
     node_down(&T);
 }
 
+/* ---- reading in batches ---- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Append a REG_SEND frame to `to` carrying the term made of fmt. */
+static void reg_send_frame(ei_x_buff *x, const erlang_pid *from, const char *to, const char *fmt,
+                           ...)
+{
+    ei_x_buff m;
+    va_list ap;
+    ei_x_new_with_version(&m);
+    va_start(ap, fmt);
+    CU_ASSERT_EQUAL(ca_vfmt(&m, fmt, ap), 0);
+    va_end(ap);
+    CU_ASSERT_EQUAL(ca__dist_encode_reg_send(x, from, to, m.buff, (size_t)m.index), 0);
+    ei_x_free(&m);
+}
+
+static void send_all(int fd, ei_x_buff *x)
+{
+    CU_ASSERT_EQUAL(send(fd, x->buff, (size_t)x->index, MSG_NOSIGNAL), (ssize_t)x->index);
+    x->index = 0;
+}
+
+/* Read n frames that are not ticks; 1 if they came (within 5 s each). */
+static int recv_frames(int fd, int n)
+{
+    static char body[1 << 16];
+    while (n > 0) {
+        unsigned char len[4];
+        if (recv(fd, len, 4, MSG_WAITALL) != 4)
+            return 0;
+        uint32_t l =
+            (uint32_t)len[0] << 24 | (uint32_t)len[1] << 16 | (uint32_t)len[2] << 8 | len[3];
+        if (l > sizeof body || (l && recv(fd, body, l, MSG_WAITALL) != (ssize_t)l))
+            return 0;
+        n -= l > 0;
+    }
+    return 1;
+}
+
+static uint64_t batch_waits(tnode *t)
+{
+    ca_node_stats st;
+    ca_node_stats_get(t->node, &st);
+    return st.batch_waits;
+}
+
+/* ca_node_opts.batch_us, at 300 ms so that every wait is plain to see.
+ * A peer with two requests out at a time, waiting for both answers, makes
+ * the node try batching and give it up after three waits; a burst makes
+ * it wait before it reads again, so a message sent meanwhile is read late;
+ * a message from another thread ends a wait at once. */
+static void test_batching(void)
+{
+    tnode t = {0};
+    ca_node_opts no;
+    ca_node_opts_init(&no);
+    CU_ASSERT_EQUAL(no.batch_us, 50);
+    no.name = "tw@127.0.0.1";
+    no.cookie = "c00kie";
+    no.batch_us = 300000;
+    CU_ASSERT_EQUAL_FATAL(node_start(&t, &no), 0);
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "w0";
+    o.sched = 0; /* the loop's scheduler: its actors idle is when the loop waits */
+    ca_pid w0;
+    CU_ASSERT_EQUAL_FATAL(ca_spawn(t.rt, &tester, (void *)"w0", &o, &w0), 0);
+    int fd = raw_peer("wp@127.0.0.1", "c00kie", ca_node_port(t.node));
+    CU_ASSERT_FATAL(fd >= 0);
+    erlang_pid from = {.num = 1, .creation = 77};
+    strcpy(from.node, "wp@127.0.0.1");
+    ei_x_buff x;
+    ei_x_new(&x);
+
+    /* two sequential callers: 3 waits (one to try, two more that bring 2
+     * messages each), then none */
+    uint64_t t0 = now_ms();
+    for (long r = 0; r < 12; r++) {
+        if (r == 4) {
+            CU_ASSERT_EQUAL(batch_waits(&t), 3);
+            t0 = now_ms();
+        }
+        reg_send_frame(&x, &from, "w0", "{hello, ~i}", 2 * r);
+        reg_send_frame(&x, &from, "w0", "{hello, ~i}", 2 * r + 1);
+        send_all(fd, &x);
+        CU_ASSERT_FATAL(recv_frames(fd, 2));
+    }
+    CU_ASSERT_EQUAL(batch_waits(&t), 3);
+    CU_ASSERT(now_ms() - t0 < 250); /* 8 round trips, no wait */
+
+    /* a burst past the retry mark (1024 messages) starts batching again */
+    for (long i = 1; i <= 1100; i++)
+        reg_send_frame(&x, &from, "w0", "{q, ~i, 1100}", i);
+    send_all(fd, &x);
+    CU_ASSERT_FATAL(probe_wait(&P, "w0: q 1100", 10000));
+    t0 = now_ms();
+    reg_send_frame(&x, &from, "w0", "{late, 1}", 0);
+    send_all(fd, &x);
+    CU_ASSERT(probe_wait(&P, "w0: {late,1}", 5000));
+    CU_ASSERT(now_ms() - t0 >= 150); /* read when the wait was over */
+    CU_ASSERT(batch_waits(&t) >= 4);
+
+    /* the node waits again (one message: a low wait, still batching);
+     * a message from this thread does not wait for it */
+    usleep(20 * 1000);
+    t0 = now_ms();
+    cmd(&t, w0, "{from_thread, 1}");
+    CU_ASSERT(probe_wait(&P, "w0: {from_thread,1}", 5000));
+    CU_ASSERT(now_ms() - t0 < 150);
+
+    ca_node_stats st;
+    ca_node_stats_get(t.node, &st);
+    CU_ASSERT(st.reads > 0 && st.reads < st.frames_in);
+    ei_x_free(&x);
+    close(fd);
+    node_down(&t);
+}
+
 /* Both sides dial at once: one connection wins, nothing is lost. */
 static void test_simultaneous_connect(void)
 {
@@ -607,6 +745,7 @@ static void add(void)
     CU_add_test(s, "noconnection and node monitors", test_noconnection_and_node_monitors);
     CU_add_test(s, "tick timeout", test_tick_timeout);
     CU_add_test(s, "simultaneous connect", test_simultaneous_connect);
+    CU_add_test(s, "reading in batches", test_batching);
     CU_add_test(s, "start errors", test_start_errors);
 }
 

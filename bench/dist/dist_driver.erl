@@ -99,10 +99,20 @@ cpu_ticks(OsPid) ->
 %% both sides' CPU time around it.
 sampled(OsPid, Fun) ->
     Me = os:getpid(),
+    I0 = {syscalls(OsPid), syscalls(Me)},
     S0 = cpu_ticks(OsPid), D0 = cpu_ticks(Me), T0 = erlang:monotonic_time(microsecond),
     N = Fun(),
     T1 = erlang:monotonic_time(microsecond), S1 = cpu_ticks(OsPid), D1 = cpu_ticks(Me),
+    I1 = {syscalls(OsPid), syscalls(Me)},
+    put(syscalls, {I0, I1}),
     {N, T1 - T0, S1 - S0, D1 - D0}.
+
+%% {read, write} system calls of OS process OsPid so far (/proc/PID/io's
+%% syscr and syscw, which count read/readv/recv* and write/writev/send*).
+syscalls(OsPid) ->
+    {ok, B} = file:read_file("/proc/" ++ OsPid ++ "/io"),
+    Kv = [list_to_tuple(string:lexemes(L, ": ")) || L <- string:lexemes(binary_to_list(B), "\n")],
+    {list_to_integer(proplists:get_value("syscr", Kv)), list_to_integer(proplists:get_value("syscw", Kv))}.
 
 measure({Label, Node, OsPid}, {Kind, Size, Term}, Run, Ms, Clk) ->
     erlang:garbage_collect(),
@@ -111,8 +121,12 @@ measure({Label, Node, OsPid}, {Kind, Size, Term}, Run, Ms, Clk) ->
     SrvUs = STk * 1.0e6 / Clk / max(N, 1),
     SrvPct = STk * 1.0e8 / Clk / Us,
     DrvPct = DTk * 1.0e8 / Clk / Us,
-    io:format("  ~-8s ~-9s ~-6s run ~b: ~12.1f msg/s  server ~8.2f us/msg  server ~5.1f%  driver ~5.1f%~n",
-              [Label, Kind, Size, Run, Rate, SrvUs, SrvPct, DrvPct]),
+    {{{SR0, SW0}, {DR0, DW0}}, {{SR1, SW1}, {DR1, DW1}}} = get(syscalls),
+    PerMsg = fun(A, B) -> (B - A) / max(N, 1) end,
+    io:format("  ~-8s ~-9s ~-6s run ~b: ~12.1f msg/s  server ~8.2f us/msg  server ~5.1f%  driver ~5.1f%"
+              "  syscalls/msg server r ~.2f w ~.2f driver r ~.2f w ~.2f~n",
+              [Label, Kind, Size, Run, Rate, SrvUs, SrvPct, DrvPct,
+               PerMsg(SR0, SR1), PerMsg(SW0, SW1), PerMsg(DR0, DR1), PerMsg(DW0, DW1)]),
     #{label => Label, test => {Kind, Size}, run => Run, n => N, us => Us,
       rate => Rate, srv_us => SrvUs, srv_pct => SrvPct, drv_pct => DrvPct}.
 

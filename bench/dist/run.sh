@@ -7,7 +7,8 @@
 # Environment: DIST_RUNS (3) runs of every test, DIST_MS (2000) ms per test,
 # BENCH_BUILD (build-bench) build directory, DIST_FROM_HEAD=1 (measure the
 # last commit instead of the working tree), CACTOR_THREADS (2) scheduler
-# threads of cactor-node, CACTOR_HASH_MODE (pool|work, see hash_plugin.c),
+# threads of cactor-node, CACTOR_BATCH_US (its --batch-us; unset: the
+# default), CACTOR_HASH_MODE (pool|work, see hash_plugin.c),
 # DIST_TESTS (e.g. "seq,hash100": only those kinds), DIST_CONTENDERS (e.g.
 # "ei cactor"), DIST_PERF=FILE (perf record -g of cactor-node meanwhile),
 # DIST_CALLGRIND=FILE (cactor-node under valgrind --tool=callgrind).
@@ -103,7 +104,8 @@ PIDS+=($!)
 EI_PID=$!
 PIDS+=($EI_PID)
 ${DIST_CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$DIST_CALLGRIND} \
-    "$BUILD/cactor-node" --name "ca$S@127.0.0.1" --threads "$THREADS" --load "$BUILD/hash_plugin.so" \
+    "$BUILD/cactor-node" --name "ca$S@127.0.0.1" --threads "$THREADS" \
+    ${CACTOR_BATCH_US:+--batch-us "$CACTOR_BATCH_US"} --load "$BUILD/hash_plugin.so" \
     >"$WORK/cactor.out" 2>"$WORK/cactor.err" &
 CA_PID=$!
 PIDS+=($CA_PID)
