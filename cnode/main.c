@@ -50,7 +50,7 @@ static void usage(FILE *f)
                "                   [--threads N] [--listen ADDR] [--port PORT]\n"
                "                   [--batch-us US] [--load PLUGIN.so ...] [--probe] [--verbose]\n"
                "  --batch-us US  wait up to US microseconds for dense input to pile up\n"
-               "                 before reading it (default 50; 0: read at once)\n");
+               "                 before reading it (default 100; 0: read at once)\n");
 }
 
 static int bad(const char *fmt, const char *arg)

@@ -93,7 +93,7 @@ int ca__from_ei_ref(const erlang_ref *e, ca_ref *r)
 void ca_node_opts_init(ca_node_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->batch_us = 50;
+    o->batch_us = 100;
 }
 
 static int make_name(ca_node *n, const char *name)

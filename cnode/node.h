@@ -174,7 +174,7 @@ struct ca_node {
     uint64_t batch_in;    /* messages read (signals are not counted) */
     uint64_t batch_mark;  /* batch_in when the last batch was counted */
     uint64_t batch_retry; /* batch_in from which batching may start again */
-    unsigned batch_low;   /* waits in a row that brought few frames */
+    unsigned batch_low;   /* waits in a row that brought few messages */
     bool batching;
     uv_tcp_t listener;
     bool listener_open;

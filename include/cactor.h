@@ -589,12 +589,12 @@ typedef struct ca_node_opts {
      * scheduler 0 waits up to this long, once its actors are idle, before
      * it reads the sockets again, so that input is read, handled and
      * answered in batches: fewer system calls and wake-ups on both sides,
-     * for at most this much (plus the kernel's timer slack: 150 us in all
-     * for 50 on the benchmark VM) added to a message's latency. A few
-     * sequential callers, who wait for each answer, are told apart (fewer
-     * than 8 messages per wait) and not made to wait; work from other
-     * threads ends a wait at once. ca_node_opts_init: 50; 0: read as soon
-     * as data comes; at most 1000000. */
+     * for at most this much (plus the kernel's timer slack and wake-up:
+     * 205 us in all for 100 on the benchmark VM) added to a message's
+     * latency. A few sequential callers, who wait for each answer, are
+     * told apart (fewer than 8 messages per wait) and not made to wait;
+     * work from other threads ends a wait at once. ca_node_opts_init: 100;
+     * 0: read as soon as data comes; at most 1000000. */
     unsigned batch_us;
 } ca_node_opts;
 

@@ -637,7 +637,7 @@ static void test_batching(void)
     tnode t = {0};
     ca_node_opts no;
     ca_node_opts_init(&no);
-    CU_ASSERT_EQUAL(no.batch_us, 50);
+    CU_ASSERT_EQUAL(no.batch_us, 100);
     no.name = "tw@127.0.0.1";
     no.cookie = "c00kie";
     no.batch_us = 300000;

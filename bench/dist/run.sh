@@ -169,7 +169,7 @@ gnuplot -e "datafile='$OUT/results.dat'; outfile='$OUT/results.png'" "$OUT/plot.
     echo "| CPU | \`$CPU\` (/proc/cpuinfo) |"
     echo "| kernel | $(uname -r) |"
     echo "| Erlang/OTP | $OTP (erts $ERTS), erl_interface $(basename /usr/lib/erlang/lib/erl_interface-* | sed 's/erl_interface-//') |"
-    echo "| cactor | $TREE, \`--threads $THREADS --batch-us ${CACTOR_BATCH_US:-50}\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
+    echo "| cactor | $TREE, \`--threads $THREADS --batch-us ${CACTOR_BATCH_US:-100}\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
     echo
     cat "$WORK/res/results.md"
     echo
