@@ -93,6 +93,11 @@ bad_options(_Config) ->
     ct:log("~p", [Lines]),
     ?assert(lists:any(fun(L) -> binary:match(L, <<"--threads">>) =/= nomatch end, Lines)),
     {error, {exited_at_start, 2, _}} = cactor:start_node(bad_arg, #{extra_args => ["--bogus"]}),
+    %% and a batch wait that is not a number of microseconds up to 1 s
+    {error, {exited_at_start, 2, BLines}} =
+        cactor:start_node(bad_batch, #{extra_args => ["--batch-us", "2000000"]}),
+    ?assert(lists:any(fun(L) -> binary:match(L, <<"--batch-us takes 0..1000000">>) =/= nomatch end,
+                      BLines)),
     ?assertEqual([], cactor:which_nodes()).
 
 bad_plugin(Config) ->

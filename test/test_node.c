@@ -677,7 +677,7 @@ static void test_batching(void)
     send_all(fd, &x);
     CU_ASSERT_FATAL(probe_wait(&P, "w0: q 1100", 10000));
     t0 = now_ms();
-    reg_send_frame(&x, &from, "w0", "{late, 1}", 0);
+    reg_send_frame(&x, &from, "w0", "{late, 1}");
     send_all(fd, &x);
     CU_ASSERT(probe_wait(&P, "w0: {late,1}", 5000));
     CU_ASSERT(now_ms() - t0 >= 150); /* read when the wait was over */
