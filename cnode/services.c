@@ -120,16 +120,16 @@ static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei
         rc = ei_x_encode_empty_list(&nodes) ? CA_ENOMEM : 0;
     ca_node_list_free(names, n);
     if (rc == 0)
-        rc = ca_fmt(r,
-                    "#{node => ~a, actors => ~u, spawned => ~u, schedulers => ~u, nodes => ~t, "
-                    "messages => ~u, frames_in => ~u, frames_out => ~u, overflows => ~u, "
-                    "restarts => ~u, refused_handshakes => ~u}",
-                    ca_node_self_name(node), (unsigned long)st.actors_alive,
-                    (unsigned long)st.actors_spawned, (unsigned long)ca_rt_threads(rt), nodes.buff,
-                    (size_t)nodes.index, (unsigned long)st.messages_sent,
-                    (unsigned long)ns.frames_in, (unsigned long)ns.frames_out,
-                    (unsigned long)st.overflows, (unsigned long)st.restarts,
-                    (unsigned long)ns.refused);
+        rc = ca_fmt(
+            r,
+            "#{node => ~a, actors => ~u, spawned => ~u, schedulers => ~u, nodes => ~t, "
+            "messages => ~u, frames_in => ~u, frames_out => ~u, overflows => ~u, "
+            "restarts => ~u, refused_handshakes => ~u, reads => ~u, batch_waits => ~u}",
+            ca_node_self_name(node), (unsigned long)st.actors_alive,
+            (unsigned long)st.actors_spawned, (unsigned long)ca_rt_threads(rt), nodes.buff,
+            (size_t)nodes.index, (unsigned long)st.messages_sent, (unsigned long)ns.frames_in,
+            (unsigned long)ns.frames_out, (unsigned long)st.overflows, (unsigned long)st.restarts,
+            (unsigned long)ns.refused, (unsigned long)ns.reads, (unsigned long)ns.batch_waits);
     ei_x_free(&nodes);
     return rc;
 }

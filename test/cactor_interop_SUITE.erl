@@ -510,7 +510,10 @@ rpc_info(Config) ->
     ?assert(is_map(Info)),
     ?assertMatch(#{node := N, schedulers := 2}, Info),
     ?assert(lists:member(node(), maps:get(nodes, Info))),
-    [?assert(is_integer(maps:get(K, Info)), K) || K <- [actors, restarts, spawned]].
+    [?assert(is_integer(maps:get(K, Info)), K)
+     || K <- [actors, restarts, spawned, frames_in, frames_out, batch_waits]],
+    %% this very call came in through at least one read
+    ?assert(maps:get(reads, Info) > 0).
 
 rpc_undef(Config) ->
     N = cn(Config),
