@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <openssl/rand.h>
 
+#include "bytes.h"
 #include "node.h"
 
 #define SETUP_TIMEOUT_MS 7000 /* net_setuptime's default */
@@ -352,9 +353,7 @@ static void bad_stream(ca__conn *c, int rc, size_t at)
 {
     char why[160];
     const unsigned char *p = (const unsigned char *)c->rbuf + at;
-    uint32_t len = c->rlen - at >= 4
-                       ? ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3])
-                       : 0;
+    uint32_t len = c->rlen - at >= 4 ? ca__get32(p) : 0;
     if (rc == CA_ETOOBIG)
         snprintf(why, sizeof why, "frame of %u bytes over the %zu limit", len, c->node->max_frame);
     else if (rc == CA_EPROTO && c->rlen - at > 4)

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "dist.h"
 
 #define ETF_VERSION 131
@@ -17,16 +18,6 @@
 /* ------------------------------------------------------------------ */
 /* Bounded term walker                                                 */
 /* ------------------------------------------------------------------ */
-
-static uint32_t rd32(const unsigned char *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static unsigned rd16(const unsigned char *p)
-{
-    return ((unsigned)p[0] << 8) | p[1];
-}
 
 /* Skip an atom (the node of a pid, port or ref), which must be one of the
  * four plain atom tags: no atom cache references in pass-through. */
@@ -40,7 +31,7 @@ static int skip_atom(const unsigned char *p, size_t len, size_t *i)
     case ERL_ATOM_UTF8_EXT:
         if (rem < 3)
             return CA_EBADTERM;
-        n = 3 + rd16(p + *i + 1);
+        n = 3 + ca__get16(p + *i + 1);
         break;
     case ERL_SMALL_ATOM_EXT:
     case ERL_SMALL_ATOM_UTF8_EXT:
@@ -81,27 +72,27 @@ static int skip_flat(unsigned tag, const unsigned char *q, size_t rem, uint64_t 
     case ERL_ATOM_EXT:
     case ERL_ATOM_UTF8_EXT:
     case ERL_STRING_EXT:
-        *n = rem < 2 ? UINT64_MAX : 2 + (uint64_t)rd16(q);
+        *n = rem < 2 ? UINT64_MAX : 2 + (uint64_t)ca__get16(q);
         return 1;
     case ERL_SMALL_ATOM_EXT:
     case ERL_SMALL_ATOM_UTF8_EXT:
         *n = rem < 1 ? UINT64_MAX : 1 + (uint64_t)q[0];
         return 1;
     case ERL_BINARY_EXT:
-        *n = rem < 4 ? UINT64_MAX : 4 + (uint64_t)rd32(q);
+        *n = rem < 4 ? UINT64_MAX : 4 + (uint64_t)ca__get32(q);
         return 1;
     case ERL_BIT_BINARY_EXT:
-        *n = rem < 4 ? UINT64_MAX : 5 + (uint64_t)rd32(q);
+        *n = rem < 4 ? UINT64_MAX : 5 + (uint64_t)ca__get32(q);
         return 1;
     case ERL_SMALL_BIG_EXT:
         *n = rem < 1 ? UINT64_MAX : 2 + (uint64_t)q[0];
         return 1;
     case ERL_LARGE_BIG_EXT:
-        *n = rem < 4 ? UINT64_MAX : 5 + (uint64_t)rd32(q);
+        *n = rem < 4 ? UINT64_MAX : 5 + (uint64_t)ca__get32(q);
         return 1;
     case ERL_NEW_FUN_EXT:
         /* Size counts itself: the whole fun is Size bytes after the tag. */
-        *n = rem < 4 || rd32(q) < 4 ? UINT64_MAX : (uint64_t)rd32(q);
+        *n = rem < 4 || ca__get32(q) < 4 ? UINT64_MAX : (uint64_t)ca__get32(q);
         return 1;
     default:
         return 0;
@@ -115,7 +106,7 @@ static int skip_node_container(unsigned tag, const unsigned char *p, size_t len,
     if (tag == ERL_NEW_REFERENCE_EXT || tag == ERL_NEWER_REFERENCE_EXT) {
         if (rem < 2)
             return CA_EBADTERM;
-        words = rd16(p + *i);
+        words = ca__get16(p + *i);
         *i += 2;
     }
     int rc = skip_atom(p, len, i);
@@ -178,19 +169,19 @@ int ca__etf_skip(const char *buf, size_t len, size_t *pos)
         case ERL_LARGE_TUPLE_EXT:
             if (rem < 4)
                 return CA_EBADTERM;
-            pending += rd32(p + i);
+            pending += ca__get32(p + i);
             i += 4;
             break;
         case ERL_LIST_EXT: /* elements, then the tail */
             if (rem < 4)
                 return CA_EBADTERM;
-            pending += (uint64_t)rd32(p + i) + 1;
+            pending += (uint64_t)ca__get32(p + i) + 1;
             i += 4;
             break;
         case ERL_MAP_EXT:
             if (rem < 4)
                 return CA_EBADTERM;
-            pending += 2 * (uint64_t)rd32(p + i);
+            pending += 2 * (uint64_t)ca__get32(p + i);
             i += 4;
             break;
         case ERL_EXPORT_EXT: /* module, function, arity */
@@ -241,7 +232,7 @@ static int rd_atom(rd *r, char *out)
     if (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT) {
         if (!avail(r, 3))
             return CA_EPROTO;
-        n = rd16(r->p + r->pos + 1), hl = 3;
+        n = ca__get16(r->p + r->pos + 1), hl = 3;
     } else if (tag == ERL_SMALL_ATOM_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT) {
         n = r->p[r->pos + 1], hl = 2;
     } else {
@@ -281,7 +272,7 @@ static int rd_u32(rd *r, uint32_t *v)
 {
     if (!avail(r, 4))
         return CA_EPROTO;
-    *v = rd32(r->p + r->pos);
+    *v = ca__get32(r->p + r->pos);
     r->pos += 4;
     return 0;
 }
@@ -316,7 +307,7 @@ static int rd_ref(rd *r, erlang_ref *ref)
     unsigned tag = r->p[r->pos];
     if (tag != ERL_NEW_REFERENCE_EXT && tag != ERL_NEWER_REFERENCE_EXT)
         return CA_EPROTO;
-    size_t words = rd16(r->p + r->pos + 1);
+    size_t words = ca__get16(r->p + r->pos + 1);
     /* V4_NC allows up to 5 words: what erlang_ref holds. */
     if (words < 1 || words > 5)
         return CA_EPROTO;
@@ -353,7 +344,7 @@ static int rd_u64(rd *r, uint64_t *v)
     case ERL_INTEGER_EXT:
         if (!avail(r, 5) || (q[1] & 0x80))
             return CA_EPROTO;
-        *v = rd32(q + 1);
+        *v = ca__get32(q + 1);
         r->pos += 5;
         return 0;
     case ERL_SMALL_BIG_EXT: {
@@ -382,7 +373,7 @@ static int rd_tuple(rd *r, size_t *arity)
         return 0;
     }
     if (r->p[r->pos] == ERL_LARGE_TUPLE_EXT && avail(r, 5)) {
-        *arity = rd32(r->p + r->pos + 1);
+        *arity = ca__get32(r->p + r->pos + 1);
         r->pos += 5;
         return 0;
     }
@@ -674,11 +665,7 @@ static int finish(ei_x_buff *x, int start, int rc)
         return rc;
     }
     uint32_t n = (uint32_t)(x->index - start - 4);
-    unsigned char *p = (unsigned char *)x->buff + start;
-    p[0] = (unsigned char)(n >> 24);
-    p[1] = (unsigned char)(n >> 16);
-    p[2] = (unsigned char)(n >> 8);
-    p[3] = (unsigned char)n;
+    ca__put32((unsigned char *)x->buff + start, n);
     return 0;
 }
 

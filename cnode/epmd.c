@@ -1,23 +1,8 @@
 /* EPMD requests and answers (erl_dist_protocol, "EPMD Protocol"). */
 #include <string.h>
 
+#include "bytes.h"
 #include "dist.h"
-
-static void put16(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-}
-
-static unsigned get16(const unsigned char *p)
-{
-    return ((unsigned)p[0] << 8) | p[1];
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /* EPMD keys nodes by the alive part only; an '@' there would register a
  * name no node can ever ask for. */
@@ -43,16 +28,16 @@ int ca__epmd_alive2_req(ca_dist_out *out, const char *alive, uint16_t port)
     if (out == NULL || out->cap - out->len < 2 + body)
         return CA_ETOOBIG;
     unsigned char *p = out->data + out->len;
-    put16(p, (unsigned)body);
+    ca__put16(p, (unsigned)body);
     p[2] = CA_EPMD_ALIVE2_REQ;
-    put16(p + 3, port);
+    ca__put16(p + 3, port);
     p[5] = CA_EPMD_NODE_HIDDEN;
     p[6] = CA_EPMD_PROTO_TCP;
-    put16(p + 7, CA_DIST_VERSION);
-    put16(p + 9, CA_DIST_VERSION);
-    put16(p + 11, (unsigned)n);
+    ca__put16(p + 7, CA_DIST_VERSION);
+    ca__put16(p + 9, CA_DIST_VERSION);
+    ca__put16(p + 11, (unsigned)n);
     memcpy(p + 13, alive, n);
-    put16(p + 13 + n, 0);
+    ca__put16(p + 13 + n, 0);
     out->len += 2 + body;
     return 0;
 }
@@ -77,7 +62,7 @@ int ca__epmd_alive2_resp(const void *buf, size_t len, size_t *used, uint32_t *cr
         return CA_EEXIST;
     if (len < full)
         return 0;
-    *creation = full == 6 ? get32(p + 2) : get16(p + 2);
+    *creation = full == 6 ? ca__get32(p + 2) : ca__get16(p + 2);
     *used = full;
     return 0;
 }
@@ -91,7 +76,7 @@ int ca__epmd_port_please2_req(ca_dist_out *out, const char *alive)
     if (out == NULL || out->cap - out->len < 2 + 1 + n)
         return CA_ETOOBIG;
     unsigned char *p = out->data + out->len;
-    put16(p, (unsigned)(1 + n));
+    ca__put16(p, (unsigned)(1 + n));
     p[2] = CA_EPMD_PORT_PLEASE2;
     memcpy(p + 3, alive, n);
     out->len += 3 + n;
@@ -111,20 +96,20 @@ int ca__epmd_port2_resp(const void *buf, size_t len, size_t *used, ca_epmd_node 
     /* 119, 0, port, type, proto, high, low, nlen */
     if (len < 12)
         return 0;
-    size_t nlen = get16(p + 10);
+    size_t nlen = ca__get16(p + 10);
     if (nlen == 0)
         return CA_EPROTO;
     if (len < 12 + nlen + 2)
         return 0;
-    size_t elen = get16(p + 12 + nlen);
+    size_t elen = ca__get16(p + 12 + nlen);
     size_t full = 12 + nlen + 2 + elen;
     if (len < full)
         return 0;
-    node->port = (uint16_t)get16(p + 2);
+    node->port = (uint16_t)ca__get16(p + 2);
     node->node_type = p[4];
     node->protocol = p[5];
-    node->highest = (uint16_t)get16(p + 6);
-    node->lowest = (uint16_t)get16(p + 8);
+    node->highest = (uint16_t)ca__get16(p + 6);
+    node->lowest = (uint16_t)ca__get16(p + 8);
     node->name.p = (const char *)p + 12;
     node->name.len = nlen;
     node->extra.p = (const char *)p + 14 + nlen;

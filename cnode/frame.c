@@ -5,6 +5,7 @@
  */
 #include <string.h>
 
+#include "bytes.h"
 #include "dist.h"
 
 int ca__dist_frame_cut(const void *buf, size_t len, size_t max_frame, size_t *used, size_t *need,
@@ -19,7 +20,7 @@ int ca__dist_frame_cut(const void *buf, size_t len, size_t max_frame, size_t *us
         max_frame = CA_DIST_FRAME_MAX_DEFAULT;
     if (len < 4)
         return 0;
-    uint32_t flen = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    uint32_t flen = ca__get32(p);
     /* Refuse before waiting for (or allocating room for) the body. */
     if (flen > max_frame)
         return CA_ETOOBIG;

@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "bytes.h"
 #include "dist.h"
 
 enum {
@@ -32,45 +33,6 @@ enum {
     A_COMPLEMENT,
     A_REPLY,
 };
-
-/* ------------------------------------------------------------------ */
-/* Byte helpers                                                        */
-/* ------------------------------------------------------------------ */
-
-static void put16(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
-static unsigned get16(const unsigned char *p)
-{
-    return ((unsigned)p[0] << 8) | p[1];
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    return ((uint64_t)get32(p) << 32) | get32(p + 4);
-}
 
 /* ------------------------------------------------------------------ */
 /* Flags, names, digest                                                */
@@ -268,7 +230,7 @@ uint64_t ca__dist_hs_flags(const ca_dist_hs *hs)
 static unsigned char *msg_begin(ca_dist_out *out, size_t body)
 {
     unsigned char *p = out->data + out->len;
-    put16(p, (unsigned)body);
+    ca__put16(p, (unsigned)body);
     out->len += 2 + body;
     return p + 2;
 }
@@ -286,7 +248,7 @@ static int gen_challenge(ca_dist_hs *hs, uint32_t *c)
     unsigned char b[4];
     if (hs->rand(b, 4) != 1)
         return fail(hs, CA_DIST_HS_E_RANDOM);
-    *c = get32(b);
+    *c = ca__get32(b);
     return 0;
 }
 
@@ -295,9 +257,9 @@ static void send_name(ca_dist_hs *hs, ca_dist_out *out)
     size_t n = strlen(hs->name);
     unsigned char *p = msg_begin(out, 15 + n);
     p[0] = 'N';
-    put64(p + 1, hs->flags);
-    put32(p + 9, hs->creation);
-    put16(p + 13, (unsigned)n);
+    ca__put64(p + 1, hs->flags);
+    ca__put32(p + 9, hs->creation);
+    ca__put16(p + 13, (unsigned)n);
     memcpy(p + 15, hs->name, n);
 }
 
@@ -309,10 +271,10 @@ static int send_challenge(ca_dist_hs *hs, ca_dist_out *out)
     size_t n = strlen(hs->name);
     unsigned char *p = msg_begin(out, 19 + n);
     p[0] = 'N';
-    put64(p + 1, hs->flags);
-    put32(p + 9, hs->my_challenge);
-    put32(p + 13, hs->creation);
-    put16(p + 17, (unsigned)n);
+    ca__put64(p + 1, hs->flags);
+    ca__put32(p + 9, hs->my_challenge);
+    ca__put32(p + 13, hs->creation);
+    ca__put16(p + 17, (unsigned)n);
     memcpy(p + 19, hs->name, n);
     /* A peer that sent the old 'n' owes us its creation and high flags. */
     hs->step = hs->old_name ? A_COMPLEMENT : A_REPLY;
@@ -381,9 +343,9 @@ static int acc_name(ca_dist_hs *hs, const unsigned char *m, size_t n, ca_dist_ou
     size_t nlen;
     uint64_t required = hs->required;
     if (m[0] == 'N' && n >= 15) {
-        hs->peer_flags = get64(m + 1);
-        hs->peer_creation = get32(m + 9);
-        nlen = get16(m + 13);
+        hs->peer_flags = ca__get64(m + 1);
+        hs->peer_creation = ca__get32(m + 9);
+        nlen = ca__get16(m + 13);
         name = m + 15;
         if (nlen > n - 15) /* extra bytes after the name are allowed */
             return fail(hs, CA_DIST_HS_E_MALFORMED);
@@ -393,7 +355,7 @@ static int acc_name(ca_dist_hs *hs, const unsigned char *m, size_t n, ca_dist_ou
          * the name up to the end. Its creation and high flags come later,
          * in a complement; only the low flags can be judged now. */
         hs->old_name = 1;
-        hs->peer_flags = get32(m + 3);
+        hs->peer_flags = ca__get32(m + 3);
         name = m + 7;
         nlen = n - 7;
         required &= UINT64_C(0xffffffff);
@@ -434,8 +396,8 @@ static int acc_complement(ca_dist_hs *hs, const unsigned char *m, size_t n)
         return fail(hs, CA_DIST_HS_E_UNEXPECTED);
     if (n != 9)
         return fail(hs, CA_DIST_HS_E_MALFORMED);
-    hs->peer_flags |= (uint64_t)get32(m + 1) << 32;
-    hs->peer_creation = get32(m + 5);
+    hs->peer_flags |= (uint64_t)ca__get32(m + 1) << 32;
+    hs->peer_creation = ca__get32(m + 5);
     if (hs->peer_flags & CA_DFLAG_MANDATORY_25_DIGEST)
         hs->peer_flags |= CA_DFLAG_MANDATORY_25;
     /* The status is already sent: no "not_allowed" possible, just close. */
@@ -454,7 +416,7 @@ static int acc_reply(ca_dist_hs *hs, const unsigned char *m, size_t n, ca_dist_o
     int rc = check_digest(hs, m + 5, CA_DIST_HS_E_BAD_REPLY);
     if (rc < 0)
         return rc;
-    hs->peer_challenge = get32(m + 1);
+    hs->peer_challenge = ca__get32(m + 1);
     unsigned char d[16];
     if ((rc = digest(hs, hs->peer_challenge, d)) < 0)
         return rc;
@@ -506,7 +468,7 @@ static int ini_challenge(ca_dist_hs *hs, const unsigned char *m, size_t n, ca_di
         return fail(hs, CA_DIST_HS_E_UNEXPECTED);
     if (n < 19)
         return fail(hs, CA_DIST_HS_E_MALFORMED);
-    size_t nlen = get16(m + 17);
+    size_t nlen = ca__get16(m + 17);
     if (nlen > n - 19)
         return fail(hs, CA_DIST_HS_E_MALFORMED);
     int rc = set_peer_name(hs, m + 19, nlen);
@@ -514,20 +476,20 @@ static int ini_challenge(ca_dist_hs *hs, const unsigned char *m, size_t n, ca_di
         return rc;
     if (hs->expect[0] != 0 && strcmp(hs->expect, hs->peer_name) != 0)
         return fail(hs, CA_DIST_HS_E_PEER_NAME);
-    hs->peer_flags = get64(m + 1);
+    hs->peer_flags = ca__get64(m + 1);
     if (hs->peer_flags & CA_DFLAG_MANDATORY_25_DIGEST)
         hs->peer_flags |= CA_DFLAG_MANDATORY_25;
     if (ca__dist_flags_missing(hs->peer_flags, hs->required) != 0)
         return fail(hs, CA_DIST_HS_E_FLAGS);
-    hs->peer_challenge = get32(m + 9);
-    hs->peer_creation = get32(m + 13);
+    hs->peer_challenge = ca__get32(m + 9);
+    hs->peer_creation = ca__get32(m + 13);
     unsigned char d[16];
     if ((rc = gen_challenge(hs, &hs->my_challenge)) < 0 ||
         (rc = digest(hs, hs->peer_challenge, d)) < 0)
         return rc;
     unsigned char *p = msg_begin(out, 21);
     p[0] = 'r';
-    put32(p + 1, hs->my_challenge);
+    ca__put32(p + 1, hs->my_challenge);
     memcpy(p + 5, d, 16);
     hs->step = I_ACK;
     return 0;
@@ -601,7 +563,7 @@ int ca__dist_hs_feed(ca_dist_hs *hs, const void *data, size_t len, size_t *used,
         if (hs->have < 2) {
             hs->hdr[hs->have++] = d[pos++];
             if (hs->have == 2) {
-                hs->need = get16(hs->hdr);
+                hs->need = ca__get16(hs->hdr);
                 if (hs->need == 0)
                     rc = fail(hs, CA_DIST_HS_E_MALFORMED);
                 else if (hs->need > CA_DIST_HS_MAXMSG)

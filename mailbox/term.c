@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "cactor.h"
 
 #define VERSION_MAGIC 131
@@ -31,16 +32,6 @@
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
-
-static uint32_t get16(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 8 | p[1];
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* Decode one UTF-8 code point from s[0..n); returns its length, or 0 if
  * invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
@@ -151,7 +142,7 @@ static int check_atom(const unsigned char *b, size_t len, size_t i, size_t *next
     case ERL_ATOM_UTF8_EXT:
         if (len - i < 3)
             return CA_EBADTERM;
-        n = get16(b + i + 1), hdr = 3;
+        n = ca__get16(b + i + 1), hdr = 3;
         break;
     case ERL_SMALL_ATOM_EXT:
     case ERL_SMALL_ATOM_UTF8_EXT:
@@ -199,7 +190,7 @@ static int check_new_ref(const unsigned char *b, size_t len, size_t *i, size_t c
     size_t next;
     if (len - *i < 2)
         return CA_EBADTERM;
-    uint32_t n = get16(b + *i);
+    uint32_t n = ca__get16(b + *i);
     /* ei's erlang_ref and ca_ref hold at most 5 words */
     if (n > 5)
         return CA_EBADTERM;
@@ -218,10 +209,10 @@ static int check_new_fun(const unsigned char *b, size_t len, size_t *i, int dept
 {
     if (depth >= FUN_DEPTH || len - *i < 4)
         return CA_EBADTERM;
-    uint32_t size = get32(b + *i);
+    uint32_t size = ca__get32(b + *i);
     if (size < 29 || size > len - *i)
         return CA_EBADTERM;
-    uint32_t nfree = get32(b + *i + 25);
+    uint32_t nfree = ca__get32(b + *i + 25);
     size_t end;
     int err = check_terms(b, *i + size, *i + 29, 4 + (uint64_t)nfree, &end, depth + 1);
     if (err || end != *i + size)
@@ -264,19 +255,19 @@ static int check_terms(const unsigned char *b, size_t len, size_t i, uint64_t co
             err = check_atom(b, len, i - 1, &i);
             break;
         case ERL_STRING_EXT:
-            need = left < 2 ? 2 : 2 + (size_t)get16(b + i);
+            need = left < 2 ? 2 : 2 + (size_t)ca__get16(b + i);
             break;
         case ERL_BINARY_EXT:
-            need = left < 4 ? 4 : 4 + (size_t)get32(b + i);
+            need = left < 4 ? 4 : 4 + (size_t)ca__get32(b + i);
             break;
         case ERL_BIT_BINARY_EXT:
-            need = left < 5 || b[i + 4] > 8 ? SIZE_MAX : 5 + (size_t)get32(b + i);
+            need = left < 5 || b[i + 4] > 8 ? SIZE_MAX : 5 + (size_t)ca__get32(b + i);
             break;
         case ERL_SMALL_BIG_EXT:
             need = left < 1 ? 1 : 2 + (size_t)b[i];
             break;
         case ERL_LARGE_BIG_EXT:
-            need = left < 4 ? 4 : 5 + (size_t)get32(b + i);
+            need = left < 4 ? 4 : 5 + (size_t)ca__get32(b + i);
             break;
         case ERL_NIL_EXT:
             break;
@@ -288,17 +279,17 @@ static int check_terms(const unsigned char *b, size_t len, size_t i, uint64_t co
         case ERL_LARGE_TUPLE_EXT:
             need = 4;
             if (left >= 4)
-                count += get32(b + i);
+                count += ca__get32(b + i);
             break;
         case ERL_LIST_EXT:
             need = 4;
             if (left >= 4)
-                count += (uint64_t)get32(b + i) + 1;
+                count += (uint64_t)ca__get32(b + i) + 1;
             break;
         case ERL_MAP_EXT:
             need = 4;
             if (left >= 4)
-                count += 2 * (uint64_t)get32(b + i);
+                count += 2 * (uint64_t)ca__get32(b + i);
             break;
         case ERL_NEW_PID_EXT:
             err = check_node_thing(b, len, &i, 12);
@@ -330,7 +321,7 @@ static int check_terms(const unsigned char *b, size_t len, size_t i, uint64_t co
         case ERL_FUN_EXT:
             need = 4;
             if (left >= 4)
-                count += 4 + (uint64_t)get32(b + i);
+                count += 4 + (uint64_t)ca__get32(b + i);
             break;
         case ERL_NEW_FUN_EXT:
             err = check_new_fun(b, len, &i, depth);
@@ -987,8 +978,7 @@ static int put_int(ei_x_buff *x, ival v)
     } else if (v.mag <= (uint64_t)INT32_MAX + v.neg) {
         uint32_t u = v.neg ? (uint32_t)(0 - v.mag) : (uint32_t)v.mag;
         b[0] = ERL_INTEGER_EXT, n = 5;
-        b[1] = (unsigned char)(u >> 24), b[2] = (unsigned char)(u >> 16);
-        b[3] = (unsigned char)(u >> 8), b[4] = (unsigned char)u;
+        ca__put32(b + 1, u);
     } else {
         b[0] = ERL_SMALL_BIG_EXT, b[2] = (unsigned char)v.neg, n = 3;
         for (uint64_t m = v.mag; m; m >>= 8)
@@ -1088,9 +1078,7 @@ static int fmt_bin(fst *s)
     if (err)
         return err;
     uint32_t n = (uint32_t)(s->x->index - at - 5);
-    unsigned char *h = (unsigned char *)s->x->buff + at + 1;
-    h[0] = (unsigned char)(n >> 24), h[1] = (unsigned char)(n >> 16);
-    h[2] = (unsigned char)(n >> 8), h[3] = (unsigned char)n;
+    ca__put32((unsigned char *)s->x->buff + at + 1, n);
     return 0;
 }
 
@@ -1403,7 +1391,7 @@ static int term_int(const mst *m, tref *t, ival *v)
         t->idx += 2;
         return 0;
     case ERL_INTEGER_EXT: {
-        int32_t i = (int32_t)get32(b + 1);
+        int32_t i = (int32_t)ca__get32(b + 1);
         v->neg = i < 0;
         v->mag = i < 0 ? (uint64_t)(-(int64_t)i) : (uint64_t)i;
         t->idx += 5;
@@ -1414,7 +1402,7 @@ static int term_int(const mst *m, tref *t, ival *v)
         t->idx += 3 + (int)n;
         break;
     case ERL_LARGE_BIG_EXT:
-        n = get32(b + 1), d = b + 6, v->neg = b[5] != 0;
+        n = ca__get32(b + 1), d = b + 6, v->neg = b[5] != 0;
         t->idx += 6 + (int)n;
         break;
     default:
@@ -1441,7 +1429,7 @@ static int term_atom(const mst *m, tref *t, const unsigned char **s, size_t *n, 
     switch (b[0]) {
     case ERL_ATOM_EXT:
     case ERL_ATOM_UTF8_EXT:
-        *n = get16(b + 1), *s = b + 3;
+        *n = ca__get16(b + 1), *s = b + 3;
         break;
     case ERL_SMALL_ATOM_EXT:
     case ERL_SMALL_ATOM_UTF8_EXT:
@@ -1492,9 +1480,9 @@ static void lcur_norm(const mst *m, lcur *c)
         if (b[0] == ERL_NIL_EXT) {
             c->kind = L_END, c->idx++;
         } else if (b[0] == ERL_STRING_EXT) {
-            c->kind = L_STR, c->left = get16(b + 1), c->idx += 3;
+            c->kind = L_STR, c->left = ca__get16(b + 1), c->idx += 3;
         } else if (b[0] == ERL_LIST_EXT) {
-            c->left = get32(b + 1), c->idx += 5;
+            c->left = ca__get32(b + 1), c->idx += 5;
         } else {
             c->kind = L_TAIL;
             return;
@@ -1799,7 +1787,7 @@ static int match_bin(mst *m, tref *t)
     if (t->idx < 0 || tag_at(m, t) != ERL_BINARY_EXT)
         return CA_ENOMATCH;
     const unsigned char *b = (const unsigned char *)m->buf + t->idx;
-    bincmp bc = {b + 5, get32(b + 1), 0};
+    bincmp bc = {b + 5, ca__get32(b + 1), 0};
     int err = bin_walk(&m->p, bin_compare, &bc);
     if (err)
         return err;
@@ -1961,8 +1949,8 @@ static int match_ph(mst *m, tref *t)
         if (out)
             *(const char **)out = (const char *)b + 5;
         if (len)
-            *len = get32(b + 1);
-        t->idx += 5 + (int)get32(b + 1);
+            *len = ca__get32(b + 1);
+        t->idx += 5 + (int)ca__get32(b + 1);
         return 0;
     }
     case 'p': {
@@ -2274,7 +2262,7 @@ static void print_term(pout *o, int *idx, int depth)
         *idx += 2;
         break;
     case ERL_INTEGER_EXT:
-        putf(o, "%d", (int32_t)get32(b + 1));
+        putf(o, "%d", (int32_t)ca__get32(b + 1));
         *idx += 5;
         break;
     case ERL_SMALL_BIG_EXT:
@@ -2282,8 +2270,8 @@ static void print_term(pout *o, int *idx, int depth)
         *idx += 3 + b[1];
         break;
     case ERL_LARGE_BIG_EXT:
-        print_big(o, b + 6, get32(b + 1), b[5]);
-        *idx += 6 + (int)get32(b + 1);
+        print_big(o, b + 6, ca__get32(b + 1), b[5]);
+        *idx += 6 + (int)ca__get32(b + 1);
         break;
     case NEW_FLOAT_EXT:
     case ERL_FLOAT_EXT: {
@@ -2312,7 +2300,7 @@ static void print_term(pout *o, int *idx, int depth)
         *idx += 1;
         break;
     case ERL_STRING_EXT:
-        n = get16(b + 1);
+        n = ca__get16(b + 1);
         if (printable(b + 3, n)) {
             put_quoted(o, b + 3, n, 1, '"');
         } else {
@@ -2325,7 +2313,7 @@ static void print_term(pout *o, int *idx, int depth)
     case ERL_LIST_EXT:
         put(o, "[", 1);
         *idx += 5;
-        print_seq(o, idx, get32(b + 1), depth);
+        print_seq(o, idx, ca__get32(b + 1), depth);
         if ((unsigned char)o->buf[*idx] == ERL_NIL_EXT) {
             *idx += 1;
         } else {
@@ -2336,14 +2324,14 @@ static void print_term(pout *o, int *idx, int depth)
         break;
     case ERL_SMALL_TUPLE_EXT:
     case ERL_LARGE_TUPLE_EXT:
-        n = tag == ERL_SMALL_TUPLE_EXT ? b[1] : get32(b + 1);
+        n = tag == ERL_SMALL_TUPLE_EXT ? b[1] : ca__get32(b + 1);
         *idx += tag == ERL_SMALL_TUPLE_EXT ? 2 : 5;
         put(o, "{", 1);
         print_seq(o, idx, n, depth);
         put(o, "}", 1);
         break;
     case ERL_MAP_EXT:
-        n = get32(b + 1);
+        n = ca__get32(b + 1);
         *idx += 5;
         put(o, "#{", 2);
         for (uint32_t i = 0; i < n; i++) {
@@ -2356,7 +2344,7 @@ static void print_term(pout *o, int *idx, int depth)
         put(o, "}", 1);
         break;
     case ERL_BINARY_EXT:
-        n = get32(b + 1);
+        n = ca__get32(b + 1);
         put(o, "<<", 2);
         if (n > 0 && printable(b + 5, n))
             put_quoted(o, b + 5, n, 1, '"');
@@ -2366,7 +2354,7 @@ static void print_term(pout *o, int *idx, int depth)
         *idx += 5 + (int)n;
         break;
     case ERL_BIT_BINARY_EXT:
-        n = get32(b + 1);
+        n = ca__get32(b + 1);
         put(o, "<<", 2);
         print_bytes(o, b + 6, n ? n - 1 : 0);
         if (n)

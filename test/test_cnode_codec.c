@@ -10,6 +10,7 @@
 
 #include <CUnit/Basic.h>
 
+#include "bytes.h"
 #include "dist.h"
 #include "probe.h"
 
@@ -250,36 +251,6 @@ static int test_rand(unsigned char *buf, int num)
         buf[i] = (unsigned char)(rand_state >> 16);
     }
     return 1;
-}
-
-static uint32_t be32(const unsigned char *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static uint64_t be64(const unsigned char *p)
-{
-    return ((uint64_t)be32(p) << 32) | be32(p + 4);
-}
-
-static void put16(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
 }
 
 typedef struct obuf {
@@ -528,8 +499,8 @@ static void test_hs_send_name_layout(void)
     CU_ASSERT_EQUAL(o.data[0], 0);
     CU_ASSERT_EQUAL(o.data[1], 21);
     CU_ASSERT_EQUAL(o.data[2], 'N');
-    CU_ASSERT_EQUAL(be64(o.data + 3), CA_DFLAG_OFFER);
-    CU_ASSERT_EQUAL(be32(o.data + 11), 0x11111111u);
+    CU_ASSERT_EQUAL(ca__get64(o.data + 3), CA_DFLAG_OFFER);
+    CU_ASSERT_EQUAL(ca__get32(o.data + 11), 0x11111111u);
     CU_ASSERT_EQUAL(o.data[15], 0);
     CU_ASSERT_EQUAL(o.data[16], 6);
     CU_ASSERT(memcmp(o.data + 17, "a@host", 6) == 0);
@@ -621,7 +592,7 @@ static void test_hs_wrong_cookie_initiator(void)
         /* o3 is A's challenge_reply: 2 + 'r' + challenge + digest */
         CU_ASSERT_EQUAL_FATAL(o3.out.len, 23);
         CU_ASSERT_EQUAL(o3.data[2], 'r');
-        uint32_t cha = be32(o3.data + 3);
+        uint32_t cha = ca__get32(o3.data + 3);
         unsigned char ack[19] = {0, 17, 'a'};
         CU_ASSERT_EQUAL(ca__dist_digest(right ? "same" : "other", right ? 4 : 5, cha, ack + 3), 0);
         obuf o4;
@@ -650,11 +621,11 @@ static void test_hs_acceptor_by_hand(void)
     unsigned char m[64];
     /* the flags a real OTP 25.2.3 node sent us (normal, not hidden) */
     const uint64_t peer_flags = UINT64_C(0xd07df7fbd);
-    put16(m, 15 + 9);
+    ca__put16(m, 15 + 9);
     m[2] = 'N';
-    put64(m + 3, peer_flags);
-    put32(m + 11, 77);
-    put16(m + 15, 9);
+    ca__put64(m + 3, peer_flags);
+    ca__put32(m + 11, 77);
+    ca__put16(m + 15, 9);
     memcpy(m + 17, "erl@host1", 9);
     obuf o;
     obuf_init(&o);
@@ -667,13 +638,13 @@ static void test_hs_acceptor_by_hand(void)
     const unsigned char *ch = o.data + 5;
     CU_ASSERT_EQUAL(ch[1], 25);
     CU_ASSERT_EQUAL(ch[2], 'N');
-    CU_ASSERT_EQUAL(be64(ch + 3), CA_DFLAG_OFFER);
-    uint32_t chb = be32(ch + 11);
-    CU_ASSERT_EQUAL(be32(ch + 15), 0x22222222u);
+    CU_ASSERT_EQUAL(ca__get64(ch + 3), CA_DFLAG_OFFER);
+    uint32_t chb = ca__get32(ch + 11);
+    CU_ASSERT_EQUAL(ca__get32(ch + 15), 0x22222222u);
     CU_ASSERT(memcmp(ch + 19, "\0\6b@host", 8) == 0);
     /* reply with A's challenge 0xDEADBEEF and the right digest */
     unsigned char r[23] = {0, 21, 'r'};
-    put32(r + 3, 0xDEADBEEFu);
+    ca__put32(r + 3, 0xDEADBEEFu);
     CU_ASSERT_EQUAL(ca__dist_digest("secretcookie", 12, chb, r + 7), 0);
     obuf_init(&o);
     CU_ASSERT_EQUAL(ca__dist_hs_feed(&b, r, sizeof r, &used, &o.out), 0);
@@ -697,10 +668,10 @@ static void test_hs_old_send_name(void)
         hs_config(&cb, CA_DIST_ACCEPTOR, "b@host", "c");
         CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(&b, &cb), 0);
         unsigned char m[64];
-        put16(m, 7 + 8);
+        ca__put16(m, 7 + 8);
         m[2] = 'n';
-        put16(m + 3, 5);
-        put32(m + 5, (uint32_t)CA_DFLAG_OFFER);
+        ca__put16(m + 3, 5);
+        ca__put32(m + 5, (uint32_t)CA_DFLAG_OFFER);
         memcpy(m + 9, "old@host", 8);
         obuf o;
         obuf_init(&o);
@@ -709,18 +680,18 @@ static void test_hs_old_send_name(void)
         CU_ASSERT_STRING_EQUAL(b.peer_name, "old@host");
         CU_ASSERT(memcmp(o.data, "\0\3sok", 5) == 0);
         CU_ASSERT_EQUAL(o.data[7], 'N'); /* answered with the new challenge */
-        uint32_t chb = be32(o.data + 5 + 2 + 9);
+        uint32_t chb = ca__get32(o.data + 5 + 2 + 9);
         unsigned char msgs[11 + 23], *p = msgs;
         if (with_complement) {
-            put16(p, 9);
+            ca__put16(p, 9);
             p[2] = 'c';
-            put32(p + 3, (uint32_t)(CA_DFLAG_OFFER >> 32));
-            put32(p + 7, 0xC0FFEEu);
+            ca__put32(p + 3, (uint32_t)(CA_DFLAG_OFFER >> 32));
+            ca__put32(p + 7, 0xC0FFEEu);
             p += 11;
         }
-        put16(p, 21);
+        ca__put16(p, 21);
         p[2] = 'r';
-        put32(p + 3, 1);
+        ca__put32(p + 3, 1);
         CU_ASSERT_EQUAL(ca__dist_digest("c", 1, chb, p + 7), 0);
         p += 23;
         obuf_init(&o);
@@ -741,7 +712,7 @@ static void test_hs_old_send_name(void)
 static int feed_msg(ca_dist_hs *hs, const void *body, size_t n, obuf *o)
 {
     unsigned char m[4096];
-    put16(m, (unsigned)n);
+    ca__put16(m, (unsigned)n);
     memcpy(m + 2, body, n);
     size_t used;
     obuf_init(o);
@@ -813,8 +784,8 @@ static void acceptor_with_policy(ca_dist_hs *b, ca_dist_status st, obuf *o)
     policy_result = st;
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(b, &c), 0);
     unsigned char m[15 + 6] = {'N'};
-    put64(m + 1, CA_DFLAG_OFFER);
-    put16(m + 13, 6);
+    ca__put64(m + 1, CA_DFLAG_OFFER);
+    ca__put16(m + 13, 6);
     memcpy(m + 15, "a@host", 6);
     feed_msg(b, m, sizeof m, o);
 }
@@ -855,8 +826,8 @@ static void test_hs_missing_flags(void)
     hs_config(&c, CA_DIST_ACCEPTOR, "b@host", "k");
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(&b, &c), 0);
     unsigned char m[15 + 6] = {'N'};
-    put64(m + 1, CA_DFLAG_OFFER & ~CA_DFLAG_BIG_CREATION);
-    put16(m + 13, 6);
+    ca__put64(m + 1, CA_DFLAG_OFFER & ~CA_DFLAG_BIG_CREATION);
+    ca__put16(m + 13, 6);
     memcpy(m + 15, "a@host", 6);
     obuf o;
     CU_ASSERT_EQUAL(feed_msg(&b, m, sizeof m, &o), CA_EPROTO);
@@ -865,13 +836,13 @@ static void test_hs_missing_flags(void)
 
     /* ... but takes the MANDATORY_25_DIGEST shorthand */
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(&b, &c), 0);
-    put64(m + 1, CA_DFLAG_MANDATORY_25_DIGEST | CA_DFLAG_SPAWN);
+    ca__put64(m + 1, CA_DFLAG_MANDATORY_25_DIGEST | CA_DFLAG_SPAWN);
     CU_ASSERT_EQUAL(feed_msg(&b, m, sizeof m, &o), 0);
     CU_ASSERT_EQUAL(b.state, CA_DIST_HS_RUNNING);
 
     /* ... and refuses NAME_ME */
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(&b, &c), 0);
-    put64(m + 1, CA_DFLAG_OFFER | CA_DFLAG_NAME_ME);
+    ca__put64(m + 1, CA_DFLAG_OFFER | CA_DFLAG_NAME_ME);
     CU_ASSERT_EQUAL(feed_msg(&b, m, sizeof m, &o), CA_EPROTO);
     CU_ASSERT_EQUAL(b.error, CA_DIST_HS_E_NAME_ME);
 
@@ -880,8 +851,8 @@ static void test_hs_missing_flags(void)
     start_initiator(&a, 0);
     CU_ASSERT_EQUAL(feed_msg(&a, "sok", 3, &o), 0);
     unsigned char ch[19 + 6] = {'N'};
-    put64(ch + 1, CA_DFLAG_OFFER & ~CA_DFLAG_UTF8_ATOMS);
-    put16(ch + 17, 6);
+    ca__put64(ch + 1, CA_DFLAG_OFFER & ~CA_DFLAG_UTF8_ATOMS);
+    ca__put16(ch + 17, 6);
     memcpy(ch + 19, "b@host", 6);
     CU_ASSERT_EQUAL(feed_msg(&a, ch, sizeof ch, &o), CA_EPROTO);
     CU_ASSERT_EQUAL(a.error, CA_DIST_HS_E_FLAGS);
@@ -900,8 +871,8 @@ static void test_hs_peer_name_check(void)
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_start(&a, &o.out), 0);
     CU_ASSERT_EQUAL(feed_msg(&a, "sok", 3, &o), 0);
     unsigned char ch[19 + 6 + 3] = {'N'};
-    put64(ch + 1, CA_DFLAG_OFFER);
-    put16(ch + 17, 6);
+    ca__put64(ch + 1, CA_DFLAG_OFFER);
+    ca__put16(ch + 17, 6);
     memcpy(ch + 19, "c@host...", 9); /* trailing bytes are allowed */
     CU_ASSERT_EQUAL(feed_msg(&a, ch, sizeof ch, &o), CA_EPROTO);
     CU_ASSERT_EQUAL(a.error, CA_DIST_HS_E_PEER_NAME);
@@ -927,14 +898,14 @@ static void test_hs_bad_lengths(void)
     /* name length beyond the message */
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(&b, &c), 0);
     unsigned char m[15 + 6] = {'N'};
-    put64(m + 1, CA_DFLAG_OFFER);
-    put16(m + 13, 7);
+    ca__put64(m + 1, CA_DFLAG_OFFER);
+    ca__put16(m + 13, 7);
     memcpy(m + 15, "a@host", 6);
     CU_ASSERT_EQUAL(feed_msg(&b, m, sizeof m, &o), CA_EPROTO);
     CU_ASSERT_EQUAL(b.error, CA_DIST_HS_E_MALFORMED);
     /* a name that is not a node name */
     CU_ASSERT_EQUAL_FATAL(ca__dist_hs_init(&b, &c), 0);
-    put16(m + 13, 6);
+    ca__put16(m + 13, 6);
     memcpy(m + 15, "a_host", 6);
     CU_ASSERT_EQUAL(feed_msg(&b, m, sizeof m, &o), CA_EPROTO);
     CU_ASSERT_EQUAL(o.out.len, 0);
@@ -1070,7 +1041,7 @@ static void test_hs_garbage(void)
         for (size_t i = 0; i < n; i++)
             g[i] = (unsigned char)rand();
         if (n >= 2 && (round & 1)) /* make the length plausible */
-            put16(g, (unsigned)(n - 2 - (size_t)(rand() % 3)));
+            ca__put16(g, (unsigned)(n - 2 - (size_t)(rand() % 3)));
         for (int role = 0; role < 2; role++) {
             ca_dist_hs h;
             if (role)
@@ -1175,17 +1146,17 @@ static void test_frame_cut_details(void)
     CU_ASSERT_EQUAL(need, 4);
     CU_ASSERT_EQUAL(ca__dist_frame_cut(hdr, 4, 0, &used, &need, &f), CA_ETOOBIG);
     /* exactly the default maximum passes the check, and says how much */
-    put32(hdr, 256u << 20);
+    ca__put32(hdr, 256u << 20);
     CU_ASSERT_EQUAL(ca__dist_frame_cut(hdr, 5, 0, &used, &need, &f), 0);
     CU_ASSERT_EQUAL(used, 0);
     CU_ASSERT_EQUAL(need, 4 + ((size_t)256 << 20));
     /* a configured maximum */
-    put32(hdr, 101);
+    ca__put32(hdr, 101);
     CU_ASSERT_EQUAL(ca__dist_frame_cut(hdr, 4, 100, &used, &need, &f), CA_ETOOBIG);
-    put32(hdr, 100);
+    ca__put32(hdr, 100);
     CU_ASSERT_EQUAL(ca__dist_frame_cut(hdr, 5, 100, &used, &need, &f), 0);
     /* 4 GiB - 1 on a 64-bit max */
-    put32(hdr, 0xFFFFFFFFu);
+    ca__put32(hdr, 0xFFFFFFFFu);
     CU_ASSERT_EQUAL(ca__dist_frame_cut(hdr, 4, 0, &used, &need, &f), CA_ETOOBIG);
     /* a distribution header frame (atom cache) is refused, type told */
     unsigned char dh[8] = {0, 0, 0, 4, 68, 0, 0, 0};
@@ -1748,7 +1719,7 @@ static void test_big_message(void)
     CU_ASSERT_FATAL(msg != NULL);
     msg[0] = (char)131;
     msg[1] = 'm';
-    put32((unsigned char *)msg + 2, (uint32_t)blen);
+    ca__put32((unsigned char *)msg + 2, (uint32_t)blen);
     memset(msg + 6, 0x5A, blen);
     erlang_pid a = mkpid("cactor@h", 1, 2, 3), b = mkpid("erl@h", 4, 5, 6);
     ei_x_buff x;

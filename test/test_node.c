@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <openssl/rand.h>
 
+#include "bytes.h"
 #include "cactor.h"
 #include "dist.h"
 #include "probe.h"
@@ -611,8 +612,7 @@ static int recv_frames(int fd, int n)
         unsigned char len[4];
         if (recv(fd, len, 4, MSG_WAITALL) != 4)
             return 0;
-        uint32_t l =
-            (uint32_t)len[0] << 24 | (uint32_t)len[1] << 16 | (uint32_t)len[2] << 8 | len[3];
+        uint32_t l = ca__get32(len);
         if (l > sizeof body || (l && recv(fd, body, l, MSG_WAITALL) != (ssize_t)l))
             return 0;
         n -= l > 0;
