@@ -12,6 +12,7 @@
 
 #include "bytes.h"
 #include "dist.h"
+#include "utf8.h"
 
 #define ETF_VERSION 131
 
@@ -247,7 +248,7 @@ static int rd_atom(rd *r, char *out)
         for (size_t k = 0; k < n && k < MAXATOMLEN_UTF8; k++)
             chars += (s[k] & 0xC0) != 0x80;
         /* Atoms are at most 255 characters, whatever their bytes. */
-        if (n > MAXATOMLEN_UTF8 - 1 || chars > 255 || !ca__dist_utf8_valid(s, n))
+        if (n > MAXATOMLEN_UTF8 - 1 || chars > 255 || !ca__utf8_valid(s, n))
             return CA_EPROTO;
         memcpy(out, s, n);
         o = n;
@@ -688,7 +689,7 @@ static int enc_atom(ei_x_buff *x, const char *name)
     if (name == NULL)
         return CA_EINVAL;
     size_t n = strnlen(name, MAXATOMLEN_UTF8);
-    if (n >= MAXATOMLEN_UTF8 || !ca__dist_utf8_valid(name, n))
+    if (n >= MAXATOMLEN_UTF8 || !ca__utf8_valid(name, n))
         return CA_EINVAL;
     return ei_x_encode_atom_len_as(x, name, (int)n, ERLANG_UTF8, ERLANG_UTF8) < 0 ? CA_EINVAL : 0;
 }

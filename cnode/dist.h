@@ -177,9 +177,6 @@ int ca__epmd_port2_resp(const void *buf, size_t len, size_t *used, ca_epmd_node 
      CA_DFLAG_SEND_SENDER | CA_DFLAG_UNLINK_ID | CA_DFLAG_SPAWN | CA_DFLAG_ALIAS |                 \
      CA_DFLAG_V4_NC | CA_DFLAG_BIG_SEQTRACE_LABELS)
 
-/* 1 if s[0..n) is strict UTF-8 (no overlongs, surrogates, > U+10FFFF). */
-int ca__dist_utf8_valid(const void *s, size_t n);
-
 /* The bits of `required` missing from `peer` (after expanding the
  * MANDATORY_25_DIGEST shorthand); 0 when the peer is acceptable. */
 uint64_t ca__dist_flags_missing(uint64_t peer, uint64_t required);

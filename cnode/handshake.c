@@ -20,6 +20,7 @@
 
 #include "bytes.h"
 #include "dist.h"
+#include "utf8.h"
 
 enum {
     /* initiator */
@@ -46,41 +47,6 @@ uint64_t ca__dist_flags_missing(uint64_t peer, uint64_t required)
     return required & ~peer;
 }
 
-/* Node and atom names must be valid UTF-8: the node table asks for it. */
-int ca__dist_utf8_valid(const void *str, size_t n)
-{
-    const unsigned char *s = str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            k = 1, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            k = 2, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            k = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (n - i - 1 < k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 /* "alive@host": one '@', both sides non-empty, no NUL, UTF-8. */
 static int valid_node_name(const unsigned char *s, size_t n)
 {
@@ -91,7 +57,7 @@ static int valid_node_name(const unsigned char *s, size_t n)
         return 0;
     if (memchr(at + 1, '@', (size_t)(s + n - at - 1)) != NULL)
         return 0;
-    return ca__dist_utf8_valid(s, n);
+    return ca__utf8_valid(s, n);
 }
 
 int ca__dist_digest(const char *cookie, size_t cookie_len, uint32_t challenge,

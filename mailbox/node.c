@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cactor.h"
+#include "utf8.h"
 
 #define CHUNK0      64u
 #define NCHUNKS     26 /* 64 * (2^26 - 1) entries: more than a uint32_t index */
@@ -76,38 +77,6 @@ const char *ca_node_name(uint32_t idx)
     if (idx == 0 || idx > atomic_load_explicit(&nnodes, memory_order_acquire))
         return NULL;
     return entry_at(idx)->name;
-}
-
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        unsigned n, cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (len - i <= n)
-            return 0;
-        for (unsigned j = 1; j <= n; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
 }
 
 /* Lock-free probe of the current table; 0 if not found. */
@@ -213,7 +182,7 @@ int ca_node_intern(const char *name, uint32_t *idx)
     uint32_t found = lookup(name, len, h);
     if (found == 0) {
         /* Only new names need validating: a known one was valid. */
-        if (!utf8_valid((const unsigned char *)name, len))
+        if (!ca__utf8_valid(name, len))
             return CA_EBADNAME;
         pthread_mutex_lock(&wlock);
         found = lookup(name, len, h);

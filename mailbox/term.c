@@ -23,6 +23,7 @@
 
 #include "bytes.h"
 #include "cactor.h"
+#include "utf8.h"
 
 #define VERSION_MAGIC 131
 #define MAXATOMCHARS  255
@@ -32,38 +33,6 @@
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 /* ------------------------------------------------------------------ */
-
-/* Decode one UTF-8 code point from s[0..n); returns its length, or 0 if
- * invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
-static int utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned c = s[0];
-    unsigned k;
-    uint32_t v, min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if ((c & 0xe0) == 0xc0) {
-        k = 1, v = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        k = 2, v = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        k = 3, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n <= k)
-        return 0;
-    for (unsigned j = 1; j <= k; j++) {
-        if ((s[j] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (s[j] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return (int)k + 1;
-}
 
 static int cp_valid(int64_t cp)
 {
@@ -98,7 +67,7 @@ static long utf8_count(const char *s, size_t n)
     long count = 0;
     for (size_t i = 0; i < n; count++) {
         uint32_t cp;
-        int k = utf8_dec((const unsigned char *)s + i, n - i, &cp);
+        int k = ca__utf8_dec((const unsigned char *)s + i, n - i, &cp);
         if (k == 0)
             return -1;
         i += (size_t)k;
@@ -592,7 +561,7 @@ static int lex_char(const char **pp, char quote, uint32_t *cp)
         *pp = p;
         return 1;
     }
-    int k = utf8_dec((const unsigned char *)p, strnlen(p, 4), cp);
+    int k = ca__utf8_dec((const unsigned char *)p, strnlen(p, 4), cp);
     if (k == 0)
         return CA_EBADPAT;
     *pp = p + k;
@@ -1012,7 +981,7 @@ static int cp_next(cpit *it, uint32_t *cp)
         return lex_char(&it->p, '"', cp);
     if (*it->p == '\0')
         return 0;
-    int k = utf8_dec((const unsigned char *)it->p, strnlen(it->p, 4), cp);
+    int k = ca__utf8_dec((const unsigned char *)it->p, strnlen(it->p, 4), cp);
     if (k == 0)
         return CA_EINVAL;
     it->p += k;
