@@ -197,15 +197,21 @@ static int check_etf(const void *etf, size_t len)
 
 /* ---- public sending ---- */
 
+/* A message holding a copy of a term already checked, routed to `to`. */
+static int route_copy(ca_rt *rt, ca_pid from, ca_pid to, const void *etf, size_t len)
+{
+    ca_msg *m = ca__msg_term(from, etf, len);
+    if (!m)
+        return CA_ENOMEM;
+    return ca__route(rt, m, to);
+}
+
 static int send_copy(ca_rt *rt, ca_pid from, ca_pid to, const void *etf, size_t len)
 {
     int rc = check_etf(etf, len);
     if (rc)
         return rc;
-    ca_msg *m = ca__msg_term(from, etf, len);
-    if (!m)
-        return CA_ENOMEM;
-    return ca__route(rt, m, to);
+    return route_copy(rt, from, to, etf, len);
 }
 
 int ca_send(ca_actor *self, ca_pid to, const void *etf, size_t len)
@@ -229,10 +235,7 @@ static int vsendf(ca_rt *rt, ca_pid from, ca_pid to, const char *fmt, va_list ap
     int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
     if (rc)
         return rc;
-    ca_msg *m = ca__msg_term(from, buf, len);
-    if (!m)
-        return CA_ENOMEM;
-    return ca__route(rt, m, to);
+    return route_copy(rt, from, to, buf, len);
 }
 
 int ca_sendf(ca_actor *self, ca_pid to, const char *fmt, ...)
