@@ -350,52 +350,118 @@ static void flush_all(ca_node *n)
  * as it has answered reads one or two frames per system call, and the
  * peer's kernel delivers each of its writes on its own to a reader that
  * is already waiting: both sides pay per message. So when the actors of
- * scheduler 0 are idle after an iteration that brought BATCH_ENTER
- * messages or more, the loop waits up to batch_ns before it polls the
- * sockets again; what comes meanwhile is read, handled and answered in one
- * go. It waits on the two wake-up eventfds only: work from other threads
- * ends the wait at once.
+ * scheduler 0 are idle after an iteration that brought messages, at a
+ * rate of 2 or more per batch_ns, the loop waits up to batch_ns before it
+ * polls the sockets again; what comes meanwhile is read, handled and
+ * answered in one go. It waits on the two wake-up eventfds only: work
+ * from other threads ends the wait at once.
  *
- * Peers that wait for each answer before they send again (a few
- * sequential callers) gain nothing from a wait and would lose one per
- * round trip. Their messages per wait stay at their number, so BATCH_LOW
- * waits in a row that brought fewer than BATCH_KEEP messages each end
- * batching (one such wait can be a pause in a stream), and it is tried
- * again only after BATCH_RETRY more messages. Signals are not counted: a
+ * A wait pays only if the peers do not wait for us. Peers that send on
+ * their own (casts, a process with many requests out, callers held up by
+ * their own node's CPU) send as much while we wait as while we poll; a
+ * few sequential callers send no more than their number per wait, so
+ * waiting would slow them down. A wait that brings BATCH_DENSE messages
+ * or more has paid (8 sequential callers gain too: their replies go out
+ * together). Waits that bring fewer are judged together, as many as
+ * promise JUDGE_SPAN messages at the rate seen while polling (the faster
+ * of the last two samples, each over RATE_MS and RATE_SPAN messages; the
+ * slower may span a pause): batching goes on if they brought 3/4 of that.
+ * Else it is tried again after RETRY_MIN more messages, twice as many
+ * after each try that fails (sequential callers lose a little each time).
+ * A judgement after PROBE_MS of batching stops it for a new sample
+ * anyway: the peers may have changed since. Signals are not counted: a
  * gen_server:call brings a monitor and a demonitor with its request.
  */
-#define BATCH_ENTER 2
-#define BATCH_KEEP  8
-#define BATCH_LOW   3
-#define BATCH_RETRY 1024
+#define BATCH_DENSE 8     /* messages per wait that need no judging */
+#define RETRY_MIN   256   /* messages before batching is tried again, */
+#define RETRY_MAX   16384 /* twice as many after each try that failed */
+#define JUDGE_SPAN  32    /* messages promised by the waits judged together */
+#define RATE_SPAN   32    /* messages, and */
+#define RATE_MS     4     /* ms at least in a rate sample */
+#define PROBE_MS    100   /* ms of batching before the rate is sampled again */
 
-/* Whether to wait, given the messages that came since the last call. */
-static bool batch_next(ca_node *n, uint64_t got)
+/* While polling: a new rate sample every RATE_SPAN messages and RATE_MS. */
+static void rate_sample(ca_node *n, uint64_t now)
 {
-    if (n->batching) {
-        if (got >= BATCH_KEEP) {
-            n->batch_low = 0;
-        } else if (++n->batch_low == BATCH_LOW) {
-            n->batching = false;
-            n->batch_retry = n->batch_in + BATCH_RETRY;
-        }
-        return n->batching;
-    }
-    if (got < BATCH_ENTER || n->batch_in < n->batch_retry)
+    n->rate_ms = uv_now(n->loop);
+    n->msg_ns[1] = n->msg_ns[0];
+    n->msg_ns[0] = (now - n->rate_t) / (n->batch_in - n->rate_in);
+    n->rate_t = now;
+    n->rate_in = n->batch_in;
+}
+
+/* Whether to start, from the samples. */
+static bool batch_start(ca_node *n)
+{
+    /* a rate below 2 messages per wait is not worth waiting for */
+    uint64_t ns = n->msg_ns[0];
+    if (n->msg_ns[1] && (!ns || n->msg_ns[1] < ns))
+        ns = n->msg_ns[1];
+    if (!ns || ns * 2 > n->batch_ns)
         return false;
+    n->poll_ns = ns;
+    n->batch_probe = uv_now(n->loop) + PROBE_MS;
     n->batching = true;
-    n->batch_low = 0;
+    n->win_got = n->win_ns = 0;
     return true;
+}
+
+/* Whether to go on, given the messages that came in the last `ns`. */
+static bool batch_keep(ca_node *n, uint64_t got, uint64_t ns, uint64_t now)
+{
+    if (got >= BATCH_DENSE) {
+        n->win_got = n->win_ns = 0; /* a dense stream: waiting pays */
+        n->retry_span = RETRY_MIN;
+        return true;
+    }
+    n->win_got += got;
+    n->win_ns += ns;
+    if (n->win_ns < JUDGE_SPAN * n->poll_ns)
+        return true; /* too few messages promised to tell yet */
+    bool keep = n->win_got * n->poll_ns * 4 >= n->win_ns * 3;
+    n->win_got = n->win_ns = 0;
+    if (keep) {
+        n->retry_span = RETRY_MIN;
+        if (uv_now(n->loop) < n->batch_probe)
+            return true;
+        n->batch_retry = n->batch_in; /* sample the rate again, then go on */
+    } else {
+        n->batch_retry = n->batch_in + n->retry_span;
+        if (n->retry_span < RETRY_MAX)
+            n->retry_span *= 2;
+    }
+    n->batching = false;
+    n->rate_t = now; /* the samples start afresh */
+    n->rate_ms = uv_now(n->loop);
+    n->rate_in = n->batch_in;
+    n->msg_ns[0] = n->msg_ns[1] = 0;
+    return false;
 }
 
 static void batch_wait(ca_node *n)
 {
-    if (!n->batch_ns || n->sched->rq_head)
-        return; /* off, or the actors are still at what came: poll at once */
-    uint64_t got = n->batch_in - n->batch_mark;
-    n->batch_mark = n->batch_in;
-    if (!batch_next(n, got))
+    if (!n->batch_ns)
         return;
+    bool idle = !n->sched->rq_head; /* else the actors are still at what came */
+    uint64_t got = n->batch_in - n->batch_mark;
+    if (idle)
+        n->batch_mark = n->batch_in;
+    uint64_t now = 0;
+    if (!n->batching) {
+        if (n->batch_in - n->rate_in >= RATE_SPAN && uv_now(n->loop) - n->rate_ms >= RATE_MS)
+            rate_sample(n, now = uv_hrtime());
+        if (!idle || !got || n->batch_in < n->batch_retry || !batch_start(n))
+            return;
+        if (!now)
+            now = uv_hrtime();
+    } else {
+        if (!idle)
+            return;
+        now = uv_hrtime();
+        if (!batch_keep(n, got, now - n->batch_t, now))
+            return;
+    }
+    n->batch_t = now;
     atomic_fetch_add_explicit(&n->st_waits, 1, memory_order_relaxed);
     struct pollfd fds[2] = {{.fd = n->sched->waker.fd, .events = POLLIN},
                             {.fd = n->wake.fd, .events = POLLIN}};
@@ -826,6 +892,7 @@ static int node_config(ca_node *n, ca_rt *rt, const ca_node_opts *o)
     n->max_frame = o->max_frame ? o->max_frame : CA_DIST_FRAME_MAX_DEFAULT;
     n->max_queue = o->max_queue ? o->max_queue : ((size_t)512 << 20);
     n->batch_ns = (uint64_t)(o->batch_us > 1000000 ? 1000000 : o->batch_us) * 1000u;
+    n->retry_span = RETRY_MIN;
     return 0;
 }
 

@@ -174,7 +174,16 @@ struct ca_node {
     uint64_t batch_in;    /* messages read (signals are not counted) */
     uint64_t batch_mark;  /* batch_in when the last batch was counted */
     uint64_t batch_retry; /* batch_in from which batching may start again */
-    unsigned batch_low;   /* waits in a row that brought few messages */
+    uint64_t retry_span;  /* messages to the next try, after one failed */
+    uint64_t batch_t;     /* uv_hrtime() when the last wait began */
+    uint64_t rate_in;     /* batch_in at rate_t: the current rate sample */
+    uint64_t rate_t;
+    uint64_t msg_ns[2];   /* ns per message of the last two samples; 0: none */
+    uint64_t poll_ns;     /* ns per message while polling: batching must keep up */
+    uint64_t batch_probe; /* uv_now() at which to sample the rate again */
+    uint64_t rate_ms;     /* uv_now() at rate_t */
+    uint64_t win_got;     /* messages and ns of the waits not judged yet */
+    uint64_t win_ns;
     bool batching;
     uv_tcp_t listener;
     bool listener_open;

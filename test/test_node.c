@@ -620,6 +620,19 @@ static int recv_frames(int fd, int n)
     return 1;
 }
 
+/* Send n messages at once, 5 ms after the last, and wait for w0 to have
+ * them all. */
+static void burst(ei_x_buff *x, int fd, const erlang_pid *from, unsigned long n)
+{
+    char line[64];
+    usleep(5 * 1000);
+    for (unsigned long i = 1; i <= n; i++)
+        reg_send_frame(x, from, "w0", "{q, ~u, ~u}", i, n);
+    send_all(fd, x);
+    snprintf(line, sizeof line, "w0: q %lu", n);
+    CU_ASSERT_FATAL(probe_wait(&P, line, 10000));
+}
+
 static uint64_t batch_waits(tnode *t)
 {
     ca_node_stats st;
@@ -629,7 +642,7 @@ static uint64_t batch_waits(tnode *t)
 
 /* ca_node_opts.batch_us, at 300 ms so that every wait is plain to see.
  * A peer with two requests out at a time, waiting for both answers, makes
- * the node try batching and give it up after three waits; a burst makes
+ * the node try batching and give it up after one wait; a burst makes
  * it wait before it reads again, so a message sent meanwhile is read late;
  * a message from another thread ends a wait at once. */
 static void test_batching(void)
@@ -655,37 +668,48 @@ static void test_batching(void)
     ei_x_buff x;
     ei_x_new(&x);
 
-    /* two sequential callers: 3 waits (one to try, two more that bring 2
-     * messages each), then none */
+    /* two sequential callers: once the node has sampled their rate (4 ms,
+     * 32 messages), one wait that brings 2 messages instead of thousands,
+     * then none */
     uint64_t t0 = now_ms();
-    for (long r = 0; r < 12; r++) {
-        if (r == 4) {
-            CU_ASSERT_EQUAL(batch_waits(&t), 3);
-            t0 = now_ms();
-        }
+    long r = 0;
+    for (; r < 5000 && batch_waits(&t) == 0; r++) {
         reg_send_frame(&x, &from, "w0", "{hello, ~i}", 2 * r);
         reg_send_frame(&x, &from, "w0", "{hello, ~i}", 2 * r + 1);
         send_all(fd, &x);
         CU_ASSERT_FATAL(recv_frames(fd, 2));
     }
-    CU_ASSERT_EQUAL(batch_waits(&t), 3);
-    CU_ASSERT(now_ms() - t0 < 250); /* 8 round trips, no wait */
+    CU_ASSERT(r >= 16 && r < 5000); /* 32 messages to sample, then it tried */
+    t0 = 0;
+    for (long end = r + 9; r < end; r++) {
+        if (!t0 && r == end - 8)
+            t0 = now_ms(); /* the wait may have held the first of these */
+        reg_send_frame(&x, &from, "w0", "{hello, ~i}", 2 * r);
+        reg_send_frame(&x, &from, "w0", "{hello, ~i}", 2 * r + 1);
+        send_all(fd, &x);
+        CU_ASSERT_FATAL(recv_frames(fd, 2));
+    }
+    CU_ASSERT_EQUAL(batch_waits(&t), 1);
+    CU_ASSERT(now_ms() - t0 < 250); /* the wait plus 8 round trips with none */
 
-    /* a burst past the retry mark (1024 messages) starts batching again */
-    for (long i = 1; i <= 1100; i++)
-        reg_send_frame(&x, &from, "w0", "{q, ~i, 1100}", i);
-    send_all(fd, &x);
-    CU_ASSERT_FATAL(probe_wait(&P, "w0: q 1100", 10000));
+    /* a burst past the retry mark (1024 messages) starts batching again,
+     * from a sample of 4 ms or more: a message sent meanwhile waits */
+    burst(&x, fd, &from, 1100);
+    for (int i = 0; i < 1000 && batch_waits(&t) < 2; i++)
+        usleep(1000);
     t0 = now_ms();
     reg_send_frame(&x, &from, "w0", "{late, 1}");
     send_all(fd, &x);
     CU_ASSERT(probe_wait(&P, "w0: {late,1}", 5000));
     CU_ASSERT(now_ms() - t0 >= 150); /* read when the wait was over */
-    CU_ASSERT(batch_waits(&t) >= 4);
+    CU_ASSERT_EQUAL(batch_waits(&t), 2);
 
-    /* the node waits again (one message: a low wait, still batching);
-     * a message from this thread does not wait for it */
-    usleep(20 * 1000);
+    /* so would one that comes on the same thread; one from this thread
+     * ends the wait at once */
+    burst(&x, fd, &from, 1101);
+    for (int i = 0; i < 1000 && batch_waits(&t) < 3; i++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(batch_waits(&t), 3);
     t0 = now_ms();
     cmd(&t, w0, "{from_thread, 1}");
     CU_ASSERT(probe_wait(&P, "w0: {from_thread,1}", 5000));

@@ -10,7 +10,8 @@
 # threads of cactor-node, CACTOR_BATCH_US (its --batch-us; unset: the
 # default), CACTOR_HASH_MODE (pool|work, see hash_plugin.c),
 # DIST_TESTS (e.g. "seq,hash100": only those kinds), DIST_CONTENDERS (e.g.
-# "ei cactor"), DIST_PERF=FILE (perf record -g of cactor-node meanwhile),
+# "ei cactor"), DIST_CALLERS (the 100 callers of call100 and hash100, for
+# a look at fewer), DIST_PERF=FILE (perf record -g of cactor-node meanwhile),
 # DIST_CALLGRIND=FILE (cactor-node under valgrind --tool=callgrind).
 #
 # Builds cactor-node, bench/dist/ei_echo and bench/dist/hash_plugin.so
@@ -153,7 +154,7 @@ fi
 for p in "$EI_PID" "$CA_PID"; do
     kill -0 "$p" 2>/dev/null || fail "a server died during the run"
 done
-if [ -n "${DIST_TESTS:-}${DIST_CONTENDERS:-}${DIST_PERF:-}${DIST_CALLGRIND:-}" ]; then
+if [ -n "${DIST_TESTS:-}${DIST_CONTENDERS:-}${DIST_CALLERS:-}${DIST_PERF:-}${DIST_CALLGRIND:-}" ]; then
     log "partial or profiled run: results not kept (see above)"
     exit 0
 fi
