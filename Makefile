@@ -77,7 +77,7 @@ install: build
 	cmake --install build --prefix $(PREFIX)
 
 clean:
-	rm -rf build build-asan build-tsan build-clang build-fuzz build-bench
+	rm -rf build build-* _build
 
 format:
 	@scripts/deps.sh format

@@ -122,6 +122,8 @@ static void close_socket(ca__conn *c)
     }
 }
 
+static const char closed_by_peer[] = "closed by peer";
+
 void ca__conn_close(ca__conn *c, const char *why)
 {
     ca_node *n = c->node;
@@ -129,8 +131,11 @@ void ca__conn_close(ca__conn *c, const char *why)
         return;
     bool was_up = c->state == CA__C_UP;
     c->state = CA__C_CLOSED;
+    /* A peer that hangs up is how a node leaves (init:stop/0): not a
+     * fault. One that stops answering or breaks the protocol is. */
+    bool fault = was_up && why != closed_by_peer;
     if (why)
-        ca_log(n->rt, was_up ? CA_LOG_WARNING : CA_LOG_INFO, "dist: connection %s %s closed: %s",
+        ca_log(n->rt, fault ? CA_LOG_WARNING : CA_LOG_INFO, "dist: connection %s %s closed: %s",
                c->role == CA_DIST_INITIATOR ? "to" : "from",
                c->peer_name[0] ? c->peer_name : "(unknown peer)", why);
     c->registered = false;
@@ -424,7 +429,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (c->state == CA__C_CLOSED)
         return;
     if (nread < 0) {
-        ca__conn_close(c, nread == UV_EOF ? "closed by peer" : uv_strerror((int)nread));
+        ca__conn_close(c, nread == UV_EOF ? closed_by_peer : uv_strerror((int)nread));
         return;
     }
     c->rlen += (size_t)nread;

@@ -29,6 +29,7 @@
 
 static probe P;    /* what actors report */
 static probe LOGS; /* log lines of every runtime */
+static probe WARN; /* those at CA_LOG_WARNING or worse */
 static pid_t epmd_pid;
 static uint16_t epmd_port;
 
@@ -40,8 +41,9 @@ typedef struct tnode {
 static void log_fn(void *ctx, ca_log_level level, const char *line)
 {
     (void)ctx;
-    (void)level;
     probe_say(&LOGS, "%s", line);
+    if (level <= CA_LOG_WARNING)
+        probe_say(&WARN, "%s", line);
 }
 
 /* ---- epmd ---- */
@@ -267,6 +269,7 @@ static int setup(void)
 {
     probe_init(&P);
     probe_init(&LOGS);
+    probe_init(&WARN);
     if (start_epmd())
         return -1;
     if (node_up(&A, NA, "c00kie", 0) || node_up(&B, NB, "c00kie", 2u << 20))
@@ -284,6 +287,7 @@ static int teardown(void)
     }
     probe_free(&P);
     probe_free(&LOGS);
+    probe_free(&WARN);
     return 0;
 }
 
@@ -469,6 +473,7 @@ static void garbage_case(const char *name, const void *bytes, size_t len, const 
     CU_ASSERT(closed_by_peer(fd));
     close(fd);
     CU_ASSERT(probe_wait(&LOGS, log, 5000));
+    CU_ASSERT(probe_count(&WARN, log) == 1); /* a fault */
 }
 
 static void test_garbage_closes_one_connection(void)
@@ -719,7 +724,12 @@ static void test_batching(void)
     ca_node_stats_get(t.node, &st);
     CU_ASSERT(st.reads > 0 && st.reads < st.frames_in);
     ei_x_free(&x);
+
+    /* a peer that hangs up is no fault: logged, not warned about */
     close(fd);
+    const char *bye = "dist: connection from wp@127.0.0.1 closed: closed by peer";
+    CU_ASSERT(probe_wait(&LOGS, bye, 5000));
+    CU_ASSERT(probe_count(&WARN, bye) == 0);
     node_down(&t);
 }
 
