@@ -72,6 +72,7 @@ static ca__conn *conn_new(ca_node *n, ca_dist_role role)
     n->handles++;
     c->wq.index = c->wbuf.index = 0;
     c->last_rx = c->last_tx = uv_now(n->loop);
+    ca__batch_init(&c->batch, c->last_rx);
     uv_timer_init(n->loop, &c->timer);
     c->timer.data = c;
     c->timer_open = true;

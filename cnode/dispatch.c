@@ -495,7 +495,7 @@ int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f)
     case CA_DOP_REG_SEND_TT:
     case CA_DOP_ALIAS_SEND:
     case CA_DOP_ALIAS_SEND_TT:
-        c->node->batch_in++;
+        c->batch.in++;
         return on_send(c, &k);
     case CA_DOP_LINK:
         return on_link(c, &k);

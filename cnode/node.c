@@ -344,129 +344,40 @@ static void flush_all(ca_node *n)
             ca__conn_flush(c);
 }
 
-/*
- * Reading in batches. While messages come densely (a stream of casts,
- * many requests in flight), a loop that polls its sockets again as soon
- * as it has answered reads one or two frames per system call, and the
- * peer's kernel delivers each of its writes on its own to a reader that
- * is already waiting: both sides pay per message. So when the actors of
- * scheduler 0 are idle after an iteration that brought messages, at a
- * rate of 2 or more per batch_ns, the loop waits up to batch_ns before it
- * polls the sockets again; what comes meanwhile is read, handled and
- * answered in one go. It waits on the two wake-up eventfds only: work
- * from other threads ends the wait at once.
- *
- * A wait pays only if the peers do not wait for us. Peers that send on
- * their own (casts, a process with many requests out, callers held up by
- * their own node's CPU) send as much while we wait as while we poll; a
- * few sequential callers send no more than their number per wait, so
- * waiting would slow them down. A wait that brings BATCH_DENSE messages
- * or more has paid (8 sequential callers gain too: their replies go out
- * together). Waits that bring fewer are judged together, as many as
- * promise JUDGE_SPAN messages at the rate seen while polling (the faster
- * of the last two samples, each over RATE_MS and RATE_SPAN messages; the
- * slower may span a pause): batching goes on if they brought 3/4 of that.
- * Else it is tried again after RETRY_MIN more messages, twice as many
- * after each try that fails (sequential callers lose a little each time).
- * A judgement after PROBE_MS of batching stops it for a new sample
- * anyway: the peers may have changed since. Signals are not counted: a
- * gen_server:call brings a monitor and a demonitor with its request.
- */
-#define BATCH_DENSE 8     /* messages per wait that need no judging */
-#define RETRY_MIN   256   /* messages before batching is tried again, */
-#define RETRY_MAX   16384 /* twice as many after each try that failed */
-#define JUDGE_SPAN  32    /* messages promised by the waits judged together */
-#define RATE_SPAN   32    /* messages, and */
-#define RATE_MS     4     /* ms at least in a rate sample */
-#define PROBE_MS    100   /* ms of batching before the rate is sampled again */
+/* Most connections the loop polls while it waits for the others; with
+ * more it does not wait. */
+#define WAIT_POLLED 16
 
-/* While polling: a new rate sample every RATE_SPAN messages and RATE_MS. */
-static void rate_sample(ca_node *n, uint64_t now)
-{
-    n->rate_ms = uv_now(n->loop);
-    n->msg_ns[1] = n->msg_ns[0];
-    n->msg_ns[0] = (now - n->rate_t) / (n->batch_in - n->rate_in);
-    n->rate_t = now;
-    n->rate_in = n->batch_in;
-}
-
-/* Whether to start, from the samples. */
-static bool batch_start(ca_node *n)
-{
-    /* a rate below 2 messages per wait is not worth waiting for */
-    uint64_t ns = n->msg_ns[0];
-    if (n->msg_ns[1] && (!ns || n->msg_ns[1] < ns))
-        ns = n->msg_ns[1];
-    if (!ns || ns * 2 > n->batch_ns)
-        return false;
-    n->poll_ns = ns;
-    n->batch_probe = uv_now(n->loop) + PROBE_MS;
-    n->batching = true;
-    n->win_got = n->win_ns = 0;
-    return true;
-}
-
-/* Whether to go on, given the messages that came in the last `ns`. */
-static bool batch_keep(ca_node *n, uint64_t got, uint64_t ns, uint64_t now)
-{
-    if (got >= BATCH_DENSE) {
-        n->win_got = n->win_ns = 0; /* a dense stream: waiting pays */
-        n->retry_span = RETRY_MIN;
-        return true;
-    }
-    n->win_got += got;
-    n->win_ns += ns;
-    if (n->win_ns < JUDGE_SPAN * n->poll_ns)
-        return true; /* too few messages promised to tell yet */
-    bool keep = n->win_got * n->poll_ns * 4 >= n->win_ns * 3;
-    n->win_got = n->win_ns = 0;
-    if (keep) {
-        n->retry_span = RETRY_MIN;
-        if (uv_now(n->loop) < n->batch_probe)
-            return true;
-        n->batch_retry = n->batch_in; /* sample the rate again, then go on */
-    } else {
-        n->batch_retry = n->batch_in + n->retry_span;
-        if (n->retry_span < RETRY_MAX)
-            n->retry_span *= 2;
-    }
-    n->batching = false;
-    n->rate_t = now; /* the samples start afresh */
-    n->rate_ms = uv_now(n->loop);
-    n->rate_in = n->batch_in;
-    n->msg_ns[0] = n->msg_ns[1] = 0;
-    return false;
-}
-
+/* Reading in batches (batch.c): wait if a connection wants to, polling the
+ * sockets of the others and the two wake-up eventfds meanwhile, so that
+ * work from other threads and messages from peers that do not gain from
+ * waiting end the wait at once. */
 static void batch_wait(ca_node *n)
 {
     if (!n->batch_ns)
         return;
     bool idle = !n->sched->rq_head; /* else the actors are still at what came */
-    uint64_t got = n->batch_in - n->batch_mark;
-    if (idle)
-        n->batch_mark = n->batch_in;
-    uint64_t now = 0;
-    if (!n->batching) {
-        if (n->batch_in - n->rate_in >= RATE_SPAN && uv_now(n->loop) - n->rate_ms >= RATE_MS)
-            rate_sample(n, now = uv_hrtime());
-        if (!idle || !got || n->batch_in < n->batch_retry || !batch_start(n))
-            return;
-        if (!now)
-            now = uv_hrtime();
-    } else {
-        if (!idle)
-            return;
-        now = uv_hrtime();
-        if (!batch_keep(n, got, now - n->batch_t, now))
-            return;
+    uint64_t now = 0, now_ms = uv_now(n->loop);
+    struct pollfd fds[2 + WAIT_POLLED] = {{.fd = n->sched->waker.fd, .events = POLLIN},
+                                          {.fd = n->wake.fd, .events = POLLIN}};
+    nfds_t nfds = 2;
+    bool wait = false;
+    for (ca__conn *c = n->conns; c; c = c->next) {
+        if (c->state != CA__C_UP)
+            continue;
+        uv_os_fd_t fd;
+        if (ca__batch_next(&c->batch, n->batch_ns, idle, now_ms, &now))
+            wait = true;
+        else if (nfds < 2 + WAIT_POLLED && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            fds[nfds++] = (struct pollfd){.fd = fd, .events = POLLIN};
+        else
+            idle = false; /* too many to poll: no wait, but go on sampling */
     }
-    n->batch_t = now;
+    if (!wait || !idle)
+        return;
     atomic_fetch_add_explicit(&n->st_waits, 1, memory_order_relaxed);
-    struct pollfd fds[2] = {{.fd = n->sched->waker.fd, .events = POLLIN},
-                            {.fd = n->wake.fd, .events = POLLIN}};
     struct timespec ts = {(time_t)(n->batch_ns / 1000000000u), (long)(n->batch_ns % 1000000000u)};
-    (void)ppoll(fds, 2, &ts, NULL); /* EINTR only shortens the wait */
+    (void)ppoll(fds, nfds, &ts, NULL); /* EINTR only shortens the wait */
 }
 
 /* Runs after the iteration's turns, right before the loop polls. */
@@ -892,7 +803,6 @@ static int node_config(ca_node *n, ca_rt *rt, const ca_node_opts *o)
     n->max_frame = o->max_frame ? o->max_frame : CA_DIST_FRAME_MAX_DEFAULT;
     n->max_queue = o->max_queue ? o->max_queue : ((size_t)512 << 20);
     n->batch_ns = (uint64_t)(o->batch_us > 1000000 ? 1000000 : o->batch_us) * 1000u;
-    n->retry_span = RETRY_MIN;
     return 0;
 }
 

@@ -79,6 +79,32 @@ typedef struct ca__dmon {
 
 typedef struct ca_node ca_node;
 
+/* Reading in batches from one connection (batch.c). */
+typedef struct ca__batch {
+    uint64_t in;         /* messages read (signals are not counted) */
+    uint64_t mark;       /* `in` when the last batch was counted */
+    uint64_t t;          /* uv_hrtime() when the last wait began */
+    uint64_t retry;      /* `in` from which batching may start again */
+    uint64_t retry_span; /* messages to the next try, after one failed */
+    uint64_t rate_in;    /* `in` at rate_t: the current rate sample */
+    uint64_t rate_t;
+    uint64_t rate_ms;   /* uv_now() at rate_t */
+    uint64_t msg_ns[2]; /* ns per message of the last two samples; 0: none */
+    uint64_t poll_ns;   /* ns per message while polling: batching must keep up */
+    uint64_t probe_ms;  /* uv_now() at which to sample the rate again */
+    uint64_t win_got;   /* messages and ns of the waits not judged yet */
+    uint64_t win_ns;
+    bool on;
+} ca__batch;
+
+/* Starts counting; now_ms: uv_now(). */
+void ca__batch_init(ca__batch *b, uint64_t now_ms);
+/* At the end of an iteration: whether the connection wants the loop to
+ * wait (then it counts one wait). idle: scheduler 0's actors are done with
+ * what came (no wait otherwise); *now: uv_hrtime(), read once per
+ * iteration when first needed (0 before). */
+bool ca__batch_next(ca__batch *b, uint64_t batch_ns, bool idle, uint64_t now_ms, uint64_t *now);
+
 typedef struct ca__conn {
     ca_node *node;
     struct ca__conn *next; /* node's list */
@@ -104,6 +130,7 @@ typedef struct ca__conn {
     char *rbuf;
     size_t rlen, rcap;
     uint64_t last_rx; /* uv_now of the last bytes received */
+    ca__batch batch;
 
     /* writing: frames go into wq; a write in flight owns wbuf */
     ei_x_buff wq, wbuf;
@@ -169,22 +196,7 @@ struct ca_node {
     uv_prepare_t flusher; /* writes what scheduler 0's turns queued */
     bool flusher_open;
     bool flush_due;
-    /* reading in batches (batch_wait in node.c) */
-    uint64_t batch_ns;    /* the longest wait; 0: off */
-    uint64_t batch_in;    /* messages read (signals are not counted) */
-    uint64_t batch_mark;  /* batch_in when the last batch was counted */
-    uint64_t batch_retry; /* batch_in from which batching may start again */
-    uint64_t retry_span;  /* messages to the next try, after one failed */
-    uint64_t batch_t;     /* uv_hrtime() when the last wait began */
-    uint64_t rate_in;     /* batch_in at rate_t: the current rate sample */
-    uint64_t rate_t;
-    uint64_t msg_ns[2];   /* ns per message of the last two samples; 0: none */
-    uint64_t poll_ns;     /* ns per message while polling: batching must keep up */
-    uint64_t batch_probe; /* uv_now() at which to sample the rate again */
-    uint64_t rate_ms;     /* uv_now() at rate_t */
-    uint64_t win_got;     /* messages and ns of the waits not judged yet */
-    uint64_t win_ns;
-    bool batching;
+    uint64_t batch_ns; /* the longest wait when reading in batches; 0: off */
     uv_tcp_t listener;
     bool listener_open;
     uv_tcp_t epmd;

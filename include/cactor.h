@@ -591,9 +591,10 @@ typedef struct ca_node_opts {
      * answered in batches: fewer system calls and wake-ups on both sides,
      * for at most this much (plus the kernel's timer slack and wake-up:
      * 205 us in all for 100 on the benchmark VM) added to a message's
-     * latency. A few sequential callers, who wait for each answer, are
-     * told apart (fewer than 8 messages per wait) and not made to wait;
-     * work from other threads ends a wait at once. ca_node_opts_init: 100;
+     * latency. Decided per connection: a peer whose messages do not keep
+     * coming while the node waits (a few sequential callers, who wait
+     * for each answer) is told apart by the rate it sends at, and its
+     * messages, like work from other threads, end a wait at once. ca_node_opts_init: 100;
      * 0: read as soon as data comes; at most 1000000. */
     unsigned batch_us;
 } ca_node_opts;

@@ -649,7 +649,8 @@ static uint64_t batch_waits(tnode *t)
  * A peer with two requests out at a time, waiting for both answers, makes
  * the node try batching and give it up after one wait; a burst makes
  * it wait before it reads again, so a message sent meanwhile is read late;
- * a message from another thread ends a wait at once. */
+ * a message from another thread or from a peer that does not batch ends a
+ * wait at once. */
 static void test_batching(void)
 {
     tnode t = {0};
@@ -668,8 +669,11 @@ static void test_batching(void)
     CU_ASSERT_EQUAL_FATAL(ca_spawn(t.rt, &tester, (void *)"w0", &o, &w0), 0);
     int fd = raw_peer("wp@127.0.0.1", "c00kie", ca_node_port(t.node));
     CU_ASSERT_FATAL(fd >= 0);
-    erlang_pid from = {.num = 1, .creation = 77};
+    int fd2 = raw_peer("wq@127.0.0.1", "c00kie", ca_node_port(t.node)); /* a second peer */
+    CU_ASSERT_FATAL(fd2 >= 0);
+    erlang_pid from = {.num = 1, .creation = 77}, from2 = {.num = 2, .creation = 78};
     strcpy(from.node, "wp@127.0.0.1");
+    strcpy(from2.node, "wq@127.0.0.1");
     ei_x_buff x;
     ei_x_new(&x);
 
@@ -720,12 +724,25 @@ static void test_batching(void)
     CU_ASSERT(probe_wait(&P, "w0: {from_thread,1}", 5000));
     CU_ASSERT(now_ms() - t0 < 150);
 
+    /* nor does a request from another peer, which does not batch */
+    uint64_t waits = batch_waits(&t); /* the one just ended may have had a sequel */
+    burst(&x, fd, &from, 1102);
+    for (int i = 0; i < 1000 && batch_waits(&t) == waits; i++)
+        usleep(1000);
+    CU_ASSERT(batch_waits(&t) > waits);
+    t0 = now_ms();
+    reg_send_frame(&x, &from2, "w0", "{hello, 1}");
+    send_all(fd2, &x);
+    CU_ASSERT(recv_frames(fd2, 1));
+    CU_ASSERT(now_ms() - t0 < 150);
+
     ca_node_stats st;
     ca_node_stats_get(t.node, &st);
     CU_ASSERT(st.reads > 0 && st.reads < st.frames_in);
     ei_x_free(&x);
 
     /* a peer that hangs up is no fault: logged, not warned about */
+    close(fd2);
     close(fd);
     const char *bye = "dist: connection from wp@127.0.0.1 closed: closed by peer";
     CU_ASSERT(probe_wait(&LOGS, bye, 5000));
