@@ -243,7 +243,10 @@ static int rd_atom(rd *r, char *out)
         return CA_EPROTO;
     const unsigned char *s = r->p + r->pos + hl;
     size_t o = 0;
-    if (utf8) {
+    if (n < MAXATOMLEN && ca__utf8_ascii(s, n)) { /* node names, nearly every atom */
+        memcpy(out, s, n);
+        o = n;
+    } else if (utf8) {
         size_t chars = 0;
         for (size_t k = 0; k < n && k < MAXATOMLEN_UTF8; k++)
             chars += (s[k] & 0xC0) != 0x80;
@@ -583,6 +586,14 @@ static void ctrl_reset(ca_dist_ctrl *c)
     c->spawn_flags = 0;
 }
 
+/* Why a control term could not be read: not a well-formed term at all
+ * (CA_EBADTERM), or one of the wrong shape (rc). */
+static int not_ctrl(const char *buf, size_t len, int rc)
+{
+    size_t end = 1;
+    return ca__etf_skip(buf, len, &end) < 0 ? CA_EBADTERM : rc;
+}
+
 int ca__dist_ctrl_decode(const char *buf, size_t len, ca_dist_ctrl *c)
 {
     if (buf == NULL || c == NULL)
@@ -590,32 +601,32 @@ int ca__dist_ctrl_decode(const char *buf, size_t len, ca_dist_ctrl *c)
     ctrl_reset(c);
     if (len < 1 || (unsigned char)buf[0] != ETF_VERSION)
         return CA_EBADTERM;
-    size_t end = 1;
-    if (ca__etf_skip(buf, len, &end) < 0)
-        return CA_EBADTERM;
-    rd r = {(const unsigned char *)buf, end, 1};
-    size_t arity;
+    /* The fields are read in one pass, each reader bounded by the frame;
+     * the control term ends where the last field does. */
+    rd r = {(const unsigned char *)buf, len, 1};
+    size_t arity, end = 1;
     uint64_t op;
     if (rd_tuple(&r, &arity) < 0 || arity < 1 || rd_u64(&r, &op) < 0 || op > INT_MAX)
-        return CA_EPROTO;
+        return not_ctrl(buf, len, CA_EPROTO);
     c->op = (int)op;
     const op_spec *spec = find_op(op);
     if (spec == NULL) {
         /* Newer peers may send ops we have never heard of: let the
          * caller log and skip them instead of dropping the connection. */
+        if (ca__etf_skip(buf, len, &end) < 0)
+            return CA_EBADTERM;
         c->payload.p = end < len ? buf + end : NULL;
         c->payload.len = len - end;
         return 0;
     }
     if (arity != 1 + strlen(spec->fields))
-        return CA_EPROTO;
+        return not_ctrl(buf, len, CA_EPROTO);
     for (const char *f = spec->fields; *f; f++) {
         int rc = rd_field(&r, *f, c);
         if (rc < 0)
-            return rc;
+            return not_ctrl(buf, len, rc);
     }
-    if (r.pos != end) /* cannot happen: the arity matched */
-        return CA_EPROTO;
+    end = r.pos;
     int rc = decode_payload(buf, len, end, spec->payload, c);
     if (rc < 0)
         return rc;

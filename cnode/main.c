@@ -174,7 +174,8 @@ static int echo_handle(ca_actor *self, void *state, ca_msg *m)
         }
         return 0;
     }
-    if (ei_decode_atom(b, &idx, atom))
+    /* UTF-8 as it comes (ei_decode_atom would convert it to Latin-1) */
+    if (ei_decode_atom_as(b, &idx, atom, sizeof atom, ERLANG_UTF8, NULL, NULL))
         return 0;
     if (arity == 3 && strcmp(atom, "$gen_call") == 0) {
         if (ca_gen_call_match(m, &from, &t, &tl) == 0)

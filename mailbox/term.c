@@ -64,6 +64,8 @@ static int utf8_enc(uint32_t cp, char *out)
 /* Number of code points of valid UTF-8, or -1. */
 static long utf8_count(const char *s, size_t n)
 {
+    if (ca__utf8_ascii(s, n))
+        return (long)n;
     long count = 0;
     for (size_t i = 0; i < n; count++) {
         uint32_t cp;

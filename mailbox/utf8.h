@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Decode one code point from s[0..n); its length in bytes, or 0 if it is
  * invalid or truncated. */
@@ -40,10 +41,27 @@ static inline int ca__utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
     return (int)k + 1;
 }
 
+/* 1 if s[0..n) is all ASCII: the common case, checked 8 bytes at a time. */
+static inline int ca__utf8_ascii(const void *s, size_t n)
+{
+    const unsigned char *p = s;
+    uint64_t bits = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        bits |= w;
+    }
+    for (; i < n; i++)
+        bits |= p[i];
+    return !(bits & 0x8080808080808080u);
+}
+
 /* 1 if s[0..n) is strict UTF-8 throughout. */
 static inline int ca__utf8_valid(const void *s, size_t n)
 {
     const unsigned char *p = s;
+    if (ca__utf8_ascii(s, n))
+        return 1;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         int k = ca__utf8_dec(p + i, n - i, &cp);

@@ -1409,8 +1409,14 @@ static void test_ctrl_invalid(void)
     memcpy(tmp, body, ctl);
     memcpy(tmp + ctl, VEC_MSG + 1, sizeof VEC_MSG - 1);
     CU_ASSERT_EQUAL(ca__dist_ctrl_decode(tmp, ctl + sizeof VEC_MSG - 1, &c), CA_EPROTO);
-    /* LINK with a stray message */
+    /* LINK cut inside its To pid, and with a tag no term has there: not
+     * terms at all, whichever field the reader was at */
     size_t ll = sizeof VEC_LINK - 5;
+    CU_ASSERT_EQUAL(ca__dist_ctrl_decode((const char *)VEC_LINK + 5, ll - 3, &c), CA_EBADTERM);
+    memcpy(tmp, VEC_LINK + 5, ll);
+    tmp[38] = (char)0xff; /* the To pid's tag */
+    CU_ASSERT_EQUAL(ca__dist_ctrl_decode(tmp, ll, &c), CA_EBADTERM);
+    /* LINK with a stray message */
     memcpy(tmp, VEC_LINK + 5, ll);
     memcpy(tmp + ll, "\x83j", 2);
     CU_ASSERT_EQUAL(ca__dist_ctrl_decode(tmp, ll + 2, &c), CA_EPROTO);
