@@ -121,6 +121,9 @@ typedef struct ca__task {
     void (*fn)(struct ca__task *t);
 } ca__task;
 
+#define CA__MSG_SMALL 184  /* ETF bytes: the block is 256 bytes in all */
+#define CA__MSG_CACHE 1024 /* small messages a scheduler keeps for reuse */
+
 struct ca__sched {
     ca_rt *rt;
     unsigned idx;
@@ -148,6 +151,11 @@ struct ca__sched {
     char pad_sent[64];
     _Atomic uint64_t sent;
     char pad_sent_end[64];
+    /* small messages freed here, for reuse (msg.c); owner only, and with
+     * the line after it to itself: the schedulers sit in one array */
+    unsigned msg_cached;
+    ca_msg *msg_cache[CA__MSG_CACHE];
+    char pad_cache_end[64];
 };
 
 /* Hooks of the distribution layer for remote pids and names; NULL when no
@@ -249,6 +257,8 @@ int ca__signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *re
                size_t len);
 ca_msg *ca__msg_term(ca_pid from, const void *etf, size_t len);
 void ca__msg_free(ca_msg *m);
+/* Free the small messages the scheduler kept (its thread, at its end). */
+void ca__msg_cache_drain(ca__sched *s);
 /* Deliver to a referenced local actor; takes `m` in every case (on
  * failure it is freed without running a pointer payload's destructor). */
 int ca__deliver(ca_actor *a, ca_msg *m);

@@ -7,13 +7,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(p, n)   ((void)(p), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#endif
+
 #include "internal.h"
+
+/*
+ * Small messages (up to CA__MSG_SMALL bytes of ETF, all of them allocated
+ * that big) are kept for reuse by the scheduler thread that frees them,
+ * CA__MSG_CACHE at most, in a stack of its own: no lock, and a stream of
+ * messages costs no malloc and free each. Under AddressSanitizer a kept
+ * message is poisoned, so a use after free is still caught.
+ */
+#define MSG_BLOCK (sizeof(ca_msg) + CA__MSG_SMALL)
 
 ca_msg *ca__msg_new(uint8_t kind, ca_pid from, size_t len)
 {
-    ca_msg *m = malloc(sizeof *m + len);
-    if (!m)
+    ca__sched *s = ca__tls_sched;
+    ca_msg *m;
+    if (len <= CA__MSG_SMALL && s && s->msg_cached) {
+        m = s->msg_cache[--s->msg_cached];
+        ASAN_UNPOISON_MEMORY_REGION(m, MSG_BLOCK);
+    } else if (!(m = malloc(len <= CA__MSG_SMALL ? MSG_BLOCK : sizeof *m + len))) {
         return NULL;
+    }
     m->kind = kind;
     m->from = from;
     m->len = len;
@@ -43,18 +64,39 @@ ca_msg *ca__msg_term(ca_pid from, const void *etf, size_t len)
     return m;
 }
 
+/* The memory of m, kept for reuse or freed. */
+static void msg_release(ca_msg *m)
+{
+    ca__sched *s = ca__tls_sched;
+    if (m->len <= CA__MSG_SMALL && s && s->msg_cached < CA__MSG_CACHE) {
+        ASAN_POISON_MEMORY_REGION(m, MSG_BLOCK);
+        s->msg_cache[s->msg_cached++] = m;
+        return;
+    }
+    free(m);
+}
+
+void ca__msg_cache_drain(ca__sched *s)
+{
+    while (s->msg_cached) {
+        ca_msg *m = s->msg_cache[--s->msg_cached];
+        ASAN_UNPOISON_MEMORY_REGION(m, MSG_BLOCK);
+        free(m);
+    }
+}
+
 void ca__msg_free(ca_msg *m)
 {
     if (m->kind == CA_MSG_PTR && m->u.p.dtor && m->u.p.ptr)
         m->u.p.dtor(m->u.p.ptr);
-    free(m);
+    msg_release(m);
 }
 
 /* A message that was not delivered: a pointer payload stays the
  * sender's, so its destructor does not run. */
 static int undelivered(ca_msg *m, int rc)
 {
-    free(m);
+    msg_release(m);
     return rc;
 }
 

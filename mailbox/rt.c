@@ -207,6 +207,7 @@ static void sched_main(void *arg)
     while (uv_run(&s->loop, UV_RUN_ONCE))
         if (s->hosts_io && s->rt->spin_ns)
             spin_loop(s);
+    ca__msg_cache_drain(s);
     ca__tls_sched = NULL;
 }
 

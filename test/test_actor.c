@@ -317,6 +317,57 @@ static void test_order_per_sender(void)
     after();
 }
 
+/* Messages of every size around the small-message limit (msg.c keeps
+ * small ones for reuse on the scheduler that frees them), sent to self in
+ * rounds so that each round reuses the last one's memory: every message
+ * must arrive whole, whatever size the memory it reuses had. */
+typedef struct sizes_state {
+    int round, got, bad;
+} sizes_state;
+
+#define SIZES_MAX   400
+#define SIZES_ROUND 4
+
+static int sizes_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    sizes_state *st = state;
+    const char *b;
+    size_t len;
+    if (ca_match(m, "~b", &b, &len) == 0) {
+        for (size_t i = 0; i < len; i++)
+            st->bad += (unsigned char)b[i] != (unsigned char)(len + i + st->round);
+        if (++st->got % (SIZES_MAX + 1))
+            return 0;
+        if (++st->round == SIZES_ROUND) {
+            probe_say(&P, "sizes: %d got, %d bad", st->got, st->bad);
+            return 0;
+        }
+    }
+    /* a round: the sizes in an order that mixes big and small */
+    char buf[SIZES_MAX];
+    for (size_t k = 0; k <= SIZES_MAX; k++) {
+        size_t len2 = (k * 37 + (size_t)st->round) % (SIZES_MAX + 1);
+        for (size_t i = 0; i < len2; i++)
+            buf[i] = (char)(len2 + i + (size_t)st->round);
+        if (ca_sendf(self, ca_self(self), "~b", (const void *)buf, len2) != 0)
+            st->bad++;
+    }
+    return 0;
+}
+
+static const ca_behaviour SIZES = {"sizes", NULL, sizes_handle, NULL};
+
+static void test_message_sizes_reused(void)
+{
+    before();
+    sizes_state st = {0};
+    ca_pid p;
+    CU_ASSERT_FATAL(ca_spawn(RT, &SIZES, &st, NULL, &p) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "go");
+    CU_ASSERT(probe_wait(&P, "sizes: 1604 got, 0 bad", 10000));
+    after();
+}
+
 static void test_names(void)
 {
     before();
@@ -836,6 +887,7 @@ static void add(void)
     ADD_TEST(s, test_send_and_reply_path);
     ADD_TEST(s, test_send_to_dead);
     ADD_TEST(s, test_order_per_sender);
+    ADD_TEST(s, test_message_sizes_reused);
     ADD_TEST(s, test_names);
     ADD_TEST(s, test_link_crash_kills_partner);
     ADD_TEST(s, test_link_trap_exit);
