@@ -18,7 +18,10 @@
  * together). Waits that bring fewer are judged together, as many as
  * promise JUDGE_SPAN messages at the rate seen while polling (the faster
  * of the last two samples, each over RATE_MS and RATE_SPAN messages; the
- * slower may span a pause): batching goes on if they brought 3/4 of that.
+ * slower may span a pause, and batching starts only once there are two),
+ * but JUDGE_WAITS at most (samples that span pauses promise little, and
+ * sequential callers would wait for each of many waits): batching goes on
+ * if they brought 3/4 of that.
  * Else it is tried again after RETRY_MIN more messages, twice as many
  * after each try that fails (sequential callers lose a little each time).
  * A judgement after PROBE_MS of batching stops it for a new sample
@@ -35,7 +38,8 @@
 #define BATCH_DENSE 8     /* messages per wait that need no judging */
 #define RETRY_MIN   256   /* messages before batching is tried again, */
 #define RETRY_MAX   16384 /* twice as many after each try that failed */
-#define JUDGE_SPAN  32    /* messages promised by the waits judged together */
+#define JUDGE_SPAN  32    /* messages promised by the waits judged together, */
+#define JUDGE_WAITS 8     /* or this many waits, whichever comes first */
 #define RATE_SPAN   32    /* messages, and */
 #define RATE_MS     4     /* ms at least in a rate sample */
 #define PROBE_MS    100   /* ms of batching before the rate is sampled again */
@@ -65,14 +69,12 @@ static void rate_sample(ca__batch *b, uint64_t now, uint64_t now_ms)
 /* Whether to start, from the samples. */
 static bool start(ca__batch *b, uint64_t batch_ns, uint64_t now_ms)
 {
-    uint64_t ns = b->msg_ns[0];
-    if (b->msg_ns[1] && (!ns || b->msg_ns[1] < ns))
-        ns = b->msg_ns[1];
+    uint64_t ns = b->msg_ns[0] < b->msg_ns[1] ? b->msg_ns[0] : b->msg_ns[1];
     if (!ns || ns * 2 > batch_ns)
-        return false; /* below 2 messages per wait: not worth waiting for */
+        return false; /* no two samples yet, or below 2 messages per wait */
     b->poll_ns = ns;
     b->probe_ms = now_ms + PROBE_MS;
-    b->win_got = b->win_ns = 0;
+    b->win_got = b->win_ns = b->win_waits = 0;
     b->on = true;
     return true;
 }
@@ -81,16 +83,16 @@ static bool start(ca__batch *b, uint64_t batch_ns, uint64_t now_ms)
 static bool keep(ca__batch *b, uint64_t got, uint64_t ns, uint64_t now, uint64_t now_ms)
 {
     if (got >= BATCH_DENSE) {
-        b->win_got = b->win_ns = 0; /* a dense stream: waiting pays */
+        b->win_got = b->win_ns = b->win_waits = 0; /* a dense stream: waiting pays */
         b->retry_span = RETRY_MIN;
         return true;
     }
     b->win_got += got;
     b->win_ns += ns;
-    if (b->win_ns < JUDGE_SPAN * b->poll_ns)
+    if (++b->win_waits < JUDGE_WAITS && b->win_ns < JUDGE_SPAN * b->poll_ns)
         return true; /* too few messages promised to tell yet */
     bool paid = b->win_got * b->poll_ns * 4 >= b->win_ns * 3;
-    b->win_got = b->win_ns = 0;
+    b->win_got = b->win_ns = b->win_waits = 0;
     if (paid) {
         b->retry_span = RETRY_MIN;
         if (now_ms < b->probe_ms)

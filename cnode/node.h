@@ -92,8 +92,9 @@ typedef struct ca__batch {
     uint64_t msg_ns[2]; /* ns per message of the last two samples; 0: none */
     uint64_t poll_ns;   /* ns per message while polling: batching must keep up */
     uint64_t probe_ms;  /* uv_now() at which to sample the rate again */
-    uint64_t win_got;   /* messages and ns of the waits not judged yet */
+    uint64_t win_got;   /* messages, ns and number of the waits not judged yet */
     uint64_t win_ns;
+    unsigned win_waits;
     bool on;
 } ca__batch;
 

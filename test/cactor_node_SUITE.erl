@@ -18,8 +18,8 @@ suite() ->
 all() ->
     [start_stop, name_forms, already_started, bad_options, bad_plugin, missing_executable,
      not_alive, no_priv_dir, options_reach_node, kill_9_restart, restart_intensity,
-     stop_while_monitored, wrong_cookie, several_erlang_nodes, logs_reach_logger,
-     owner_vm_dies].
+     stop_while_monitored, wrong_cookie, several_erlang_nodes, batching_per_peer,
+     logs_reach_logger, owner_vm_dies].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(cactor),
@@ -320,6 +320,46 @@ several_erlang_nodes(_Config) ->
          || {_, PN} <- Peers]
     after
         [cactor_test_lib:stop_peer(P) || {P, _} <- Peers]
+    end.
+
+%% ---- reading in batches, per peer ----
+
+%% A stream of casts from this node makes the C node wait for input to
+%% pile up before it reads again (20 ms at a time here, to be plain to
+%% see); a peer node calling sequentially meanwhile is told apart and not
+%% made to wait.
+batching_per_peer(_Config) ->
+    {ok, N} = cactor:start_node(batcher, #{extra_args => ["--batch-us", "20000"]}),
+    {P, PN} = cactor_test_lib:start_peer(list_to_atom("caller_" ++ os:getpid())),
+    Self = self(),
+    Streamer = spawn_link(fun() -> stream(N, Self, 0) end),
+    try
+        ?assertEqual(pong, erpc:call(PN, net_adm, ping, [N], ?T)),
+        Waits = fun() -> maps:get(batch_waits, rpc:call(N, cactor, info, [], ?T)) end,
+        wait_until(fun() -> Waits() > 10 end, ?T),
+        Us = erpc:call(PN, fun() ->
+                               [element(1, timer:tc(gen_server, call, [{echo, N}, I, ?T]))
+                                || I <- lists:seq(1, 60)]
+                           end, 30000),
+        Median = lists:nth(30, lists:sort(Us)),
+        ct:log("sequential calls from ~p while ~p streams: median ~p us, all ~w",
+               [PN, node(), Median, Us]),
+        ?assert(Median < 10000), %% waiting for the stream would be 20 ms each
+        %% the peer may be tried once: a few waits to tell it apart
+        ?assert(length([U || U <- Us, U > 15000]) =< 6),
+        ?assert(Waits() > 10)
+    after
+        Streamer ! stop,
+        receive {streamed, Casts} -> ct:log("~p casts", [Casts]) after ?T -> ok end,
+        cactor_test_lib:stop_peer(P)
+    end.
+
+stream(N, Parent, K) ->
+    receive
+        stop -> Parent ! {streamed, K}
+    after 0 ->
+        [{echo, N} ! {cast, K + I} || I <- lists:seq(1, 100)],
+        stream(N, Parent, K + 100)
     end.
 
 peer_work(N, I) ->

@@ -625,14 +625,18 @@ static int recv_frames(int fd, int n)
     return 1;
 }
 
-/* Send n messages at once, 5 ms after the last, and wait for w0 to have
- * them all. */
+/* Send n messages in two halves 5 ms apart (the node samples their rate
+ * twice before it batches), and wait for w0 to have them all. */
 static void burst(ei_x_buff *x, int fd, const erlang_pid *from, unsigned long n)
 {
     char line[64];
-    usleep(5 * 1000);
-    for (unsigned long i = 1; i <= n; i++)
+    for (unsigned long i = 1; i <= n; i++) {
+        if (i == 1 || i == n / 2) {
+            send_all(fd, x);
+            usleep(5 * 1000);
+        }
         reg_send_frame(x, from, "w0", "{q, ~u, ~u}", i, n);
+    }
     send_all(fd, x);
     snprintf(line, sizeof line, "w0: q %lu", n);
     CU_ASSERT_FATAL(probe_wait(&P, line, 10000));
