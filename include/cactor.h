@@ -594,8 +594,9 @@ typedef struct ca_node_opts {
      * latency. Decided per connection: a peer whose messages do not keep
      * coming while the node waits (a few sequential callers, who wait
      * for each answer) is told apart by the rate it sends at, and its
-     * messages, like work from other threads, end a wait at once. ca_node_opts_init: 100;
-     * 0: read as soon as data comes; at most 1000000. */
+     * messages, like work from other threads, end a wait at once.
+     * ca_node_opts_init: 100; 0: read as soon as data comes; at most
+     * 1000000. */
     unsigned batch_us;
 } ca_node_opts;
 
