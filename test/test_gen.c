@@ -164,16 +164,23 @@ static void test_calls_casts_infos(void)
 }
 
 /* A call from outside any actor's loop is a plain message: match it. */
+static ca_ref RAW_REF;
+
 static int raw_handle(ca_actor *self, void *state, ca_msg *m)
 {
     ca_call_from from;
     const char *req;
     size_t len;
+    static const ca_ref zero;
     (void)state;
-    if (ca_gen_call_match(m, &from, &req, &len) == 0)
-        probe_say(&P, "raw: call alias=%d tag_len=%zu", from.alias, from.tag_len);
-    else
+    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
+        int hi = len == 4 && memcmp(req + 2, "hi", 2) == 0; /* the atom hi, bare */
+        int ref = ca_ref_eq(&from.ref, &RAW_REF) ? 1 : ca_ref_eq(&from.ref, &zero) ? 0 : -1;
+        probe_say(&P, "raw: call alias=%d tag_len=%zu hi=%d ref=%d", from.alias, from.tag_len, hi,
+                  ref);
+    } else {
         probe_say(&P, "raw: other");
+    }
     (void)self;
     return 0;
 }
@@ -186,20 +193,33 @@ static void test_call_match(void)
     CU_ASSERT_FATAL(ca_spawn(RT, &RAW, NULL, NULL, &p) == 0);
     ca_ref r;
     ca_make_ref(RT, &r);
+    RAW_REF = r;
     ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, [alias | ~r]}, hi}", p, &r);
     ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, ~r}, hi}", p, &r);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, some_tag}, hi}", p); /* echoed as is */
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, [alias | x]}, hi}", p);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, ~r}, hi, extra}", p, &r);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_cal', {~p, ~r}, hi}", p, &r);
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~r, ~r}, hi}", &r, &r);
     ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', not_a_from, hi}");
-    /* One sender: the third message's line comes after the other two. */
-    CU_ASSERT(probe_wait(&P, "raw: other", WAIT_MS));
+    /* One sender: the last message's line comes after the others. */
+    CU_ASSERT(probe_wait_n(&P, "raw: other", 4, WAIT_MS));
     pthread_mutex_lock(&P.lock);
-    int alias = 0, plain = 0;
+    int alias = 0, plain = 0, atom = 0, odd = 0;
     for (int i = 0; i < P.n; i++) {
-        alias += strncmp(P.lines[i], "raw: call alias=1", 17) == 0;
-        plain += strncmp(P.lines[i], "raw: call alias=0", 17) == 0;
+        alias +=
+            strncmp(P.lines[i], "raw: call alias=1", 17) == 0 && strstr(P.lines[i], "hi=1 ref=1");
+        plain +=
+            strncmp(P.lines[i], "raw: call alias=0", 17) == 0 && strstr(P.lines[i], "hi=1 ref=1");
+        atom += strcmp(P.lines[i], "raw: call alias=0 tag_len=10 hi=1 ref=0") == 0;
+        odd += strncmp(P.lines[i], "raw: call alias=0", 17) == 0 &&
+               strstr(P.lines[i], "hi=1 ref=0") && strstr(P.lines[i], "tag_len=10") == NULL;
     }
     pthread_mutex_unlock(&P.lock);
     CU_ASSERT_EQUAL(alias, 1);
     CU_ASSERT_EQUAL(plain, 1);
+    CU_ASSERT_EQUAL(atom, 1); /* some_tag: SMALL_ATOM_UTF8_EXT, 2 + 8 bytes */
+    CU_ASSERT_EQUAL(odd, 1);  /* [alias | x]: a tag, but no reference in it */
 }
 
 static int setup(void)
