@@ -681,18 +681,58 @@ static int finish(ei_x_buff *x, int start, int rc)
     return 0;
 }
 
+static int enc_bytes(ei_x_buff *x, const char *t, size_t len)
+{
+    return ei_x_append_buf(x, t, (int)len) < 0 ? CA_ENOMEM : 0;
+}
+
+/*
+ * Pids and references carry their node's name, and one or two go out with
+ * nearly every message; ei's encoders convert that name between atom
+ * encodings each time. A plain ASCII name (all of them, in practice) is
+ * written here directly, byte for byte as ei writes it (test_cnode_codec
+ * compares); anything else still goes through ei.
+ */
+static size_t put_node(unsigned char *b, const char *node)
+{
+    size_t n = strnlen(node, 256);
+    if (n > 255 || !ca__utf8_ascii(node, n))
+        return 0;
+    b[0] = ERL_SMALL_ATOM_UTF8_EXT;
+    b[1] = (unsigned char)n;
+    memcpy(b + 2, node, n);
+    return n + 2;
+}
+
 static int enc_pid(ei_x_buff *x, const erlang_pid *pid)
 {
     if (pid == NULL)
         return CA_EINVAL;
-    return ei_x_encode_pid(x, pid) < 0 ? CA_EINVAL : 0;
+    unsigned char b[1 + 2 + 255 + 12];
+    size_t k = put_node(b + 1, pid->node);
+    if (!k)
+        return ei_x_encode_pid(x, pid) < 0 ? CA_EINVAL : 0;
+    b[0] = ERL_NEW_PID_EXT;
+    ca__put32(b + 1 + k, pid->num);
+    ca__put32(b + 5 + k, pid->serial);
+    ca__put32(b + 9 + k, pid->creation);
+    return enc_bytes(x, (const char *)b, 13 + k);
 }
 
 static int enc_ref(ei_x_buff *x, const erlang_ref *ref)
 {
     if (ref == NULL || ref->len < 1 || ref->len > 5)
         return CA_EINVAL;
-    return ei_x_encode_ref(x, ref) < 0 ? CA_EINVAL : 0;
+    unsigned char b[3 + 2 + 255 + 4 + 5 * 4];
+    size_t k = put_node(b + 3, ref->node);
+    if (!k)
+        return ei_x_encode_ref(x, ref) < 0 ? CA_EINVAL : 0;
+    b[0] = ERL_NEWER_REFERENCE_EXT;
+    ca__put16(b + 1, (unsigned)ref->len);
+    ca__put32(b + 3 + k, ref->creation);
+    for (int i = 0; i < ref->len; i++)
+        ca__put32(b + 7 + k + 4 * (size_t)i, ref->n[i]);
+    return enc_bytes(x, (const char *)b, 7 + k + 4 * (size_t)ref->len);
 }
 
 static int enc_atom(ei_x_buff *x, const char *name)
@@ -710,11 +750,6 @@ static int enc_proc(ei_x_buff *x, const ca_dist_proc *p)
     if (p == NULL)
         return CA_EINVAL;
     return p->is_name ? enc_atom(x, p->name) : enc_pid(x, &p->pid);
-}
-
-static int enc_bytes(ei_x_buff *x, const char *t, size_t len)
-{
-    return ei_x_append_buf(x, t, (int)len) < 0 ? CA_ENOMEM : 0;
 }
 
 /* The message after the tuple, with its version byte. */

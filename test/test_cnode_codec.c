@@ -1580,6 +1580,52 @@ static void decode_x(const ei_x_buff *x, int start, ca_dist_ctrl *c, int want_rc
     CU_ASSERT_EQUAL(ca__dist_ctrl_decode(f.data, f.len, c), want_rc);
 }
 
+/* Pids and refs with ASCII node names are written without ei (control.c,
+ * enc_pid/enc_ref): the bytes must be ei's, whatever the values; others
+ * still go through ei. */
+static void test_encode_pids_refs_as_ei(void)
+{
+    const erlang_pid pids[] = {
+        mkpid("cactor@h", 1, 2, 3), mkpid("a@b", 0, 0, 0),
+        mkpid("erl@127.0.0.1", 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu),
+        mkpid("erl@h\xc3\xa9", 7, 8, 9), /* UTF-8: ei's path */
+    };
+    const erlang_ref refs[] = {mkref("cactor@h", 3, 3), mkref("erl@127.0.0.1", 0xFFFFFFFFu, 5),
+                               mkref("x@y", 1, 1), mkref("erl@h\xc3\xa9", 9, 5)};
+    for (size_t i = 0; i < ARRAY_LEN(pids); i++) {
+        const erlang_pid *a = &pids[i], *b = &pids[(i + 1) % ARRAY_LEN(pids)];
+        const erlang_ref *r = &refs[i];
+        ei_x_buff got, want;
+        ei_x_new(&got);
+        ei_x_new(&want);
+        CU_ASSERT_EQUAL_FATAL(ca__dist_encode_link(&got, a, b), 0);
+        CU_ASSERT_EQUAL_FATAL(
+            ca__dist_encode_alias_send(&got, a, r, (const char *)VEC_MSG, sizeof VEC_MSG), 0);
+        /* the same frames, every term by ei */
+        int s = want.index;
+        ei_x_append_buf(&want, "\0\0\0\0p", 5);
+        ei_x_encode_version(&want);
+        ei_x_encode_tuple_header(&want, 3);
+        ei_x_encode_long(&want, CA_DOP_LINK);
+        ei_x_encode_pid(&want, a);
+        ei_x_encode_pid(&want, b);
+        ca__put32((unsigned char *)want.buff + s, (uint32_t)(want.index - s - 4));
+        s = want.index;
+        ei_x_append_buf(&want, "\0\0\0\0p", 5);
+        ei_x_encode_version(&want);
+        ei_x_encode_tuple_header(&want, 3);
+        ei_x_encode_long(&want, CA_DOP_ALIAS_SEND);
+        ei_x_encode_pid(&want, a);
+        ei_x_encode_ref(&want, r);
+        ei_x_append_buf(&want, (const char *)VEC_MSG, sizeof VEC_MSG);
+        ca__put32((unsigned char *)want.buff + s, (uint32_t)(want.index - s - 4));
+        CU_ASSERT_EQUAL(got.index, want.index);
+        CU_ASSERT(got.index == want.index && memcmp(got.buff, want.buff, (size_t)got.index) == 0);
+        ei_x_free(&got);
+        ei_x_free(&want);
+    }
+}
+
 static void test_encode_round_trips(void)
 {
     erlang_pid a = mkpid("cactor@h", 1, 2, 3);
@@ -1788,6 +1834,7 @@ static void add(void)
         {"ctrl truncated and mutated", test_ctrl_truncated_and_mutated},
         {"ctrl garbage", test_ctrl_garbage},
         {"encode round trips", test_encode_round_trips},
+        {"pids and refs encoded as ei does", test_encode_pids_refs_as_ei},
         {"64 MiB message", test_big_message},
     };
     for (size_t i = 0; i < ARRAY_LEN(tests); i++)
