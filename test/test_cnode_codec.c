@@ -1580,6 +1580,24 @@ static void decode_x(const ei_x_buff *x, int start, ca_dist_ctrl *c, int want_rc
     CU_ASSERT_EQUAL(ca__dist_ctrl_decode(f.data, f.len, c), want_rc);
 }
 
+/* The start of a pass-through frame {Op, From, _} by ei alone;
+ * ei_frame_end patches its length in. */
+static int ei_frame_begin(ei_x_buff *w, long op, const erlang_pid *from)
+{
+    int s = w->index;
+    ei_x_append_buf(w, "\0\0\0\0p", 5);
+    ei_x_encode_version(w);
+    ei_x_encode_tuple_header(w, 3);
+    ei_x_encode_long(w, op);
+    ei_x_encode_pid(w, from);
+    return s;
+}
+
+static void ei_frame_end(ei_x_buff *w, int s)
+{
+    ca__put32((unsigned char *)w->buff + s, (uint32_t)(w->index - s - 4));
+}
+
 /* Pids and refs with ASCII node names are written without ei (control.c,
  * enc_pid/enc_ref): the bytes must be ei's, whatever the values; others
  * still go through ei. */
@@ -1602,23 +1620,13 @@ static void test_encode_pids_refs_as_ei(void)
         CU_ASSERT_EQUAL_FATAL(
             ca__dist_encode_alias_send(&got, a, r, (const char *)VEC_MSG, sizeof VEC_MSG), 0);
         /* the same frames, every term by ei */
-        int s = want.index;
-        ei_x_append_buf(&want, "\0\0\0\0p", 5);
-        ei_x_encode_version(&want);
-        ei_x_encode_tuple_header(&want, 3);
-        ei_x_encode_long(&want, CA_DOP_LINK);
-        ei_x_encode_pid(&want, a);
+        int s = ei_frame_begin(&want, CA_DOP_LINK, a);
         ei_x_encode_pid(&want, b);
-        ca__put32((unsigned char *)want.buff + s, (uint32_t)(want.index - s - 4));
-        s = want.index;
-        ei_x_append_buf(&want, "\0\0\0\0p", 5);
-        ei_x_encode_version(&want);
-        ei_x_encode_tuple_header(&want, 3);
-        ei_x_encode_long(&want, CA_DOP_ALIAS_SEND);
-        ei_x_encode_pid(&want, a);
+        ei_frame_end(&want, s);
+        s = ei_frame_begin(&want, CA_DOP_ALIAS_SEND, a);
         ei_x_encode_ref(&want, r);
         ei_x_append_buf(&want, (const char *)VEC_MSG, sizeof VEC_MSG);
-        ca__put32((unsigned char *)want.buff + s, (uint32_t)(want.index - s - 4));
+        ei_frame_end(&want, s);
         CU_ASSERT_EQUAL(got.index, want.index);
         CU_ASSERT(got.index == want.index && memcmp(got.buff, want.buff, (size_t)got.index) == 0);
         ei_x_free(&got);
