@@ -24,28 +24,10 @@
  * four plain atom tags: no atom cache references in pass-through. */
 static int skip_atom(const unsigned char *p, size_t len, size_t *i)
 {
-    size_t rem = len - *i, n;
-    if (rem < 1)
+    size_t rem = len - *i, n, hl = ca__atom_head(p + *i, rem, &n);
+    if (!hl || rem - hl < n)
         return CA_EBADTERM;
-    switch (p[*i]) {
-    case ERL_ATOM_EXT:
-    case ERL_ATOM_UTF8_EXT:
-        if (rem < 3)
-            return CA_EBADTERM;
-        n = 3 + ca__get16(p + *i + 1);
-        break;
-    case ERL_SMALL_ATOM_EXT:
-    case ERL_SMALL_ATOM_UTF8_EXT:
-        if (rem < 2)
-            return CA_EBADTERM;
-        n = 2 + (size_t)p[*i + 1];
-        break;
-    default:
-        return CA_EBADTERM;
-    }
-    if (rem < n)
-        return CA_EBADTERM;
-    *i += n;
+    *i += hl + n;
     return 0;
 }
 
@@ -225,22 +207,11 @@ static int avail(const rd *r, size_t n)
 /* An atom as UTF-8 into out[MAXATOMLEN_UTF8]; Latin-1 atoms converted. */
 static int rd_atom(rd *r, char *out)
 {
-    if (!avail(r, 2))
+    size_t n, hl = ca__atom_head(r->p + r->pos, r->len - r->pos, &n);
+    if (!hl || !avail(r, hl + n))
         return CA_EPROTO;
     unsigned tag = r->p[r->pos];
-    size_t n, hl;
     int utf8 = tag == ERL_ATOM_UTF8_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT;
-    if (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT) {
-        if (!avail(r, 3))
-            return CA_EPROTO;
-        n = ca__get16(r->p + r->pos + 1), hl = 3;
-    } else if (tag == ERL_SMALL_ATOM_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT) {
-        n = r->p[r->pos + 1], hl = 2;
-    } else {
-        return CA_EPROTO;
-    }
-    if (!avail(r, hl + n))
-        return CA_EPROTO;
     const unsigned char *s = r->p + r->pos + hl;
     size_t o = 0;
     if (n < MAXATOMLEN && ca__utf8_ascii(s, n)) { /* node names, nearly every atom */

@@ -15,30 +15,12 @@
  * and 2,000 instructions a call (callgrind, 100 callers on echo).
  */
 
-/* The atom `name` at b[*i], any of its four encodings; moves *i past it. */
+/* The atom `name` at b[*i]; moves *i past it. */
 static int atom_at(const char *b, size_t len, size_t *i, const char *name)
 {
-    size_t at = *i, n = strlen(name), l, hl;
-    if (len - at < 2)
-        return 0;
-    switch ((unsigned char)b[at]) {
-    case ERL_SMALL_ATOM_UTF8_EXT:
-    case ERL_SMALL_ATOM_EXT:
-        l = (unsigned char)b[at + 1], hl = 2;
-        break;
-    case ERL_ATOM_UTF8_EXT:
-    case ERL_ATOM_EXT:
-        if (len - at < 3)
-            return 0;
-        l = ca__get16((const unsigned char *)b + at + 1), hl = 3;
-        break;
-    default:
-        return 0;
-    }
-    if (l != n || len - at - hl < n || memcmp(b + at + hl, name, n) != 0)
-        return 0;
-    *i = at + hl + n;
-    return 1;
+    size_t k = ca__atom_is((const unsigned char *)b + *i, len - *i, name);
+    *i += k;
+    return k != 0;
 }
 
 /* A small tuple header of `arity` at b[*i]; moves *i past it. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "internal.h"
 
 #define REFS(w)   ((uint32_t)((w)&0xffffffffu))
@@ -609,13 +610,9 @@ static uint32_t do_exit(ca_actor *a, bool drain)
 
 int ca__is_atom(const char *buf, size_t len, const char *atom)
 {
-    char name[MAXATOMLEN_UTF8];
-    int idx = 0, ver;
-    if (len && (unsigned char)buf[0] == 131 && ei_decode_version(buf, &idx, &ver))
-        return 0;
-    if (ei_decode_atom(buf, &idx, name))
-        return 0;
-    return (size_t)idx == len && strcmp(name, atom) == 0;
+    const unsigned char *p = (const unsigned char *)buf;
+    size_t v = len && p[0] == 131, k = ca__atom_is(p + v, len - v, atom);
+    return k && k == len - v;
 }
 
 /* The Reason of {'EXIT', From, Reason} (no version byte in *reason). */

@@ -306,6 +306,7 @@ void ca__timers_cancel_all(ca_actor *a);
 
 /* terms for signals */
 int ca__reason_of_exit(const ca_msg *m, const char **reason, size_t *len);
+/* 1 if buf (version byte optional) is just the atom `atom` (ASCII). */
 int ca__is_atom(const char *buf, size_t len, const char *atom);
 void ca__set_reason_fmt(ca_actor *a, const char *fmt, ...);
 

@@ -105,26 +105,8 @@ static void restore_locale(locale_t old)
 /* An atom at b[i], as pids, refs and ports embed one. */
 static int check_atom(const unsigned char *b, size_t len, size_t i, size_t *next)
 {
-    size_t n, hdr;
-    if (i >= len)
-        return CA_EBADTERM;
-    switch (b[i]) {
-    case ERL_ATOM_EXT:
-    case ERL_ATOM_UTF8_EXT:
-        if (len - i < 3)
-            return CA_EBADTERM;
-        n = ca__get16(b + i + 1), hdr = 3;
-        break;
-    case ERL_SMALL_ATOM_EXT:
-    case ERL_SMALL_ATOM_UTF8_EXT:
-        if (len - i < 2)
-            return CA_EBADTERM;
-        n = b[i + 1], hdr = 2;
-        break;
-    default:
-        return CA_EBADTERM;
-    }
-    if (n > len - i - hdr)
+    size_t n, hdr = i < len ? ca__atom_head(b + i, len - i, &n) : 0;
+    if (!hdr || n > len - i - hdr)
         return CA_EBADTERM;
     /* Latin-1 atoms are at most 255 bytes; UTF-8 ones must be valid so
      * that ~a hands out valid UTF-8 that fits CA_MAXATOM. */
