@@ -18,7 +18,7 @@ typedef struct wcfg {
     const char *tag;
     int trap;            /* trap exits */
     int ignore_shutdown; /* trapping, and ignoring the supervisor's shutdown */
-    int fail_init;
+    int fail_init;       /* this many inits fail, then they succeed */
 } wcfg;
 
 static int w_init(ca_actor *self, void *arg, void **state)
@@ -28,7 +28,11 @@ static int w_init(ca_actor *self, void *arg, void **state)
     if (c->trap || c->ignore_shutdown)
         ca_trap_exit(self, 1);
     probe_say(&P, "%s: start", c->tag);
-    return c->fail_init ? CA_EINVAL : 0;
+    if (c->fail_init > 0) {
+        c->fail_init--;
+        return CA_EINVAL;
+    }
+    return 0;
 }
 
 static int w_handle(ca_actor *self, void *state, ca_msg *m)
@@ -386,7 +390,7 @@ static void test_shutdown_timeouts(void)
 static void test_api(void)
 {
     before();
-    wcfg a = {.tag = "a"}, b = {.tag = "b"}, bad = {.tag = "bad", .fail_init = 1};
+    wcfg a = {.tag = "a"}, b = {.tag = "b"}, bad = {.tag = "bad", .fail_init = 2};
     ca_child_spec cs[] = {child("a", &a, CA_PERMANENT)};
     ca_pid sup = start_sup(CA_ONE_FOR_ONE, cs, 1, 10);
     ca_child_spec cb = child("b", &b, CA_PERMANENT);
@@ -404,10 +408,16 @@ static void test_api(void)
         CU_ASSERT(ca_pid_eq(ci[1].pid, pb));
     }
     free(ci);
-    /* A child whose init fails counts as a crash and is restarted. */
+    /* A child whose init fails counts as a crash and is restarted: twice
+     * here, then it runs. (Failing for ever, it would exceed the
+     * intensity, and the supervisor would stop with a and b.) */
     ca_child_spec cbad = child("bad", &bad, CA_TRANSIENT);
     CU_ASSERT_EQUAL(ca_sup_start_child(RT, sup, &cbad, NULL, &pb), 0);
-    CU_ASSERT(probe_wait_n(&P, "bad: start", 2, WAIT_MS));
+    CU_ASSERT(probe_wait_n(&P, "bad: start", 3, WAIT_MS));
+    ca_sup_counts cnt = {0};
+    CU_ASSERT_EQUAL(ca_sup_count_children(RT, sup, &cnt), 0);
+    CU_ASSERT_EQUAL(cnt.active, 3);
+    CU_ASSERT_EQUAL(cnt.restarts, 2);
     /* The blocking API refuses to run inside an actor. */
     ca_rt_sendf(RT, CA_PID_NONE, whereis("a"), "call_sup");
     CU_ASSERT(probe_wait(&P, "a: call_sup eperm", WAIT_MS));
@@ -425,6 +435,7 @@ static void test_api(void)
     CU_ASSERT_EQUAL(ca_sup_count_children(RT, sup, &(ca_sup_counts){0}), CA_ESRCH);
     /* Killed, it could not stop its children in order: they are killed. */
     CU_ASSERT(probe_wait(&P, "a: stop killed", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "bad: stop killed", WAIT_MS));
     after();
 }
 
