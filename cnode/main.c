@@ -2,7 +2,8 @@
  * cactor-node: a C node that joins an Erlang cluster and hosts C actors.
  *
  *   cactor-node --sname NAME | --name NAME@HOST [--cookie C] [--threads N]
- *               [--listen ADDR] [--port P] [--batch-us US] [--load PLUGIN.so ...]
+ *               [--listen ADDR] [--port P] [--batch-us US] [--spin-us US]
+ *               [--load PLUGIN.so ...]
  *               [--probe] [--verbose]
  *
  * It runs until SIGTERM or SIGINT. Built in, under a root supervisor:
@@ -38,6 +39,8 @@ typedef struct cli {
     unsigned port;
     unsigned batch_us;
     int batch_set;
+    unsigned spin_us;
+    int spin_set;
     const char *plugins[MAX_PLUGINS];
     int nplugins;
     int probe;
@@ -48,9 +51,12 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: cactor-node (--sname NAME | --name NAME@HOST) [--cookie COOKIE]\n"
                "                   [--threads N] [--listen ADDR] [--port PORT]\n"
-               "                   [--batch-us US] [--load PLUGIN.so ...] [--probe] [--verbose]\n"
+               "                   [--batch-us US] [--spin-us US] [--load PLUGIN.so ...]\n"
+               "                   [--probe] [--verbose]\n"
                "  --batch-us US  wait up to US microseconds for dense input to pile up\n"
-               "                 before reading it (default 100; 0: read at once)\n");
+               "                 before reading it (default 100; 0: read at once)\n"
+               "  --spin-us US   a scheduler out of work polls this long before it sleeps\n"
+               "                 (default 20, at most 1000; 0: sleep at once, least CPU)\n");
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -117,6 +123,10 @@ static int parse(int argc, char **argv, cli *c)
             if (parse_uint(v, 1000000, &c->batch_us))
                 return bad("--batch-us takes 0..1000000, not '%s'", v);
             c->batch_set = 1;
+        } else if (!strcmp(o, "--spin-us")) {
+            if (parse_uint(v, 1000, &c->spin_us))
+                return bad("--spin-us takes 0..1000, not '%s'", v);
+            c->spin_set = 1;
         } else if (!strcmp(o, "--listen")) {
             c->listen = v;
         } else if (!strcmp(o, "--load")) {
@@ -372,6 +382,8 @@ int main(int argc, char **argv)
     ca_rt_opts ro;
     ca_rt_opts_init(&ro);
     ro.threads = c.threads;
+    if (c.spin_set)
+        ro.spin_us = c.spin_us;
     ro.log_level = log_level(&c);
     ca_rt *rt;
     if ((rc = ca_rt_new(&ro, &rt))) {

@@ -98,6 +98,19 @@ bad_options(_Config) ->
         cactor:start_node(bad_batch, #{extra_args => ["--batch-us", "2000000"]}),
     ?assert(lists:any(fun(L) -> binary:match(L, <<"--batch-us takes 0..1000000">>) =/= nomatch end,
                       BLines)),
+    %% a spin budget over 1 ms, or not a number
+    [begin
+         {error, {exited_at_start, 2, SLines}} =
+             cactor:start_node(bad_spin, #{extra_args => ["--spin-us", V]}),
+         ?assert(lists:any(fun(L) -> binary:match(L, <<"--spin-us takes 0..1000">>) =/= nomatch end,
+                           SLines))
+     end || V <- ["1001", "-1", "20us"]],
+    ?assertEqual([], cactor:which_nodes()),
+    %% while 0 (never spin) is a valid choice: the node serves
+    {ok, N} = cactor:start_node(no_spin, #{extra_args => ["--spin-us", "0", "--batch-us", "0"]}),
+    ?assertEqual([{a, I} || I <- lists:seq(1, 50)],
+                 [gen_server:call({echo, N}, {a, I}) || I <- lists:seq(1, 50)]),
+    ok = cactor:stop_node(N),
     ?assertEqual([], cactor:which_nodes()).
 
 bad_plugin(Config) ->

@@ -7,8 +7,9 @@
 # Environment: DIST_RUNS (3) runs of every test, DIST_MS (2000) ms per test,
 # BENCH_BUILD (build-bench) build directory, DIST_FROM_HEAD=1 (measure the
 # last commit instead of the working tree), CACTOR_THREADS (2) scheduler
-# threads of cactor-node, CACTOR_BATCH_US (its --batch-us; unset: the
-# default), CACTOR_HASH_MODE (pool|work, see hash_plugin.c),
+# threads of cactor-node, CACTOR_BATCH_US and CACTOR_SPIN_US (its --batch-us
+# and --spin-us; unset: the defaults), CACTOR_HASH_MODE (pool|work, see
+# hash_plugin.c),
 # DIST_TESTS (e.g. "seq,hash100": only those kinds), DIST_CONTENDERS (e.g.
 # "ei cactor"), DIST_CALLERS (the 100 callers of call100 and hash100, for
 # a look at fewer), DIST_PERF=FILE (perf record -g of cactor-node meanwhile),
@@ -106,7 +107,8 @@ EI_PID=$!
 PIDS+=($EI_PID)
 ${DIST_CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file=$DIST_CALLGRIND} \
     "$BUILD/cactor-node" --name "ca$S@127.0.0.1" --threads "$THREADS" \
-    ${CACTOR_BATCH_US:+--batch-us "$CACTOR_BATCH_US"} --load "$BUILD/hash_plugin.so" \
+    ${CACTOR_BATCH_US:+--batch-us "$CACTOR_BATCH_US"} \
+    ${CACTOR_SPIN_US:+--spin-us "$CACTOR_SPIN_US"} --load "$BUILD/hash_plugin.so" \
     >"$WORK/cactor.out" 2>"$WORK/cactor.err" &
 CA_PID=$!
 PIDS+=($CA_PID)
@@ -170,7 +172,7 @@ gnuplot -e "datafile='$OUT/results.dat'; outfile='$OUT/results.png'" "$OUT/plot.
     echo "| CPU | \`$CPU\` (/proc/cpuinfo) |"
     echo "| kernel | $(uname -r) |"
     echo "| Erlang/OTP | $OTP (erts $ERTS), erl_interface $(basename /usr/lib/erlang/lib/erl_interface-* | sed 's/erl_interface-//') |"
-    echo "| cactor | $TREE, \`--threads $THREADS --batch-us ${CACTOR_BATCH_US:-100}\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
+    echo "| cactor | $TREE, \`--threads $THREADS --batch-us ${CACTOR_BATCH_US:-100}${CACTOR_SPIN_US:+ --spin-us $CACTOR_SPIN_US}\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
     echo
     cat "$WORK/res/results.md"
     echo
