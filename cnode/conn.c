@@ -34,9 +34,14 @@ static void conn_free(ca__conn *c)
     ei_x_free(&c->wbuf);
     free(c->hs);
     free(c->links);
-    for (size_t i = 0; i < c->nmons; i++)
-        free(c->mons[i].name);
-    free(c->mons);
+    ca__refmap *maps[] = {&c->watching, &c->watched};
+    for (int k = 0; k < 2; k++) {
+        uint32_t it = 0;
+        ca__refent *e;
+        while ((e = ca__refmap_next(maps[k], &it)))
+            free(e);
+        ca__refmap_clear(maps[k]);
+    }
     free(c);
     ca__node_handle_gone(n);
 }

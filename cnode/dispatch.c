@@ -47,34 +47,29 @@ static void link_del(ca__conn *c, ca_pid local, ca_pid remote)
     }
 }
 
-static void mon_add(ca__conn *c, const ca_ref *ref, ca_pid local, ca_pid remote, bool we_watch,
+static void mon_add(ca__conn *c, ca__refmap *map, const ca_ref *ref, ca_pid local, ca_pid remote,
                     const char *name)
 {
-    if (c->nmons == c->capmons) {
-        size_t cap = c->capmons ? c->capmons * 2 : 8;
-        ca__dmon *p = realloc(c->mons, cap * sizeof *p);
-        if (!p)
+    size_t nl = name ? strlen(name) : 0;
+    ca__dmon *d = malloc(sizeof *d + nl + 1);
+    if (d) {
+        d->e.ref = *ref;
+        d->local = local;
+        d->remote = remote;
+        memcpy(d->name, name ? name : "", nl + 1);
+        if (ca__refmap_put(map, &d->e) == 0)
             return;
-        c->mons = p;
-        c->capmons = cap;
+        free(d);
     }
-    c->mons[c->nmons++] =
-        (ca__dmon){*ref, local, remote, we_watch, name && name[0] ? strdup(name) : NULL};
+    /* Without a record the monitor still works; only a lost connection
+     * cannot fire it. */
+    ca_log(c->node->rt, CA_LOG_WARNING, "dist: %s: monitor not recorded: %s", c->peer_name,
+           ca_strerror(CA_ENOMEM));
 }
 
-/* Index of the monitor with `ref` held in direction we_watch, or -1. */
-static long mon_find(ca__conn *c, const ca_ref *ref, bool we_watch)
+static ca__dmon *mon_take(ca__refmap *map, const ca_ref *ref)
 {
-    for (size_t i = 0; i < c->nmons; i++)
-        if (c->mons[i].we_watch == we_watch && ca_ref_eq(&c->mons[i].ref, ref))
-            return (long)i;
-    return -1;
-}
-
-static void mon_del_at(ca__conn *c, long i)
-{
-    free(c->mons[i].name);
-    c->mons[i] = c->mons[--c->nmons];
+    return (ca__dmon *)ca__refmap_take(map, ref);
 }
 
 /* ---- outbound ---- */
@@ -114,7 +109,7 @@ static int encode_pid_signal(ca__conn *c, ca__out *o, const erlang_pid *from, co
     size_t rl;
     erlang_ref ref;
     ca_dist_proc proc = {0};
-    long i;
+    ca__dmon *d;
     switch (m->kind) {
     case CA_MSG_TERM:
         if (c->flags & CA_DFLAG_SEND_SENDER)
@@ -135,14 +130,13 @@ static int encode_pid_signal(ca__conn *c, ca__out *o, const erlang_pid *from, co
         return m->kind == CA__SIG_EXIT ? ca__dist_encode_exit(x, from, to, r, rl)
                                        : ca__dist_encode_exit2(x, from, to, r, rl);
     case CA__SIG_MONITOR:
-        mon_add(c, &m->u.ref, m->from, o->to, true, NULL);
+        mon_add(c, &c->watching, &m->u.ref, m->from, o->to, NULL);
         proc.pid = *to;
         if (ca__to_ei_ref(&m->u.ref, &ref))
             return CA_EINVAL;
         return ca__dist_encode_monitor_p(x, from, &proc, &ref);
     case CA__SIG_DEMONITOR:
-        if ((i = mon_find(c, &m->u.ref, true)) >= 0)
-            mon_del_at(c, i);
+        free(mon_take(&c->watching, &m->u.ref));
         proc.pid = *to;
         if (ca__to_ei_ref(&m->u.ref, &ref))
             return CA_EINVAL;
@@ -151,13 +145,13 @@ static int encode_pid_signal(ca__conn *c, ca__out *o, const erlang_pid *from, co
         if (last_elem(m, 5, &r, &rl) || ca__to_ei_ref(&m->u.ref, &ref))
             return CA_EBADTERM;
         proc.pid = *from;
-        if ((i = mon_find(c, &m->u.ref, false)) >= 0) {
+        if ((d = mon_take(&c->watched, &m->u.ref))) {
             /* monitored by name: the DOWN names it the same way */
-            if (c->mons[i].name) {
+            if (d->name[0]) {
                 proc.is_name = 1;
-                snprintf(proc.name, sizeof proc.name, "%s", c->mons[i].name);
+                snprintf(proc.name, sizeof proc.name, "%s", d->name);
             }
-            mon_del_at(c, i);
+            free(d);
         }
         return ca__dist_encode_monitor_p_exit(x, &proc, to, &ref, r, rl);
     default:
@@ -353,11 +347,9 @@ static int on_monitor(ca__conn *c, const ca_dist_ctrl *k)
         answer_noproc(c, k);
         return 0;
     }
-    mon_add(c, &ref, to, from, false, k->to.is_name ? k->to.name : NULL);
+    mon_add(c, &c->watched, &ref, to, from, k->to.is_name ? k->to.name : NULL);
     if (signal_bare(c, CA__SIG_MONITOR, from, to, &ref) == CA_ESRCH) {
-        long i = mon_find(c, &ref, false);
-        if (i >= 0)
-            mon_del_at(c, i);
+        free(mon_take(&c->watched, &ref));
         answer_noproc(c, k);
     }
     return 0;
@@ -369,11 +361,11 @@ static int on_demonitor(ca__conn *c, const ca_dist_ctrl *k)
     ca_ref ref;
     if (ca__from_ei_pid(&k->from.pid, &from) || ca__from_ei_ref(&k->ref, &ref))
         return 0;
-    long i = mon_find(c, &ref, false);
-    if (i < 0)
+    ca__dmon *d = mon_take(&c->watched, &ref);
+    if (!d)
         return 0; /* already fired */
-    ca_pid local = c->mons[i].local;
-    mon_del_at(c, i);
+    ca_pid local = d->local;
+    free(d);
     signal_bare(c, CA__SIG_DEMONITOR, from, local, &ref);
     return 0;
 }
@@ -385,9 +377,7 @@ static int on_monitor_exit(ca__conn *c, const ca_dist_ctrl *k)
     if (ca__from_ei_pid(&k->to.pid, &to) || !ca_pid_is_local(c->node->rt, to) ||
         ca__from_ei_ref(&k->ref, &ref))
         return 0;
-    long i = mon_find(c, &ref, true);
-    if (i >= 0)
-        mon_del_at(c, i);
+    free(mon_take(&c->watching, &ref));
     if (k->from.is_name) {
         signal_fmt(c, CA__SIG_DOWN, who, to, &ref, "{'DOWN', ~r, process, {~a, ~a}, ~t}", &ref,
                    k->from.name, c->peer_name, k->reason.p, k->reason.len);
@@ -459,7 +449,7 @@ static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
         flags |= 1;
     }
     if (monitor && signal_bare(c, CA__SIG_MONITOR, caller, worker, &ref) == 0) {
-        mon_add(c, &ref, worker, caller, false, NULL);
+        mon_add(c, &c->watched, &ref, worker, caller, NULL);
         flags |= 2;
     }
     ca_dist_proc res = {.is_name = 0};
@@ -530,24 +520,29 @@ int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f)
 
 void ca__dispatch_lost(ca__conn *c)
 {
-    if (c->nlinks || c->nmons)
+    size_t nmons = (size_t)c->watching.n + c->watched.n;
+    if (c->nlinks || nmons)
         ca_log(c->node->rt, CA_LOG_INFO, "dist: %s lost: %zu link(s), %zu monitor(s) fire",
-               c->peer_name, c->nlinks, c->nmons);
+               c->peer_name, c->nlinks, nmons);
     for (size_t i = 0; i < c->nlinks; i++) {
         ca__link *l = &c->links[i];
         signal_fmt(c, CA__SIG_EXIT, l->remote, l->local, NULL, "{'EXIT', ~p, ~t}", l->remote,
                    noconn_bare, sizeof noconn_bare);
     }
     c->nlinks = 0;
-    for (size_t i = 0; i < c->nmons; i++) {
-        ca__dmon *d = &c->mons[i];
-        if (d->we_watch)
-            signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->ref,
-                       "{'DOWN', ~r, process, ~p, ~t}", &d->ref, d->remote, noconn_bare,
-                       sizeof noconn_bare);
-        else /* a remote watcher: the local actor forgets it */
-            signal_bare(c, CA__SIG_DEMONITOR, d->remote, d->local, &d->ref);
-        free(d->name);
+    uint32_t it = 0;
+    ca__dmon *d;
+    while ((d = (ca__dmon *)ca__refmap_next(&c->watching, &it))) {
+        signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->e.ref, "{'DOWN', ~r, process, ~p, ~t}",
+                   &d->e.ref, d->remote, noconn_bare, sizeof noconn_bare);
+        free(d);
     }
-    c->nmons = 0;
+    ca__refmap_clear(&c->watching);
+    /* remote watchers: the local actors forget them */
+    it = 0;
+    while ((d = (ca__dmon *)ca__refmap_next(&c->watched, &it))) {
+        signal_bare(c, CA__SIG_DEMONITOR, d->remote, d->local, &d->e.ref);
+        free(d);
+    }
+    ca__refmap_clear(&c->watched);
 }

@@ -70,11 +70,11 @@ typedef struct ca__link {
     ca_pid local, remote;
 } ca__link;
 
+/* A monitor across a connection, kept by reference in one of its maps. */
 typedef struct ca__dmon {
-    ca_ref ref;
+    ca__refent e; /* first: the map's key */
     ca_pid local, remote;
-    bool we_watch; /* a local actor monitors a remote process */
-    char *name;    /* they monitor a local process by this name; malloc'ed */
+    char name[]; /* they monitor a local process by this name, or "" */
 } ca__dmon;
 
 typedef struct ca_node ca_node;
@@ -147,8 +147,8 @@ typedef struct ca__conn {
     /* links and monitors that crossed this connection */
     ca__link *links;
     size_t nlinks, caplinks;
-    ca__dmon *mons;
-    size_t nmons, capmons;
+    ca__refmap watching; /* ca__dmon: local actors monitor remote processes */
+    ca__refmap watched;  /* ca__dmon: remote processes monitor local ones */
     uint64_t next_unlink_id;
 } ca__conn;
 

@@ -190,27 +190,22 @@ static bool links_remove(ca_actor *a, ca_pid p)
     return true;
 }
 
-static ca__mon *mon_take(ca__mon **list, const ca_ref *ref)
+static ca__mon *mon_take(ca__refmap *map, const ca_ref *ref)
 {
-    for (ca__mon **pp = list; *pp; pp = &(*pp)->next) {
-        if (ca_ref_eq(&(*pp)->ref, ref)) {
-            ca__mon *m = *pp;
-            *pp = m->next;
-            return m;
-        }
-    }
-    return NULL;
+    return (ca__mon *)ca__refmap_take(map, ref);
 }
 
-static int mon_add(ca__mon **list, const ca_ref *ref, ca_pid pid)
+static int mon_add(ca__refmap *map, const ca_ref *ref, ca_pid pid)
 {
     ca__mon *m = malloc(sizeof *m);
     if (!m)
         return CA_ENOMEM;
-    m->ref = *ref;
+    m->e.ref = *ref;
     m->pid = pid;
-    m->next = *list;
-    *list = m;
+    if (ca__refmap_put(map, &m->e)) {
+        free(m);
+        return CA_ENOMEM;
+    }
     return 0;
 }
 
@@ -556,23 +551,24 @@ static void notify_monitors(ca_actor *a, const char *reason, size_t len)
     ca_rt *rt = a->sched->rt;
     if (!x)
         return;
-    while (x->watchers) {
-        ca__mon *m = x->watchers;
+    uint32_t it = 0;
+    ca__mon *m;
+    while ((m = (ca__mon *)ca__refmap_next(&x->watchers, &it))) {
         ei_x_buff buf;
-        x->watchers = m->next;
-        if (encode_down(&buf, &m->ref, a->pid, reason, len) == 0) {
-            send_term_signal(rt, CA__SIG_DOWN, a->pid, m->pid, &m->ref, &buf);
+        if (encode_down(&buf, &m->e.ref, a->pid, reason, len) == 0) {
+            send_term_signal(rt, CA__SIG_DOWN, a->pid, m->pid, &m->e.ref, &buf);
             ei_x_free(&buf);
         }
         free(m);
     }
+    ca__refmap_clear(&x->watchers);
     /* Monitors we hold: let the targets forget us. */
-    while (x->mons) {
-        ca__mon *m = x->mons;
-        x->mons = m->next;
-        ca__signal(rt, CA__SIG_DEMONITOR, a->pid, m->pid, &m->ref, NULL, 0);
+    it = 0;
+    while ((m = (ca__mon *)ca__refmap_next(&x->mons, &it))) {
+        ca__signal(rt, CA__SIG_DEMONITOR, a->pid, m->pid, &m->e.ref, NULL, 0);
         free(m);
     }
+    ca__refmap_clear(&x->mons);
 }
 
 /* Runs on the owner thread. Returns how many messages it drained; only a

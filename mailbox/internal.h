@@ -24,6 +24,7 @@
 
 #include "cactor.h"
 #include "mpsc.h"
+#include "refmap.h"
 #include "waker.h"
 
 /* Message kinds below 16 are user messages; the others are signals,
@@ -56,11 +57,10 @@ struct ca_msg {
 };
 
 /* Monitor records: `mons` are the monitors an actor holds, `watchers` the
- * ones held on it. Few per actor, so a plain list. */
+ * ones held on it, by reference. */
 typedef struct ca__mon {
-    struct ca__mon *next;
-    ca_ref ref;
-    ca_pid pid; /* target (mons) or watcher (watchers) */
+    ca__refent e; /* first: the map's key */
+    ca_pid pid;   /* target (mons) or watcher (watchers) */
 } ca__mon;
 
 typedef struct ca__timer ca__timer;
@@ -70,8 +70,8 @@ typedef struct ca__timer ca__timer;
 typedef struct ca__actor_ext {
     ca_pid *links;
     uint32_t nlinks, caplinks;
-    ca__mon *mons;
-    ca__mon *watchers;
+    ca__refmap mons;
+    ca__refmap watchers;
     ca__timer *timers;
 } ca__actor_ext;
 

@@ -7,6 +7,7 @@
 
 #include "cactor.h"
 #include "probe.h"
+#include "refmap.h"
 
 #define WAIT_MS 5000
 
@@ -537,6 +538,131 @@ static void test_monitors(void)
     after();
 }
 
+/* The monitor store: references counting up, as Erlang's and ours do;
+ * taken in the order they came (calls ending in the order they began)
+ * while new ones come; duplicates; a burst given back. */
+static void ref_n(ca_ref *r, uint32_t i)
+{
+    *r = (ca_ref){.node = 7, .creation = 3, .len = 3, .n = {i & 0x3ffff, i >> 18, 42}};
+}
+
+static void test_refmap(void)
+{
+    enum { N = 5000 };
+    ca__refent *e = calloc(N + 1, sizeof *e);
+    CU_ASSERT_FATAL(e != NULL);
+    ca__refmap m = {0};
+    ca_ref r;
+    for (uint32_t i = 0; i < N; i++) {
+        ref_n(&e[i].ref, i);
+        CU_ASSERT_EQUAL(ca__refmap_put(&m, &e[i]), 0);
+        /* FIFO in a window of 100, like 100 callers */
+        if (i >= 100) {
+            ref_n(&r, i - 100);
+            CU_ASSERT_PTR_EQUAL(ca__refmap_take(&m, &r), &e[i - 100]);
+        }
+    }
+    CU_ASSERT_EQUAL(m.n, 100);
+    CU_ASSERT(m.cap <= 512); /* given back as calls ended, not N big */
+    ref_n(&r, 0);
+    CU_ASSERT_PTR_NULL(ca__refmap_take(&m, &r));
+    CU_ASSERT_PTR_NULL(ca__refmap_find(&m, &r));
+    /* same numbers, another node or creation or length: not the same */
+    ref_n(&r, N - 1);
+    r.node = 8;
+    CU_ASSERT_PTR_NULL(ca__refmap_find(&m, &r));
+    ref_n(&r, N - 1);
+    r.creation = 4;
+    CU_ASSERT_PTR_NULL(ca__refmap_find(&m, &r));
+    ref_n(&r, N - 1);
+    r.len = 2;
+    CU_ASSERT_PTR_NULL(ca__refmap_find(&m, &r));
+    ref_n(&r, N - 1);
+    CU_ASSERT_PTR_EQUAL(ca__refmap_find(&m, &r), &e[N - 1]);
+    /* a duplicate: each take removes one */
+    e[N].ref = e[N - 1].ref;
+    CU_ASSERT_EQUAL(ca__refmap_put(&m, &e[N]), 0);
+    ca__refent *t1 = ca__refmap_take(&m, &r), *t2 = ca__refmap_take(&m, &r);
+    CU_ASSERT(t1 && t2 && t1 != t2);
+    CU_ASSERT_PTR_NULL(ca__refmap_take(&m, &r));
+    /* iteration sees each of the rest once */
+    uint32_t it = 0, seen = 0;
+    ca__refent *x;
+    while ((x = ca__refmap_next(&m, &it))) {
+        long i = x - e;
+        CU_ASSERT(i >= N - 100 && i < N - 1);
+        seen++;
+    }
+    CU_ASSERT_EQUAL(seen, 99);
+    /* taken in the reverse order, every removal keeps the others found */
+    for (uint32_t i = N - 2; i >= N - 100; i--) {
+        ref_n(&r, i);
+        CU_ASSERT_PTR_EQUAL(ca__refmap_take(&m, &r), &e[i]);
+        if (i % 10 == 0) {
+            ref_n(&r, N - 100);
+            CU_ASSERT_PTR_EQUAL(ca__refmap_find(&m, &r), i == N - 100 ? NULL : &e[N - 100]);
+        }
+    }
+    CU_ASSERT_EQUAL(m.n, 0);
+    CU_ASSERT_EQUAL(m.cap, 0);
+    CU_ASSERT_PTR_NULL(m.slots);
+    ca__refmap_clear(&m);
+    free(e);
+}
+
+/* One actor monitors another many times, drops every other monitor, and
+ * gets a DOWN for each one left, not for the others. */
+typedef struct many {
+    ca_pid target;
+    ca_ref refs[1000];
+    int downs, unknown;
+} many;
+
+static int many_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    many *w = state;
+    ca_ref r;
+    if (ca_match(m, "monitor") == 0) {
+        int fails = 0;
+        for (int i = 0; i < 1000; i++)
+            fails += ca_monitor(self, w->target, &w->refs[i]) != 0;
+        for (int i = 0; i < 1000; i += 2)
+            fails += ca_demonitor(self, &w->refs[i]) != 0;
+        fails += ca_demonitor(self, &w->refs[0]) != CA_ENOENT;
+        probe_say(&P, "many: monitored, %d failed", fails);
+    } else if (ca_match(m, "{'DOWN', ~r, process, _, _}", &r) == 0) {
+        int i = 0;
+        while (i < 1000 && !ca_ref_eq(&w->refs[i], &r))
+            i++;
+        w->unknown += i == 1000 || i % 2 == 0;
+        if (++w->downs == 500)
+            probe_say(&P, "many: 500 DOWN, %d unexpected", w->unknown);
+        else if (w->downs > 500)
+            probe_say(&P, "many: DOWN %d", w->downs);
+    }
+    return 0;
+}
+
+static const ca_behaviour MANY = {"many", NULL, many_handle, NULL};
+
+static void test_many_monitors(void)
+{
+    before();
+    tactor a = {.tag = "a"};
+    many w = {.target = spawn_t(&a, 0)};
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    ca_pid pw;
+    CU_ASSERT_FATAL(ca_spawn(RT, &MANY, &w, &o, &pw) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "monitor");
+    CU_ASSERT(probe_wait(&P, "many: monitored, 0 failed", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, w.target, "{exit, done}");
+    CU_ASSERT(probe_wait(&P, "many: 500 DOWN, 0 unexpected", WAIT_MS));
+    usleep(20000);
+    CU_ASSERT_EQUAL(probe_count(&P, "many: DOWN"), 0);
+    after();
+}
+
 static void test_init_failure(void)
 {
     before();
@@ -895,6 +1021,8 @@ static void add(void)
     ADD_TEST(s, test_link_to_dead_and_unlink);
     ADD_TEST(s, test_kill_signals);
     ADD_TEST(s, test_monitors);
+    ADD_TEST(s, test_refmap);
+    ADD_TEST(s, test_many_monitors);
     ADD_TEST(s, test_init_failure);
     ADD_TEST(s, test_spawn_child_link);
     ADD_TEST(s, test_timers);
