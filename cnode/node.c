@@ -629,20 +629,19 @@ int ca_sendf_reg(ca_actor *self, const char *name, const char *node, const char 
     return rc ? rc : ca_send_reg(self, name, node, buf, len);
 }
 
-int ca_send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t len)
+/* Where an alias send goes, or why it cannot. */
+static int alias_node(ca_actor *self, const ca_ref *alias, size_t len, ca_node **out)
 {
-    if (!self || !alias)
-        return CA_EINVAL;
     ca_rt *rt = ca_actor_rt(self);
     if (alias->node == rt->node)
         return CA_ENOTSUP;
-    ca_node *n = ca_rt_node_of(rt);
-    if (!n)
+    if (!(*out = ca_rt_node_of(rt)))
         return CA_ENOTCONN;
-    if (len > INT32_MAX)
-        return CA_ETOOBIG;
-    if (ca__etf_check(etf, len))
-        return CA_EBADTERM;
+    return len > INT32_MAX ? CA_ETOOBIG : 0;
+}
+
+static int alias_queue(ca_actor *self, ca_node *n, const ca_ref *alias, const void *etf, size_t len)
+{
     ca_msg *m = ca__msg_term(ca_self(self), etf, len);
     if (!m)
         return CA_ENOMEM;
@@ -652,6 +651,26 @@ int ca_send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t l
         return rc;
     o->alias = *alias;
     return enqueue(n, o);
+}
+
+int ca_send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t len)
+{
+    ca_node *n;
+    if (!self || !alias)
+        return CA_EINVAL;
+    int rc = alias_node(self, alias, len, &n);
+    if (rc)
+        return rc;
+    if (ca__etf_check(etf, len))
+        return CA_EBADTERM;
+    return alias_queue(self, n, alias, etf, len);
+}
+
+int ca__send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t len)
+{
+    ca_node *n;
+    int rc = alias_node(self, alias, len, &n);
+    return rc ? rc : alias_queue(self, n, alias, etf, len);
 }
 
 int ca_monitor_node(ca_actor *self, const char *node, int on)

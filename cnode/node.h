@@ -213,6 +213,8 @@ void ca__node_up_list(ca_node *n); /* refresh up_names */
 void ca__node_peer_event(ca_node *n, uint32_t peer, bool up);
 void ca__out_free(ca_node *n, ca__out *o, bool dropped);
 void ca__node_on_out(ca_node *n, ca__out *o);
+/* ca_send_alias of a term the caller has checked (ca_gen_reply). */
+int ca__send_alias(ca_actor *self, const ca_ref *alias, const void *etf, size_t len);
 /* A handle or connection of the node is gone (closed, freed). */
 void ca__node_handle_gone(ca_node *n);
 

@@ -276,6 +276,10 @@ int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len);
         va_end(ap_);                                                                               \
     } while (0)
 
+/* node.c: ca_node_intern of name[0..len), which need not end in a NUL
+ * (but holds none). */
+int ca__node_intern_n(const char *name, size_t len, uint32_t *idx);
+
 /* term.c: 0 if buf[0..len) is exactly one well-formed term (a leading
  * version byte is skipped), checked without recursion and never reading
  * past len; else CA_EBADTERM. Use it on anything not built here. */

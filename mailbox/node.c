@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cactor.h"
+#include "internal.h"
 #include "utf8.h"
 
 #define CHUNK0      64u
@@ -168,8 +169,12 @@ int ca_node_intern(const char *name, uint32_t *idx)
 {
     if (name == NULL || idx == NULL)
         return CA_EINVAL;
-    size_t slen = strnlen(name, MAXNODENAME + 1);
-    if (slen == 0 || slen > MAXNODENAME)
+    return ca__node_intern_n(name, strnlen(name, MAXNODENAME + 1), idx);
+}
+
+int ca__node_intern_n(const char *name, size_t slen, uint32_t *idx)
+{
+    if (slen == 0 || slen > MAXNODENAME || memchr(name, 0, slen))
         return CA_EBADNAME;
     uint32_t len = (uint32_t)slen;
     for (int i = 0; i < TLS_CACHE; i++) {

@@ -23,6 +23,7 @@
 
 #include "bytes.h"
 #include "cactor.h"
+#include "internal.h"
 #include "utf8.h"
 
 #define VERSION_MAGIC 131
@@ -368,12 +369,71 @@ int ca_encode_ref(ei_x_buff *x, const ca_ref *ref)
     return ei_x_encode_ref(x, &er) < 0 ? CA_ENOMEM : 0;
 }
 
+/* The node of a pid or reference at p (its atom), when the name is ASCII,
+ * as every node name is in practice: read and interned in place, without
+ * ei's copy and conversion. The length of the atom, or 0 for the caller
+ * to go through ei (which reads the other encodings the same way; like
+ * ei, this trusts the buffer to hold the term). */
+static size_t node_in_place(const unsigned char *p, uint32_t *node)
+{
+    size_t n, hl = ca__atom_head(p, SIZE_MAX, &n);
+    if (!hl || n >= MAXATOMLEN || !ca__utf8_ascii(p + hl, n) ||
+        ca__node_intern_n((const char *)p + hl, n, node) != 0)
+        return 0;
+    return hl + n;
+}
+
+/* ERL_PID_EXT and ERL_NEW_PID_EXT: num and serial as they are, the old
+ * form's creation in its 2 bits, as ei 5.3 reads them. */
+static int pid_in_place(const char *buf, int *index, ca_pid *pid)
+{
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    uint32_t node;
+    size_t an = (p[0] == ERL_NEW_PID_EXT || p[0] == ERL_PID_EXT) ? node_in_place(p + 1, &node) : 0;
+    if (!an)
+        return -1;
+    const unsigned char *q = p + 1 + an;
+    pid->node = node;
+    pid->num = ca__get32(q);
+    pid->serial = ca__get32(q + 4);
+    pid->creation = p[0] == ERL_NEW_PID_EXT ? ca__get32(q + 8) : q[8] & 0x03;
+    *index += (int)(1 + an + (p[0] == ERL_NEW_PID_EXT ? 12 : 9));
+    return 0;
+}
+
+static int ref_in_place(const char *buf, int *index, ca_ref *ref)
+{
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    if (p[0] != ERL_NEW_REFERENCE_EXT && p[0] != ERL_NEWER_REFERENCE_EXT)
+        return -1;
+    uint32_t words = ca__get16(p + 1), node;
+    size_t an = words >= 1 && words <= 5 ? node_in_place(p + 3, &node) : 0;
+    if (!an)
+        return -1;
+    const unsigned char *q = p + 3 + an;
+    ref->node = node;
+    if (p[0] == ERL_NEWER_REFERENCE_EXT) {
+        ref->creation = ca__get32(q);
+        q += 4;
+    } else {
+        ref->creation = *q++ & 0x03;
+    }
+    ref->len = words;
+    memset(ref->n, 0, sizeof ref->n);
+    for (uint32_t k = 0; k < words; k++)
+        ref->n[k] = ca__get32(q + 4 * k);
+    *index = (int)((const char *)q + 4 * words - buf);
+    return 0;
+}
+
 int ca_decode_pid(const char *buf, int *index, ca_pid *pid)
 {
     erlang_pid ep;
     uint32_t node;
     if (buf == NULL || index == NULL || pid == NULL)
         return CA_EINVAL;
+    if (pid_in_place(buf, index, pid) == 0)
+        return 0;
     int i = *index;
     if (ei_decode_pid(buf, &i, &ep) < 0 || ca_node_intern(ep.node, &node) < 0)
         return CA_EBADTERM;
@@ -391,6 +451,8 @@ int ca_decode_ref(const char *buf, int *index, ca_ref *ref)
     uint32_t node;
     if (buf == NULL || index == NULL || ref == NULL)
         return CA_EINVAL;
+    if (ref_in_place(buf, index, ref) == 0)
+        return 0;
     int i = *index;
     if (ei_decode_ref(buf, &i, &er) < 0 || er.len < 1 || er.len > 5 ||
         ca_node_intern(er.node, &node) < 0)

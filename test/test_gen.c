@@ -222,6 +222,84 @@ static void test_call_match(void)
     CU_ASSERT_EQUAL(odd, 1);  /* [alias | x]: a tag, but no reference in it */
 }
 
+/* Replies in every form reach the caller as {Tag, Reply}; a bad reply or
+ * a tampered `from` is refused with its error, and nothing is sent. */
+static int replier_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    ca_call_from from;
+    const char *req;
+    size_t len;
+    (void)state;
+    if (ca_gen_call_match(m, &from, &req, &len) != 0) {
+        char txt[2048];
+        size_t n;
+        const char *b = ca_msg_data(m, &n);
+        ca_term_print(b, n, txt, sizeof txt);
+        if (ca_match(m, "{{tag, 2}, {big, _}}") == 0)
+            probe_say(&P, "got big, %zu bytes", n);
+        else
+            probe_say(&P, "got %s", txt);
+        return 0;
+    }
+    static const char garbage[] = {(char)131, 104, 9, 1};
+    char v[64] = {(char)131};
+    memcpy(v + 1, req, len);
+    int rc;
+    if (ca_match_term(req, len, "as_is") == 0) {
+        rc = ca_gen_replyf(self, &from, "~t", req, len); /* no version byte */
+    } else if (ca_match_term(req, len, "versioned") == 0) {
+        rc = ca_gen_replyf(self, &from, "~t", v, len + 1);
+    } else if (ca_match_term(req, len, "big") == 0) {
+        static char big[1000];
+        rc = ca_gen_replyf(self, &from, "{big, ~b}", big, sizeof big); /* over the stack buffer */
+    } else if (ca_match_term(req, len, "garbage") == 0) {
+        int r1 = ca_gen_replyf(self, &from, "~t", garbage + 1, sizeof garbage - 1);
+        int r2 = ca_gen_replyf(self, &from, "~t", garbage, sizeof garbage);
+        int r3 = ca_gen_reply(self, &from, garbage, sizeof garbage);
+        int r4 = ca_gen_replyf(self, &from, "~t", NULL, (size_t)0);
+        probe_say(&P, "garbage %s %s %s %s", ca_errname(r1), ca_errname(r2), ca_errname(r3),
+                  ca_errname(r4));
+        return 0;
+    } else {
+        ca_call_from bad = from;
+        bad.tag_len--; /* cut short */
+        int r1 = ca_gen_replyf(self, &bad, "~t", req, len);
+        bad = from;
+        bad.tag[0] = (char)131;
+        int r2 = ca_gen_reply(self, &bad, v, len + 1);
+        bad.tag_len = 0;
+        int r3 = ca_gen_replyf(self, &bad, "~t", req, len);
+        probe_say(&P, "tampered %s %s %s", ca_errname(r1), ca_errname(r2), ca_errname(r3));
+        return 0;
+    }
+    probe_say(&P, "replied %s", ca_errname(rc));
+    return 0;
+}
+
+static const ca_behaviour REPLIER = {"replier", NULL, replier_handle, NULL};
+
+static void test_reply_forms(void)
+{
+    ca_pid p;
+    CU_ASSERT_FATAL(ca_spawn(RT, &REPLIER, NULL, NULL, &p) == 0);
+    const char *reqs[] = {"as_is", "versioned", "big", "garbage", "tampered"};
+    for (int i = 0; i < 5; i++)
+        ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, {tag, ~i}}, ~a}", p, (long)i, reqs[i]);
+    CU_ASSERT(probe_wait(&P, "got {{tag,0},as_is}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "got {{tag,1},versioned}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "got big, 1024 bytes", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "garbage ebadterm ebadterm ebadterm einval", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "tampered einval einval einval", WAIT_MS));
+    usleep(20000);
+    CU_ASSERT_EQUAL(probe_count(&P, "replied ok"), 3);
+    int got = 0; /* the refused ones sent nothing */
+    pthread_mutex_lock(&P.lock);
+    for (int i = 0; i < P.n; i++)
+        got += strncmp(P.lines[i], "got ", 4) == 0;
+    pthread_mutex_unlock(&P.lock);
+    CU_ASSERT_EQUAL(got, 3);
+}
+
 static int setup(void)
 {
     probe_init(&P);
@@ -243,6 +321,7 @@ static void add(void)
     CU_pSuite s = CU_add_suite("gen", setup, teardown);
     ADD_TEST(s, test_calls_casts_infos);
     ADD_TEST(s, test_call_match);
+    ADD_TEST(s, test_reply_forms);
 }
 
 int main(void)

@@ -258,6 +258,96 @@ static void test_decode_erlang_pid_ref(void)
     CU_ASSERT_EQUAL(idx, 1);
 }
 
+/* ca_decode_pid and ca_decode_ref read ASCII node names in place; every
+ * encoding of the node atom, both pid and reference forms, edge values
+ * and 1..5 words must come out as through ei (ei 5.3 keeps num, serial
+ * and words whole, and masks the old forms' creation to 2 bits). */
+static size_t put_node_atom(unsigned char *b, int enc, const char *name)
+{
+    size_t n = strlen(name), h;
+    static const unsigned char tags[] = {ERL_SMALL_ATOM_UTF8_EXT, ERL_ATOM_UTF8_EXT, ERL_ATOM_EXT,
+                                         ERL_SMALL_ATOM_EXT};
+    b[0] = tags[enc];
+    if (tags[enc] == ERL_SMALL_ATOM_UTF8_EXT || tags[enc] == ERL_SMALL_ATOM_EXT) {
+        b[1] = (unsigned char)n;
+        h = 2;
+    } else {
+        b[1] = 0;
+        b[2] = (unsigned char)n;
+        h = 3;
+    }
+    memcpy(b + h, name, n);
+    return h + n;
+}
+
+static void test_decode_pid_ref_as_ei(void)
+{
+    /* ASCII (read in place) and Latin-1 \xe9 (through ei) names */
+    const char *names[] = {"a@b", "node_1@host.example.com", "n\xe9@h"};
+    const unsigned char fill[] = {0x00, 0xff, 0x5a};
+    for (int ni = 0; ni < 3; ni++)
+        for (int enc = 0; enc < 4; enc++)
+            for (int f = 0; f < 3; f++)
+                for (int form = 0; form < 4; form++) {
+                    /* forms: NEW_PID, PID, NEWER_REFERENCE, NEW_REFERENCE */
+                    if (ni == 2 && (enc == 0 || enc == 1))
+                        continue; /* not UTF-8: no such UTF-8 atom */
+                    for (int words = 1; words <= (form < 2 ? 1 : 5); words++) {
+                        unsigned char b[128];
+                        size_t i = 0;
+                        static const unsigned char tag[] = {ERL_NEW_PID_EXT, ERL_PID_EXT,
+                                                            ERL_NEWER_REFERENCE_EXT,
+                                                            ERL_NEW_REFERENCE_EXT};
+                        b[i++] = tag[form];
+                        if (form >= 2) {
+                            b[i++] = 0;
+                            b[i++] = (unsigned char)words;
+                        }
+                        i += put_node_atom(b + i, enc, names[ni]);
+                        size_t nums = form == 0   ? 12
+                                      : form == 1 ? 9
+                                      : form == 2 ? 4 + 4 * (size_t)words
+                                                  : 1 + 4 * (size_t)words;
+                        for (size_t k = 0; k < nums; k++)
+                            b[i++] = (unsigned char)(fill[f] + k);
+                        int ci = 0, ei = 0;
+                        if (form < 2) {
+                            ca_pid p;
+                            erlang_pid e;
+                            uint32_t node;
+                            CU_ASSERT_EQUAL_FATAL(ca_decode_pid((char *)b, &ci, &p), 0);
+                            CU_ASSERT_EQUAL_FATAL(ei_decode_pid((char *)b, &ei, &e), 0);
+                            CU_ASSERT_EQUAL(ca_node_intern(e.node, &node), 0);
+                            CU_ASSERT(p.node == node && p.num == e.num && p.serial == e.serial &&
+                                      p.creation == e.creation);
+                        } else {
+                            ca_ref r;
+                            erlang_ref e;
+                            uint32_t node;
+                            CU_ASSERT_EQUAL_FATAL(ca_decode_ref((char *)b, &ci, &r), 0);
+                            CU_ASSERT_EQUAL_FATAL(ei_decode_ref((char *)b, &ei, &e), 0);
+                            CU_ASSERT_EQUAL(ca_node_intern(e.node, &node), 0);
+                            CU_ASSERT(r.node == node && r.creation == e.creation &&
+                                      (int)r.len == e.len);
+                            for (int k = 0; k < 5; k++)
+                                CU_ASSERT_EQUAL(r.n[k], k < e.len ? e.n[k] : 0);
+                        }
+                        CU_ASSERT_EQUAL(ci, ei);
+                        CU_ASSERT_EQUAL(ci, (int)i);
+                    }
+                }
+    /* no words, or six: refused, the index unmoved */
+    unsigned char bad[64] = {ERL_NEWER_REFERENCE_EXT, 0, 0};
+    size_t i = 3 + put_node_atom(bad + 3, 0, "a@b");
+    memset(bad + i, 1, 28);
+    ca_ref r;
+    int idx = 0;
+    CU_ASSERT_EQUAL(ca_decode_ref((char *)bad, &idx, &r), CA_EBADTERM);
+    bad[2] = 6;
+    CU_ASSERT_EQUAL(ca_decode_ref((char *)bad, &idx, &r), CA_EBADTERM);
+    CU_ASSERT_EQUAL(idx, 0);
+}
+
 static void test_encode_pid_ref(void)
 {
     ei_x_buff x;
@@ -839,6 +929,7 @@ static void add(void)
     CU_add_test(s, "node table threads", test_node_threads);
     CU_add_test(s, "pid/ref equality", test_pid_ref_eq);
     CU_add_test(s, "decode Erlang pids and refs", test_decode_erlang_pid_ref);
+    CU_add_test(s, "pids and refs decoded in place as ei does", test_decode_pid_ref_as_ei);
     CU_add_test(s, "encode pids and refs", test_encode_pid_ref);
     CU_add_test(s, "fmt literals vs term_to_binary", test_fmt_literals);
     CU_add_test(s, "fmt literal forms", test_fmt_literal_forms);
