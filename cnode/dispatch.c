@@ -8,6 +8,7 @@
  *
  * Runs on the node's loop thread only.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,29 @@ static int encode_pid_signal(ca__conn *c, ca__out *o, const erlang_pid *from, co
     }
 }
 
+/* To {Name, Node}: a message, or a monitor by name (ca_monitor_name). */
+static int encode_name_item(ca__conn *c, ca__out *o, const erlang_pid *from)
+{
+    ca_msg *m = o->m;
+    ca_dist_proc proc = {.is_name = 1};
+    erlang_ref ref;
+    if (m->kind == CA_MSG_TERM)
+        return ca__dist_encode_reg_send(&c->wq, from, o->name, m->data, m->len);
+    if (strlen(o->name) >= sizeof proc.name || ca__to_ei_ref(&m->u.ref, &ref))
+        return CA_EINVAL;
+    strcpy(proc.name, o->name);
+    switch (m->kind) {
+    case CA__SIG_MONITOR:
+        mon_add(c, &c->watching, &m->u.ref, m->from, CA_PID_NONE, o->name);
+        return ca__dist_encode_monitor_p(&c->wq, from, &proc, &ref);
+    case CA__SIG_DEMONITOR:
+        free(mon_take(&c->watching, &m->u.ref));
+        return ca__dist_encode_demonitor_p(&c->wq, from, &proc, &ref);
+    default:
+        return CA_EINVAL;
+    }
+}
+
 static int encode_out(ca__conn *c, ca__out *o)
 {
     erlang_pid from, to;
@@ -172,7 +196,7 @@ static int encode_out(ca__conn *c, ca__out *o)
             return CA_EINVAL;
         return encode_pid_signal(c, o, &from, &to);
     case CA__OUT_NAME:
-        return ca__dist_encode_reg_send(&c->wq, &from, o->name, m->data, m->len);
+        return encode_name_item(c, o, &from);
     case CA__OUT_ALIAS:
         if (!(c->flags & CA_DFLAG_ALIAS))
             return CA_ENOTSUP;
@@ -234,14 +258,50 @@ static int deliver_term(ca__conn *c, ca_pid from, ca_pid to, const ca_dist_span 
 }
 
 /* A signal with a term: data = ca_fmt(fmt, ...). Returns ca__route's code. */
-static int signal_fmt(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
-                      const char *fmt, ...)
+static int vsignal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
+                   const char *fmt, va_list ap)
 {
     const char *buf;
     size_t len;
-    int rc;
-    CA__FMT_VARARGS(fmt, buf, len, rc);
-    return rc ? rc : ca__signal(c->node->rt, kind, from, to, ref, buf, len);
+    int rc = ca__vfmt_tls(fmt, ap, &buf, &len);
+    return rc ? rc : ca__signal(rt, kind, from, to, ref, buf, len);
+}
+
+static int signal_fmt(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vsignal(c->node->rt, kind, from, to, ref, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static void signal_rt(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsignal(rt, kind, from, to, ref, fmt, ap);
+    va_end(ap);
+}
+
+void ca__dispatch_dropped(ca_node *n, const ca__out *o)
+{
+    const ca_msg *m = o->m;
+    const char *peer = ca_node_name(o->peer);
+    if (!m || !peer)
+        return;
+    if (m->kind == CA__SIG_MONITOR && o->how == CA__OUT_PID)
+        signal_rt(n->rt, CA__SIG_DOWN, o->to, m->from, &m->u.ref, "{'DOWN', ~r, process, ~p, ~t}",
+                  &m->u.ref, o->to, noconn_bare, sizeof noconn_bare);
+    else if (m->kind == CA__SIG_MONITOR && o->how == CA__OUT_NAME)
+        signal_rt(n->rt, CA__SIG_DOWN, CA_PID_NONE, m->from, &m->u.ref,
+                  "{'DOWN', ~r, process, {~a, ~a}, ~t}", &m->u.ref, o->name, peer, noconn_bare,
+                  sizeof noconn_bare);
+    else if (m->kind == CA__SIG_LINK && o->how == CA__OUT_PID)
+        signal_rt(n->rt, CA__SIG_EXIT, o->to, m->from, NULL, "{'EXIT', ~p, ~t}", o->to, noconn_bare,
+                  sizeof noconn_bare);
 }
 
 static int signal_bare(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref)
@@ -533,8 +593,14 @@ void ca__dispatch_lost(ca__conn *c)
     uint32_t it = 0;
     ca__dmon *d;
     while ((d = (ca__dmon *)ca__refmap_next(&c->watching, &it))) {
-        signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->e.ref, "{'DOWN', ~r, process, ~p, ~t}",
-                   &d->e.ref, d->remote, noconn_bare, sizeof noconn_bare);
+        if (d->name[0]) /* by name */
+            signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->e.ref,
+                       "{'DOWN', ~r, process, {~a, ~a}, ~t}", &d->e.ref, d->name, c->peer_name,
+                       noconn_bare, sizeof noconn_bare);
+        else
+            signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->e.ref,
+                       "{'DOWN', ~r, process, ~p, ~t}", &d->e.ref, d->remote, noconn_bare,
+                       sizeof noconn_bare);
         free(d);
     }
     ca__refmap_clear(&c->watching);

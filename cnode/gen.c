@@ -153,8 +153,23 @@ int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...
     return ca_gen_reply(self, from, buf, len);
 }
 
-int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t timeout_ms,
-                ca_call *call)
+/* Where a call goes: a pid, or {name, node} (node NULL: here). */
+typedef struct call_dest {
+    ca_pid pid;
+    const char *name, *node;
+} call_dest;
+
+static int call_send(ca_actor *self, const call_dest *d, const char *buf, size_t len)
+{
+    if (!d->name)
+        return ca_send(self, d->pid, buf, len);
+    if (!d->node)
+        return ca_send_name(self, d->name, buf, len);
+    return ca_send_reg(self, d->name, d->node, buf, len);
+}
+
+static int call_start(ca_actor *self, const call_dest *d, const void *req, size_t len,
+                      uint64_t timeout_ms, ca_call *call)
 {
     if (!self || !call)
         return CA_EINVAL;
@@ -162,7 +177,8 @@ int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t
         return CA_EBADTERM;
     memset(call, 0, sizeof *call);
     /* The monitor's reference doubles as the call's tag, as in gen:call. */
-    int rc = ca_monitor(self, to, &call->ref);
+    int rc = d->name ? ca_monitor_name(self, d->name, d->node, &call->ref)
+                     : ca_monitor(self, d->pid, &call->ref);
     if (rc)
         return rc;
     ei_x_buff x;
@@ -173,10 +189,12 @@ int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t
     rc = ca_fmt(&x, "{'$gen_call', {~p, ~r}, ~t}", ca_self(self), &call->ref, (const char *)req,
                 len);
     if (rc == 0)
-        rc = ca_send(self, to, x.buff, (size_t)x.index);
+        rc = call_send(self, d, x.buff, (size_t)x.index);
     ei_x_free(&x);
-    if (rc == CA_ESRCH)
-        return 0; /* the monitor's DOWN (noproc) answers the call */
+    /* Gone, or the name unregistered since the monitor looked: the
+     * monitor's DOWN answers the call, or else the timeout. */
+    if (rc == CA_ESRCH || (d->name && rc == CA_ENOENT))
+        rc = 0;
     if (rc == 0)
         rc = ca_sendf_after(self, timeout_ms, ca_self(self), &call->timer, "{'$call_timeout', ~r}",
                             &call->ref);
@@ -185,6 +203,22 @@ int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t
         return rc;
     }
     return 0;
+}
+
+int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t timeout_ms,
+                ca_call *call)
+{
+    call_dest d = {.pid = to};
+    return call_start(self, &d, req, len, timeout_ms, call);
+}
+
+int ca_gen_call_name(ca_actor *self, const char *name, const char *node, const void *req,
+                     size_t len, uint64_t timeout_ms, ca_call *call)
+{
+    if (!name)
+        return CA_EINVAL;
+    call_dest d = {.name = name, .node = node};
+    return call_start(self, &d, req, len, timeout_ms, call);
 }
 
 int ca_gen_call_done(ca_actor *self, const ca_call *call)

@@ -16,6 +16,9 @@
  *          gen_server:call(echo, Req) -> Req.
  *   cactor_probe (--probe, for tests)
  *          {monitor, Pid, To} -> monitors Pid, To gets {down, Pid, Reason};
+ *          {monitor_name, Name, Node, To} -> monitors {Name, Node} (To gets
+ *          {monitoring_name, Name, Node, ok | Error}), then {down, {Name,
+ *          Node}, Reason};
  *          {link, Pid, To} -> links (trapping), To gets {exit, Pid, Reason};
  *          {monitor_node, Node, To} -> To gets {nodeup|nodedown, Node};
  *          {whereis, Name, To} -> To gets {whereis, Name, Pid | undefined}.
@@ -231,7 +234,7 @@ static int probe_handle(ca_actor *self, void *state, ca_msg *m)
     ca_pid pid, to;
     const char *r, *why;
     size_t rl, wl;
-    char node[CA_MAXATOM];
+    char node[CA_MAXATOM], name[CA_MAXATOM];
     char text[256];
     size_t tl;
     const char *t = ca_msg_data(m, &tl);
@@ -241,6 +244,10 @@ static int probe_handle(ca_actor *self, void *state, ca_msg *m)
         st->to = to;
         ca_monitor(self, pid, NULL);
         ca_sendf(self, to, "{monitoring, ~p}", pid);
+    } else if (ca_match(m, "{monitor_name, ~a, ~a, ~p}", name, node, &to) == 0) {
+        st->to = to;
+        int rc = ca_monitor_name(self, name, node, NULL);
+        ca_sendf(self, to, "{monitoring_name, ~a, ~a, ~a}", name, node, ca_errname(rc));
     } else if (ca_match(m, "{link, ~p, ~p}", &pid, &to) == 0) {
         st->to = to;
         ca_link(self, pid);

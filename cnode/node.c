@@ -232,8 +232,10 @@ void ca__out_free(ca_node *n, ca__out *o, bool dropped)
     if (o->cost)
         atomic_fetch_sub_explicit(&n->queued[o->peer % CA__NODE_PEER_SLOTS], o->cost,
                                   memory_order_relaxed);
-    if (dropped)
+    if (dropped) {
         atomic_fetch_add_explicit(&n->st_dropped, 1, memory_order_relaxed);
+        ca__dispatch_dropped(n, o);
+    }
     if (o->m)
         ca__msg_free(o->m);
     free(o);

@@ -235,6 +235,9 @@ void ca__dispatch_out(ca__conn *c, ca__out *o);
 int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f);
 /* The connection is gone: fire noconnection for what crossed it. */
 void ca__dispatch_lost(ca__conn *c);
+/* An item that will never be sent: a monitor or link in it fails with
+ * noconnection, as against a node that cannot be reached in Erlang. */
+void ca__dispatch_dropped(ca_node *n, const ca__out *o);
 
 /* pid and ref conversions */
 int ca__to_ei_pid(ca_pid p, erlang_pid *e);

@@ -348,6 +348,15 @@ int ca_unlink(ca_actor *self, ca_pid to);
  * {'DOWN', Ref, process, Pid, Reason}. *ref (may be NULL) is the monitor
  * reference. A dead local target gives a DOWN with reason noproc. */
 int ca_monitor(ca_actor *self, ca_pid to, ca_ref *ref);
+/* Monitor the process registered as `name` on `node` ("alive@host"; NULL
+ * or this node's name: here), as erlang:monitor(process, {Name, Node}):
+ * the DOWN names it {Name, Node}, as {'DOWN', Ref, process, {Name, Node},
+ * Reason}. Nothing registered under the name: that DOWN at once, with
+ * noproc; the node cannot be reached or goes away: noconnection. The
+ * name is looked up when the monitor is made (a process registered under
+ * it later is not watched). CA_EBADNAME for a bad name or node,
+ * CA_ENOTCONN for another node without distribution. */
+int ca_monitor_name(ca_actor *self, const char *name, const char *node, ca_ref *ref);
 /* Remove a monitor; a DOWN already queued is removed too (flush). */
 int ca_demonitor(ca_actor *self, const ca_ref *ref);
 
@@ -750,6 +759,12 @@ typedef struct ca_call {
 } ca_call;
 int ca_gen_call(ca_actor *self, ca_pid to, const void *req, size_t len, uint64_t timeout_ms,
                 ca_call *call);
+/* The same to the process registered as `name` on `node` (NULL: here), as
+ * gen_server:call({Name, Node}, ...): monitored by name (ca_monitor_name),
+ * so a DOWN names {Name, Node}, and comes at once with noproc if nothing
+ * is registered under the name. */
+int ca_gen_call_name(ca_actor *self, const char *name, const char *node, const void *req,
+                     size_t len, uint64_t timeout_ms, ca_call *call);
 int ca_gen_call_done(ca_actor *self, const ca_call *call);
 
 /* ------------------------------------------------------------------ */

@@ -195,18 +195,35 @@ static ca__mon *mon_take(ca__refmap *map, const ca_ref *ref)
     return (ca__mon *)ca__refmap_take(map, ref);
 }
 
-static int mon_add(ca__refmap *map, const ca_ref *ref, ca_pid pid)
+static int mon_add(ca__refmap *map, const ca_ref *ref, ca_pid pid, uint32_t node, const char *name,
+                   size_t nlen)
 {
-    ca__mon *m = malloc(sizeof *m);
+    ca__mon *m = malloc(sizeof *m + nlen + 1);
     if (!m)
         return CA_ENOMEM;
     m->e.ref = *ref;
     m->pid = pid;
+    m->node = node;
+    memcpy(m->name, name, nlen);
+    m->name[nlen] = 0;
     if (ca__refmap_put(map, &m->e)) {
         free(m);
         return CA_ENOMEM;
     }
     return 0;
+}
+
+/* A signal to the process registered as `name` on another node. */
+static int name_signal(ca_rt *rt, uint8_t kind, ca_pid from, const char *name, uint32_t node,
+                       const ca_ref *ref)
+{
+    if (!rt->dist)
+        return CA_ENOTCONN;
+    ca_msg *m = ca__msg_new(kind, from, 0);
+    if (!m)
+        return CA_ENOMEM;
+    m->u.ref = *ref;
+    return rt->dist->send_name(rt->dist_ctx, m, name, node);
 }
 
 /* Encode {'EXIT', From, Reason} or {'DOWN', Ref, process, Pid, Reason}. */
@@ -229,6 +246,21 @@ static int encode_down(ei_x_buff *x, const ca_ref *ref, ca_pid from, const char 
     if (ei_x_new_with_version(x))
         return CA_ENOMEM;
     if (ca_fmt(x, "{'DOWN', ~r, process, ~p, ~t}", ref, from, reason, len)) {
+        ei_x_free(x);
+        return CA_ENOMEM;
+    }
+    return 0;
+}
+
+/* The DOWN of a monitor by name names it {Name, Node}, as Erlang's. */
+static int encode_down_name(ei_x_buff *x, const ca_ref *ref, const char *name, uint32_t node,
+                            const char *reason, size_t len)
+{
+    const char *nn = ca_node_name(node);
+    if (ei_x_new_with_version(x))
+        return CA_ENOMEM;
+    if (ca_fmt(x, "{'DOWN', ~r, process, {~a, ~a}, ~t}", ref, name, nn ? nn : "nonode@nohost",
+               reason, len)) {
         ei_x_free(x);
         return CA_ENOMEM;
     }
@@ -260,7 +292,14 @@ static void bounce(ca_rt *rt, ca_pid dead, ca_msg *m, const char *reason, size_t
             ei_x_free(&x);
         }
     } else if (m->kind == CA__SIG_MONITOR) {
-        if (encode_down(&x, &m->u.ref, dead, reason, len) == 0) {
+        char name[CA_MAXATOM];
+        int by_name = m->len && m->len < sizeof name;
+        if (by_name) {
+            memcpy(name, m->data, m->len);
+            name[m->len] = 0;
+        }
+        if ((by_name ? encode_down_name(&x, &m->u.ref, name, dead.node, reason, len)
+                     : encode_down(&x, &m->u.ref, dead, reason, len)) == 0) {
             send_term_signal(rt, CA__SIG_DOWN, dead, m->from, &m->u.ref, &x);
             ei_x_free(&x);
         }
@@ -545,6 +584,16 @@ static void notify_links(ca_actor *a, const char *reason, size_t len)
     x->nlinks = x->caplinks = 0;
 }
 
+/* A monitor's target forgets it: a pid, or a name on another node. */
+static int unwatch(ca_rt *rt, ca_pid self, const ca__mon *m)
+{
+    if (!ca_pid_is_none(m->pid))
+        return ca__signal(rt, CA__SIG_DEMONITOR, self, m->pid, &m->e.ref, NULL, 0);
+    if (m->node == rt->node || !rt->dist)
+        return 0; /* nothing was registered here: nobody to tell */
+    return name_signal(rt, CA__SIG_DEMONITOR, self, m->name, m->node, &m->e.ref);
+}
+
 static void notify_monitors(ca_actor *a, const char *reason, size_t len)
 {
     ca__actor_ext *x = a->ext;
@@ -555,7 +604,8 @@ static void notify_monitors(ca_actor *a, const char *reason, size_t len)
     ca__mon *m;
     while ((m = (ca__mon *)ca__refmap_next(&x->watchers, &it))) {
         ei_x_buff buf;
-        if (encode_down(&buf, &m->e.ref, a->pid, reason, len) == 0) {
+        if ((m->name[0] ? encode_down_name(&buf, &m->e.ref, m->name, a->pid.node, reason, len)
+                        : encode_down(&buf, &m->e.ref, a->pid, reason, len)) == 0) {
             send_term_signal(rt, CA__SIG_DOWN, a->pid, m->pid, &m->e.ref, &buf);
             ei_x_free(&buf);
         }
@@ -565,7 +615,7 @@ static void notify_monitors(ca_actor *a, const char *reason, size_t len)
     /* Monitors we hold: let the targets forget us. */
     it = 0;
     while ((m = (ca__mon *)ca__refmap_next(&x->mons, &it))) {
-        ca__signal(rt, CA__SIG_DEMONITOR, a->pid, m->pid, &m->e.ref, NULL, 0);
+        unwatch(rt, a->pid, m);
         free(m);
     }
     ca__refmap_clear(&x->mons);
@@ -683,8 +733,10 @@ static int on_signal(ca_actor *a, ca_msg *m)
     case CA__SIG_EXIT:
     case CA__SIG_EXIT2:
         return on_exit_signal(a, m);
-    case CA__SIG_MONITOR:
-        if (!ext_of(a) || mon_add(&a->ext->watchers, &m->u.ref, m->from))
+    case CA__SIG_MONITOR: /* by name (ca_monitor_name): the name as data */
+        if (!ext_of(a) ||
+            mon_add(&a->ext->watchers, &m->u.ref, m->from, a->pid.node,
+                    m->len < CA_MAXATOM ? m->data : "", m->len < CA_MAXATOM ? m->len : 0))
             ca__set_reason_fmt(a, "{error, enomem}");
         return 0;
     case CA__SIG_DEMONITOR:
@@ -857,7 +909,7 @@ int ca_monitor(ca_actor *self, ca_pid to, ca_ref *out)
     ca_rt *rt = self->sched->rt;
     ca_ref ref;
     ca_make_ref(rt, &ref);
-    if (!ext_of(self) || mon_add(&self->ext->mons, &ref, to))
+    if (!ext_of(self) || mon_add(&self->ext->mons, &ref, to, to.node, "", 0))
         return CA_ENOMEM;
     if (out)
         *out = ref;
@@ -871,6 +923,56 @@ int ca_monitor(ca_actor *self, ca_pid to, ca_ref *out)
         }
         return 0;
     }
+    if (rc)
+        free(mon_take(&self->ext->mons, &ref)); /* not made */
+    return rc;
+}
+
+/* {'DOWN', Ref, process, {Name, Node}, noproc} to self, at once. */
+static void down_noproc_name(ca_actor *self, const ca_ref *ref, const char *name, uint32_t node)
+{
+    ei_x_buff x;
+    if (encode_down_name(&x, ref, name, node, noproc_reason, sizeof noproc_reason) == 0) {
+        send_term_signal(self->sched->rt, CA__SIG_DOWN, CA_PID_NONE, self->pid, ref, &x);
+        ei_x_free(&x);
+    }
+}
+
+int ca_monitor_name(ca_actor *self, const char *name, const char *node, ca_ref *out)
+{
+    if (!self || !name)
+        return CA_EINVAL;
+    ca_rt *rt = self->sched->rt;
+    uint32_t idx = rt->node;
+    if (!ca__name_valid(name) || (node && ca_node_intern(node, &idx)))
+        return CA_EBADNAME;
+    bool here = idx == rt->node;
+    if (!here && !rt->dist)
+        return CA_ENOTCONN;
+    ca_pid to = CA_PID_NONE;
+    if (here && ca_whereis(rt, name, &to) != 0)
+        to = CA_PID_NONE;
+    ca_ref ref;
+    ca_make_ref(rt, &ref);
+    size_t nlen = strlen(name);
+    if (!ext_of(self) || mon_add(&self->ext->mons, &ref, to, idx, name, nlen))
+        return CA_ENOMEM;
+    if (out)
+        *out = ref;
+    int rc;
+    if (!here) {
+        rc = name_signal(rt, CA__SIG_MONITOR, self->pid, name, idx, &ref);
+    } else {
+        /* The target keeps the name, for its DOWN. */
+        rc = ca_pid_is_none(to) ? CA_ESRCH
+                                : ca__signal(rt, CA__SIG_MONITOR, self->pid, to, &ref, name, nlen);
+        if (rc == CA_ESRCH) {
+            down_noproc_name(self, &ref, name, idx);
+            return 0;
+        }
+    }
+    if (rc)
+        free(mon_take(&self->ext->mons, &ref)); /* not made */
     return rc;
 }
 
@@ -879,7 +981,7 @@ int ca_demonitor(ca_actor *self, const ca_ref *ref)
     ca__mon *m = self->ext ? mon_take(&self->ext->mons, ref) : NULL;
     if (!m)
         return CA_ENOENT;
-    int rc = ca__signal(self->sched->rt, CA__SIG_DEMONITOR, self->pid, m->pid, ref, NULL, 0);
+    int rc = unwatch(self->sched->rt, self->pid, m);
     free(m);
     /* A DOWN already in the mailbox finds no monitor and is dropped. */
     return rc == CA_ESRCH ? 0 : rc;

@@ -59,8 +59,11 @@ struct ca_msg {
 /* Monitor records: `mons` are the monitors an actor holds, `watchers` the
  * ones held on it, by reference. */
 typedef struct ca__mon {
-    ca__refent e; /* first: the map's key */
-    ca_pid pid;   /* target (mons) or watcher (watchers) */
+    ca__refent e;  /* first: the map's key */
+    ca_pid pid;    /* target (mons) or watcher (watchers); in mons, CA_PID_NONE
+                      for a name on another node (or one not registered here) */
+    uint32_t node; /* by name: the name's node */
+    char name[];   /* by name: the registered name; else "" */
 } ca__mon;
 
 typedef struct ca__timer ca__timer;

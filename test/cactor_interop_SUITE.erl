@@ -31,11 +31,13 @@ groups() ->
        mixed_deep]},
      {names, [], [send_by_name, send_to_unknown_name, whereis_names, erlang_name_from_c]},
      {gen_server, [], [call_echo, call_by_pid, call_unknown_name, cast_echo, cast_count,
-                       call_kv, cast_kv, c_calls_erlang, c_calls_erlang_errors]},
+                       call_kv, cast_kv, c_calls_erlang, c_calls_erlang_errors,
+                       c_calls_erlang_by_name]},
      {links, [], [erlang_links_c_trap, erlang_links_c_no_trap, c_links_erlang,
                   unlink_c]},
      {monitors, [], [monitor_by_pid, monitor_by_name, monitor_unknown_name,
-                     monitor_dead_pid, demonitor, c_monitors_erlang]},
+                     monitor_dead_pid, demonitor, c_monitors_erlang,
+                     c_monitors_erlang_by_name]},
      {restarts, [], [supervisor_restarts_echo, supervisor_restarts_kv]},
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
                 rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many]}].
@@ -323,6 +325,31 @@ c_calls_erlang_errors(Config) ->
     after ?T -> ct:fail(no_down)
     end.
 
+%% gen_server:call({Name, Node}, ...) from C (ca_gen_call_name): the
+%% reply; a name nobody has: noproc; a server that dies during the call:
+%% its reason, from a DOWN that names it {Name, Node}.
+c_calls_erlang_by_name(Config) ->
+    N = cn(Config),
+    {ok, S} = cactor_test_server:start(),
+    true = register(ct_doubler, S),
+    {caller, N} ! {call, {ct_doubler, node()}, {double, 21}, self()},
+    receive {called, R} -> ?assertEqual({doubled, 42, N}, R)
+    after ?T -> ct:fail(no_reply)
+    end,
+    ?assertEqual(1, gen_server:call(S, calls)),
+    {caller, N} ! {call, {ct_nobody, node()}, {double, 1}, self()},
+    receive {call_failed, noproc} -> ok;
+            Other -> ct:fail({unexpected, Other})
+    after ?T -> ct:fail(no_noproc)
+    end,
+    {caller, N} ! {call, {ct_doubler, node()}, silence, self()},
+    timer:sleep(200),
+    exit(S, went_away),
+    receive {call_failed, went_away} -> ok;
+            Other2 -> ct:fail({unexpected, Other2})
+    after ?T -> ct:fail(no_down)
+    end.
+
 %% ---- links ----
 
 wait_new(N, Name, Old) ->
@@ -456,6 +483,24 @@ c_monitors_erlang(Config) ->
     %% a dead process: noproc
     {cactor_probe, N} ! {monitor, V, self()},
     receive {down, V, R2} -> ?assertEqual(noproc, R2)
+    after ?T -> ct:fail(no_noproc)
+    end.
+
+%% erlang:monitor(process, {Name, Node}) from C (ca_monitor_name): the
+%% DOWN names {Name, Node}; nothing registered: noproc at once.
+c_monitors_erlang_by_name(Config) ->
+    N = cn(Config),
+    V = spawn(fun() -> receive stop -> exit({shutdown, by_name}) end end),
+    true = register(ct_watched, V),
+    Me = node(),
+    {cactor_probe, N} ! {monitor_name, ct_watched, Me, self()},
+    receive {monitoring_name, ct_watched, Me, ok} -> ok after ?T -> ct:fail(no_monitoring) end,
+    V ! stop,
+    receive {down, {ct_watched, Me}, R} -> ?assertEqual({shutdown, by_name}, R)
+    after ?T -> ct:fail(no_down)
+    end,
+    {cactor_probe, N} ! {monitor_name, ct_watched, Me, self()},
+    receive {down, {ct_watched, Me}, R2} -> ?assertEqual(noproc, R2)
     after ?T -> ct:fail(no_noproc)
     end.
 

@@ -81,6 +81,17 @@ static int t_handle(ca_actor *self, void *state, ca_msg *m)
         probe_say(&P, "%s: DOWN %s", t->tag, txt);
         return 0;
     }
+    char name[CA_MAXATOM], node[CA_MAXATOM];
+    if (ca_match(m, "{'DOWN', ~r, process, {~a, ~a}, ~t}", NULL, name, node, &r, &rlen) == 0) {
+        term_text(r, rlen, txt, sizeof txt);
+        probe_say(&P, "%s: DOWN of %s at %s: %s", t->tag, name, node, txt);
+        return 0;
+    }
+    if (ca_match(m, "{monitor_name, ~a, ~a}", name, node) == 0) {
+        int rc = ca_monitor_name(self, name, strcmp(node, "here") ? node : NULL, &t->mon);
+        probe_say(&P, "%s: monitor_name %s", t->tag, ca_errname(rc));
+        return 0;
+    }
     if (ca_match(m, "{link, ~p}", &p) == 0) {
         probe_say(&P, "%s: link %s", t->tag, ca_errname(ca_link(self, p)));
         return 0;
@@ -663,6 +674,51 @@ static void test_many_monitors(void)
     after();
 }
 
+/* Monitors by name: the DOWN names {Name, Node}; nothing registered:
+ * noproc at once; demonitored: nothing; bad names refused. */
+static void test_monitor_by_name(void)
+{
+    before();
+    tactor w = {.tag = "w"}, a = {.tag = "a"}, b = {.tag = "b"};
+    ca_pid pw = spawn_t(&w, 0);
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "target_a";
+    ca_pid pa, pb;
+    CU_ASSERT_FATAL(ca_spawn(RT, &T, &a, &o, &pa) == 0);
+    o.name = "target_b";
+    CU_ASSERT_FATAL(ca_spawn(RT, &T, &b, &o, &pb) == 0);
+    const char *self_node = ca_node_name(pw.node);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor_name, target_a, here}");
+    CU_ASSERT(probe_wait(&P, "w: monitor_name ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pa, "{exit, {shutdown, a}}");
+    char want[256];
+    snprintf(want, sizeof want, "w: DOWN of target_a at %s: {shutdown,a}", self_node);
+    CU_ASSERT(probe_wait(&P, want, WAIT_MS));
+    /* nothing under the name: noproc at once */
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor_name, nobody, here}");
+    snprintf(want, sizeof want, "w: DOWN of nobody at %s: noproc", self_node);
+    CU_ASSERT(probe_wait(&P, want, WAIT_MS));
+    /* this node by its name, then demonitored: no DOWN when b goes */
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor_name, target_b, ~a}", self_node);
+    CU_ASSERT(probe_wait_n(&P, "w: monitor_name ok", 3, WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "demonitor");
+    CU_ASSERT(probe_wait(&P, "w: demonitor ok", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "{exit, {shutdown, b}}");
+    CU_ASSERT(probe_wait(&P, "b: terminate {shutdown,b}", WAIT_MS));
+    usleep(20000);
+    snprintf(want, sizeof want, "w: DOWN of target_b at %s: {shutdown,b}", self_node);
+    CU_ASSERT_EQUAL(probe_count(&P, want), 0);
+    /* bad names; another node without distribution */
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor_name, '', here}");
+    CU_ASSERT(probe_wait(&P, "w: monitor_name ebadname", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{monitor_name, target_a, 'other@host'}");
+    CU_ASSERT(probe_wait(&P, "w: monitor_name enotconn", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "w: monitor_name ok"), 3);
+    CU_ASSERT_EQUAL(ca_monitor_name(NULL, "x", NULL, NULL), CA_EINVAL);
+    after();
+}
+
 static void test_init_failure(void)
 {
     before();
@@ -1023,6 +1079,7 @@ static void add(void)
     ADD_TEST(s, test_monitors);
     ADD_TEST(s, test_refmap);
     ADD_TEST(s, test_many_monitors);
+    ADD_TEST(s, test_monitor_by_name);
     ADD_TEST(s, test_init_failure);
     ADD_TEST(s, test_spawn_child_link);
     ADD_TEST(s, test_timers);

@@ -109,11 +109,27 @@ static int cl_handle(ca_actor *self, void *state, ca_msg *m)
             probe_say(&P, "client: call failed %s", ca_errname(rc));
         return 0;
     }
+    char name[CA_MAXATOM];
+    if (ca_match(m, "{call_name, ~a, ~t}", name, &r, &rl) == 0) {
+        ei_x_buff x;
+        ei_x_new_with_version(&x);
+        ca_fmt(&x, "~t", r, rl);
+        int rc = ca_gen_call_name(self, name, NULL, x.buff, (size_t)x.index, 1000, &cl->call);
+        ei_x_free(&x);
+        cl->busy = rc == 0;
+        if (rc)
+            probe_say(&P, "client: call failed %s", ca_errname(rc));
+        return 0;
+    }
     if (!cl->busy)
         return 0;
     if (ca_match(m, "{~r, ~t}", &ref, &r, &rl) == 0 && ca_ref_eq(&ref, &cl->call.ref)) {
         ca_term_print(r, rl, txt, sizeof txt);
         probe_say(&P, "client: reply %s", txt);
+    } else if (ca_match(m, "{'DOWN', ~r, process, {~a, _}, ~t}", &ref, name, &r, &rl) == 0 &&
+               ca_ref_eq(&ref, &cl->call.ref)) {
+        ca_term_print(r, rl, txt, sizeof txt);
+        probe_say(&P, "client: down %s %s", name, txt);
     } else if (ca_match(m, "{'DOWN', ~r, process, _, ~t}", &ref, &r, &rl) == 0 &&
                ca_ref_eq(&ref, &cl->call.ref)) {
         ca_term_print(r, rl, txt, sizeof txt);
@@ -161,6 +177,26 @@ static void test_calls_casts_infos(void)
         usleep(1000);
     ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, {add, 1}, 1000}", srv);
     CU_ASSERT(probe_wait(&P, "client: down noproc", WAIT_MS));
+}
+
+/* gen_server:call({Name, Node}) from C: by name here; nothing registered
+ * under it: the DOWN names it, with noproc; a bad name is refused. */
+static void test_call_by_name(void)
+{
+    ca_pid srv, cl;
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "counter";
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&COUNTER_SPEC, &o, &srv) == 0);
+    CU_ASSERT_FATAL(ca_spawn(RT, &CLIENT, NULL, NULL, &cl) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call_name, counter, {add, 7}}");
+    CU_ASSERT(probe_wait(&P, "client: reply {ok,7}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call_name, nobody, {add, 1}}");
+    CU_ASSERT(probe_wait(&P, "client: down nobody noproc", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call_name, counter, die}");
+    CU_ASSERT(probe_wait(&P, "client: down counter {shutdown,asked}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call_name, '', x}");
+    CU_ASSERT(probe_wait(&P, "client: call failed ebadname", WAIT_MS));
 }
 
 /* A call from outside any actor's loop is a plain message: match it. */
@@ -320,6 +356,7 @@ static void add(void)
 {
     CU_pSuite s = CU_add_suite("gen", setup, teardown);
     ADD_TEST(s, test_calls_casts_infos);
+    ADD_TEST(s, test_call_by_name);
     ADD_TEST(s, test_call_match);
     ADD_TEST(s, test_reply_forms);
 }

@@ -191,9 +191,13 @@ static void flood(ca_actor *self, const char *who, ca_pid to, unsigned long n)
     ei_x_free(&x);
 }
 
+static ca_ref LAST_MON; /* tester threads: one command at a time */
+static ca_call LAST_CALL;
+
 static int t_handle(ca_actor *self, void *state, ca_msg *m)
 {
     const char *who = state;
+    ca_ref ref;
     char name[CA_MAXATOM], node[CA_MAXATOM];
     const char *t, *r;
     size_t tl, rl;
@@ -213,6 +217,27 @@ static int t_handle(ca_actor *self, void *state, ca_msg *m)
         ca_link(self, pid);
     } else if (ca_match(m, "{monitor, ~p}", &pid) == 0) {
         ca_monitor(self, pid, NULL);
+    } else if (ca_match(m, "{monitor_name, ~a, ~a}", name, node) == 0) {
+        int rc = ca_monitor_name(self, name, node, &LAST_MON);
+        if (rc)
+            probe_say(&P, "%s: monitor_name %s", who, ca_errname(rc));
+    } else if (ca_match(m, "demonitor_last") == 0) {
+        probe_say(&P, "%s: demonitor %s", who, ca_errname(ca_demonitor(self, &LAST_MON)));
+    } else if (ca_match(m, "{call_name, ~a, ~a, ~t}", name, node, &t, &tl) == 0) {
+        ei_x_buff x;
+        ei_x_new_with_version(&x);
+        ca_fmt(&x, "~t", t, tl);
+        int rc = ca_gen_call_name(self, name, node, x.buff, (size_t)x.index, 5000, &LAST_CALL);
+        ei_x_free(&x);
+        if (rc)
+            probe_say(&P, "%s: call_name %s", who, ca_errname(rc));
+    } else if (ca_match(m, "{~r, ~t}", &ref, &t, &tl) == 0 && ca_ref_eq(&ref, &LAST_CALL.ref)) {
+        ca_gen_call_done(self, &LAST_CALL);
+        say_term(who, "reply ", t, tl);
+    } else if (ca_match(m, "{'DOWN', _, process, {~a, ~a}, ~t}", name, node, &r, &rl) == 0) {
+        char what[2 * CA_MAXATOM + 16];
+        snprintf(what, sizeof what, "down of %s at %s: ", name, node);
+        say_term(who, what, r, rl);
     } else if (ca_match(m, "{exit, ~t}", &t, &tl) == 0) {
         ca_exit(self, "~t", t, tl);
     } else if (ca_match(m, "{monitor_nodes}") == 0) {
@@ -399,6 +424,66 @@ static void test_links_and_monitors(void)
     CU_ASSERT(probe_wait(&P, "b1: exit killed", 5000));
 }
 
+/* A C gen_server that answers {twice, N} with 2N. */
+static int twice_call(ca_actor *self, void *state, const ca_call_from *from, const char *req,
+                      size_t len)
+{
+    long n;
+    (void)state;
+    if (ca_match_term(req, len, "{twice, ~i}", &n) == 0)
+        return ca_gen_replyf(self, from, "~i", 2 * n);
+    return ca_exit(self, "{shutdown, asked}");
+}
+
+static const ca_gen_server TWICE = {"twice", NULL, twice_call, NULL, NULL, NULL};
+static const ca_gen_server_spec TWICE_SPEC = {&TWICE, NULL};
+
+/* Monitors and calls by name across nodes: the DOWN names {Name, Node};
+ * nothing registered there: noproc; demonitored: nothing; a node that
+ * cannot be reached: noconnection at once, for names, pids and links. */
+static void test_by_name_remote(void)
+{
+    ca_pid b4 = spawn_tester(&B, "b4"), b5 = spawn_tester(&B, "b5"), gs;
+    ca_pid a4 = spawn_tester(&A, "a4");
+    cmd(&A, a4, "{monitor_name, b4, '" NB "'}");
+    cmd(&A, a4, "{monitor_name, nobody, '" NB "'}");
+    CU_ASSERT(probe_wait(&P, "a4: down of nobody at " NB ": noproc", 5000));
+    cmd(&B, b4, "{exit, bye}");
+    CU_ASSERT(probe_wait(&P, "a4: down of b4 at " NB ": bye", 5000));
+    /* demonitored: b5 goes, nothing comes */
+    cmd(&A, a4, "{monitor_name, b5, '" NB "'}");
+    cmd(&A, a4, "demonitor_last");
+    CU_ASSERT(probe_wait(&P, "a4: demonitor ok", 5000));
+    cmd(&A, a4, "{send, ~p, {hello, after_demonitor}}", b5);
+    CU_ASSERT(probe_wait(&P, "a4: {world,after_demonitor}", 5000));
+    cmd(&B, b5, "{exit, gone}");
+    cmd(&A, a4, "{send, ~p, {hello, after_exit}}", b1);
+    CU_ASSERT(probe_wait(&P, "a4: {world,after_exit}", 5000));
+    usleep(50000);
+    CU_ASSERT_EQUAL(probe_count(&P, "a4: down of b5 at " NB ": gone"), 0);
+    /* gen_server:call({twice, NB}) from C */
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "twice";
+    CU_ASSERT_FATAL(ca_spawn(B.rt, &ca_gen_server_behaviour, (void *)&TWICE_SPEC, &o, &gs) == 0);
+    cmd(&A, a4, "{call_name, twice, '" NB "', {twice, 21}}");
+    CU_ASSERT(probe_wait(&P, "a4: reply 42", 5000));
+    cmd(&A, a4, "{call_name, twice, '" NB "', stop}");
+    CU_ASSERT(probe_wait(&P, "a4: down of twice at " NB ": {shutdown,asked}", 5000));
+    /* a node nobody runs: monitors by name and by pid, links: noconnection */
+    cmd(&A, a4, "{monitor_name, x, 'nosuch@127.0.0.1'}");
+    CU_ASSERT(probe_wait(&P, "a4: down of x at nosuch@127.0.0.1: noconnection", 10000));
+    uint32_t nidx;
+    CU_ASSERT_FATAL(ca_node_intern("nosuch@127.0.0.1", &nidx) == 0);
+    ca_pid ghost = {nidx, 1, 0, 1};
+    cmd(&A, a4, "{monitor, ~p}", ghost);
+    CU_ASSERT(probe_wait(&P, "a4: down noconnection", 10000));
+    cmd(&A, a4, "{link, ~p}", ghost);
+    CU_ASSERT(probe_wait(&P, "a4: exit noconnection", 10000));
+    cmd(&A, a4, "{monitor_name, '', '" NB "'}");
+    CU_ASSERT(probe_wait(&P, "a4: monitor_name ebadname", 5000));
+}
+
 static void test_wrong_cookie(void)
 {
     tnode W = {0};
@@ -533,12 +618,14 @@ static void test_noconnection_and_node_monitors(void)
     ca_pid c2 = spawn_tester(&C, "c2");
     cmd(&A, a3, "{link, ~p}", c1);
     cmd(&A, a3, "{monitor, ~p}", c2);
+    cmd(&A, a3, "{monitor_name, c2, 'tc@127.0.0.1'}");
     cmd(&A, a3, "{send, ~p, {hello, c}}", c2);
     CU_ASSERT(probe_wait(&P, "a3: {world,c}", 5000));
     CU_ASSERT(probe_wait(&P, "a3: {nodeup,'tc@127.0.0.1'}", 5000));
     node_down(&C); /* the connection goes: link and monitor fire */
     CU_ASSERT(probe_wait(&P, "a3: exit noconnection", 5000));
     CU_ASSERT(probe_wait(&P, "a3: down noconnection", 5000));
+    CU_ASSERT(probe_wait(&P, "a3: down of c2 at tc@127.0.0.1: noconnection", 5000));
     CU_ASSERT(probe_wait(&P, "a3: {nodedown,'tc@127.0.0.1'}", 5000));
 }
 
@@ -794,6 +881,7 @@ static void add(void)
     CU_add_test(s, "reg send and reply", test_reg_send_and_reply);
     CU_add_test(s, "node I/O on scheduler 0, ca_rt_free stops it", test_io_scheduler);
     CU_add_test(s, "links and monitors across nodes", test_links_and_monitors);
+    CU_add_test(s, "monitors and calls by name across nodes", test_by_name_remote);
     CU_add_test(s, "wrong cookie refused", test_wrong_cookie);
     CU_add_test(s, "garbage closes one connection", test_garbage_closes_one_connection);
     CU_add_test(s, "busy peer", test_busy_peer);

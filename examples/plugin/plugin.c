@@ -13,7 +13,8 @@
  *              gen_server:call({kv, Node}, crash) crashes it (a demo of
  *              the supervisor: it comes back, empty)
  *   caller   calls an Erlang gen_server from C without blocking:
- *              {caller, Node} ! {call, ServerPid, Request, ReplyTo}
+ *              {caller, Node} ! {call, Server, Request, ReplyTo}
+ *              Server is a pid or {Name, ServerNode} (a registered name);
  *              ReplyTo then gets {called, Reply} or {call_failed, Why}
  *   example:add(A, B) -> A + B
  *   example:reverse(Binary) -> the bytes in reverse order
@@ -148,18 +149,22 @@ static void finish(ca_actor *self, caller_state *st)
 static int caller_handle(ca_actor *self, void *state, ca_msg *m)
 {
     caller_state *st = state;
-    ca_pid server, reply_to;
+    ca_pid server = CA_PID_NONE, reply_to;
     ca_ref ref;
     const char *r, *why;
     size_t rl, wl;
-    if (ca_match(m, "{call, ~p, ~t, ~p}", &server, &r, &rl, &reply_to) == 0) {
+    char name[CA_MAXATOM], node[CA_MAXATOM];
+    if (ca_match(m, "{call, ~p, ~t, ~p}", &server, &r, &rl, &reply_to) == 0 ||
+        ca_match(m, "{call, {~a, ~a}, ~t, ~p}", name, node, &r, &rl, &reply_to) == 0) {
         if (st->busy)
             return ca_sendf(self, reply_to, "{call_failed, busy}");
         /* ca_gen_call takes a whole term with version byte. */
         ei_x_buff x;
         if (ei_x_new_with_version(&x) || ca_fmt(&x, "~t", r, rl))
             return CA_ENOMEM;
-        int rc = ca_gen_call(self, server, x.buff, (size_t)x.index, 5000, &st->call);
+        int rc = ca_pid_is_none(server)
+                     ? ca_gen_call_name(self, name, node, x.buff, (size_t)x.index, 5000, &st->call)
+                     : ca_gen_call(self, server, x.buff, (size_t)x.index, 5000, &st->call);
         ei_x_free(&x);
         if (rc)
             return ca_sendf(self, reply_to, "{call_failed, ~a}", ca_errname(rc));
