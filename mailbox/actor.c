@@ -173,14 +173,12 @@ static bool links_remove(ca_actor *a, ca_pid p)
     if (found < 0)
         return false;
     uint32_t mask = x->caplinks - 1, i = (uint32_t)found, j = i;
-    /* Backward shift: move later entries of the probe run into the hole
-     * unless their home slot lies cyclically in (i, j]. */
+    /* Backward shift: move later entries of the probe run into the hole. */
     for (;;) {
         j = (j + 1) & mask;
         if (!x->links[j].node)
             break;
-        uint32_t k = pid_hash(x->links[j]) & mask;
-        if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+        if (ca__probe_stays(i, j, pid_hash(x->links[j]) & mask))
             continue;
         x->links[i] = x->links[j];
         i = j;

@@ -79,8 +79,7 @@ ca__refent *ca__refmap_find(const ca__refmap *m, const ca_ref *ref)
     return i < 0 ? NULL : m->slots[i];
 }
 
-/* Backward shift: later records of the probe run move into the hole
- * unless their home slot lies cyclically in (hole, j]. */
+/* Backward shift: later records of the probe run move into the hole. */
 static void remove_at(ca__refmap *m, uint32_t hole)
 {
     uint32_t mask = m->cap - 1, j = hole;
@@ -88,8 +87,7 @@ static void remove_at(ca__refmap *m, uint32_t hole)
         j = (j + 1) & mask;
         if (!m->slots[j])
             break;
-        uint32_t k = ref_hash(&m->slots[j]->ref) & mask;
-        if (hole <= j ? (hole < k && k <= j) : (hole < k || k <= j))
+        if (ca__probe_stays(hole, j, ref_hash(&m->slots[j]->ref) & mask))
             continue;
         m->slots[hole] = m->slots[j];
         hole = j;

@@ -25,6 +25,14 @@ typedef struct ca__refmap {
     uint32_t n, cap; /* cap: 0 or a power of two */
 } ca__refmap;
 
+/* Removal from a linear-probing table (backward shift): whether the entry
+ * at slot j, whose home slot is k, must stay when slot `hole` empties,
+ * i.e. whether k lies cyclically in (hole, j]. */
+static inline int ca__probe_stays(uint32_t hole, uint32_t j, uint32_t k)
+{
+    return hole <= j ? (hole < k && k <= j) : (hole < k || k <= j);
+}
+
 /* 0 or CA_ENOMEM (the map is unchanged then). */
 int ca__refmap_put(ca__refmap *m, ca__refent *e);
 
