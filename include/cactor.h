@@ -120,7 +120,9 @@ const char *ca_node_name(uint32_t idx);
 int ca_encode_pid(ei_x_buff *x, ca_pid pid);
 int ca_encode_ref(ei_x_buff *x, const ca_ref *ref);
 /* Decode a pid or ref at buf[*index], advancing *index (as ei does). The
- * node name is interned. */
+ * node name is interned. As with ei's decoders, buf must hold the whole
+ * term (e.g. a message, which the runtime has checked): there is no
+ * length to stop at. */
 int ca_decode_pid(const char *buf, int *index, ca_pid *pid);
 int ca_decode_ref(const char *buf, int *index, ca_ref *ref);
 
