@@ -529,8 +529,9 @@ extern const ca_behaviour ca_supervisor;
 int ca_sup_start(ca_rt *rt, const ca_sup_spec *spec, const char *name, ca_pid *pid);
 
 /* Supervisor calls. They wait for the supervisor's answer, so they must
- * not be called on a scheduler thread (CA_EPERM there). CA_ESRCH if the
- * supervisor is dead or dies before answering. */
+ * not be called on a scheduler thread (CA_EPERM there; actors use the
+ * _async forms below). CA_ESRCH if the supervisor is dead or dies before
+ * answering. */
 
 /* Add and start a child. Other strategies: `spec` required (CA_EEXIST for
  * a used id); simple_one_for_one: `spec` NULL and `arg` is given to the
@@ -543,6 +544,23 @@ int ca_sup_terminate_child(ca_rt *rt, ca_pid sup, const char *id, ca_pid pid);
 int ca_sup_restart_child(ca_rt *rt, ca_pid sup, const char *id, ca_pid *pid);
 /* Forget a stopped child's spec; CA_EBUSY if it runs. */
 int ca_sup_delete_child(ca_rt *rt, ca_pid sup, const char *id);
+
+/* The same four from an actor, without waiting (as supervisor:start_child
+ * from a process): 0 once asked, and then self gets
+ *   {ca_sup, Ref, {ok, Pid}}   start, restart
+ *   {ca_sup, Ref, ok}          terminate, delete
+ *   {ca_sup, Ref, {error, E}}  E the error's name (ca_errname: eexist,
+ *                              enoent, ebusy, esrch if the supervisor
+ *                              dies first, ...)
+ * with Ref = *ref (may be NULL). The spec and id are copied; behaviour
+ * and arg must outlive the child, as for ca_sup_start_child. CA_ESRCH at
+ * once if the supervisor is dead. */
+int ca_sup_start_child_async(ca_actor *self, ca_pid sup, const ca_child_spec *spec, void *arg,
+                             ca_ref *ref);
+int ca_sup_terminate_child_async(ca_actor *self, ca_pid sup, const char *id, ca_pid pid,
+                                 ca_ref *ref);
+int ca_sup_restart_child_async(ca_actor *self, ca_pid sup, const char *id, ca_ref *ref);
+int ca_sup_delete_child_async(ca_actor *self, ca_pid sup, const char *id, ca_ref *ref);
 
 typedef struct ca_child_info {
     char id[256];

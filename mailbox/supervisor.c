@@ -36,6 +36,12 @@ typedef struct sup_req {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool done;
+    /* From an actor (the _async calls): nobody waits; the answer is a
+     * message to reply_to, and the request owns copies of what it names. */
+    ca_rt *rt;
+    ca_pid reply_to, sup;
+    ca_ref tag;
+    ca_child_spec spec_copy;
 } sup_req;
 
 typedef struct child {
@@ -121,8 +127,34 @@ static const char *child_label(const child *c)
     return c->spec.id && *c->spec.id ? c->spec.id : "(dynamic)";
 }
 
+static void req_free_async(sup_req *r)
+{
+    free((char *)r->id);
+    free((char *)r->spec_copy.id);
+    free((char *)r->spec_copy.name);
+    free(r);
+}
+
+/* {ca_sup, Ref, {ok, Pid} | ok | {error, Code}} to the asking actor. */
+static void answer_async(sup_req *r, int rc)
+{
+    if (rc)
+        ca_rt_sendf(r->rt, r->sup, r->reply_to, "{ca_sup, ~r, {error, ~a}}", &r->tag,
+                    ca_errname(rc));
+    else if (r->op == R_START || r->op == R_RESTART)
+        ca_rt_sendf(r->rt, r->sup, r->reply_to, "{ca_sup, ~r, {ok, ~p}}", &r->tag, r->out);
+    else
+        ca_rt_sendf(r->rt, r->sup, r->reply_to, "{ca_sup, ~r, ok}", &r->tag);
+    req_free_async(r);
+}
+
+/* Exactly once per request; an asynchronous one is freed here. */
 static void req_done(sup_req *r, int rc)
 {
+    if (!ca_pid_is_none(r->reply_to)) {
+        answer_async(r, rc);
+        return;
+    }
     pthread_mutex_lock(&r->lock);
     r->rc = rc;
     r->done = true;
@@ -1030,6 +1062,69 @@ static int call(ca_rt *rt, ca_pid sup_pid, sup_req *r)
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cond);
     return rc;
+}
+
+/* The request, copied with what it points to, for a supervisor that
+ * answers self by message. */
+static int call_async(ca_actor *self, ca_pid sup_pid, const sup_req *proto, ca_ref *ref)
+{
+    if (!self)
+        return CA_EINVAL;
+    ca_rt *rt = ca_actor_rt(self);
+    sup_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return CA_ENOMEM;
+    *r = *proto;
+    r->rt = rt;
+    r->reply_to = ca_self(self);
+    r->sup = sup_pid;
+    r->id = NULL;
+    r->spec = NULL;
+    ca_make_ref(rt, &r->tag);
+    bool nomem = (proto->id && !(r->id = strdup(proto->id)));
+    if (proto->spec) {
+        r->spec_copy = *proto->spec;
+        r->spec_copy.id = r->spec_copy.name = NULL;
+        r->spec = &r->spec_copy;
+        nomem |= proto->spec->id && !(r->spec_copy.id = strdup(proto->spec->id));
+        nomem |= proto->spec->name && !(r->spec_copy.name = strdup(proto->spec->name));
+    }
+    ca_ref tag = r->tag; /* once sent, r may be answered and gone */
+    int rc =
+        nomem ? CA_ENOMEM : ca_rt_send_ptr(rt, r->reply_to, sup_pid, SUP_REQ_TAG, r, req_abandoned);
+    if (rc) {
+        req_free_async(r); /* not taken: still ours */
+        return rc;
+    }
+    if (ref)
+        *ref = tag;
+    return 0;
+}
+
+int ca_sup_start_child_async(ca_actor *self, ca_pid sup, const ca_child_spec *spec, void *arg,
+                             ca_ref *ref)
+{
+    sup_req r = {.op = R_START, .spec = spec, .arg = arg};
+    return call_async(self, sup, &r, ref);
+}
+
+int ca_sup_terminate_child_async(ca_actor *self, ca_pid sup, const char *id, ca_pid pid,
+                                 ca_ref *ref)
+{
+    sup_req r = {.op = R_TERMINATE, .id = id, .pid = pid};
+    return call_async(self, sup, &r, ref);
+}
+
+int ca_sup_restart_child_async(ca_actor *self, ca_pid sup, const char *id, ca_ref *ref)
+{
+    sup_req r = {.op = R_RESTART, .id = id};
+    return call_async(self, sup, &r, ref);
+}
+
+int ca_sup_delete_child_async(ca_actor *self, ca_pid sup, const char *id, ca_ref *ref)
+{
+    sup_req r = {.op = R_DELETE, .id = id};
+    return call_async(self, sup, &r, ref);
 }
 
 int ca_sup_start_child(ca_rt *rt, ca_pid sup_pid, const ca_child_spec *spec, void *arg, ca_pid *pid)

@@ -439,6 +439,94 @@ static void test_api(void)
     after();
 }
 
+/* ---- the asynchronous calls, from an actor ---- */
+
+static wcfg XCFG = {.tag = "x"};
+static ca_ref BOSS_REF; /* the last request's reference */
+static ca_pid BOSS_PID; /* the last {ok, Pid} */
+
+static int boss_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    char op[CA_MAXATOM], id[CA_MAXATOM], err[CA_MAXATOM];
+    ca_pid sup, p;
+    ca_ref ref;
+    (void)state;
+    if (ca_match(m, "{~a, ~p, ~a}", op, &sup, id) == 0) {
+        /* the spec and id live on this stack only: the request copies them */
+        ca_child_spec cs = child(id, &XCFG, CA_PERMANENT);
+        int rc = !strcmp(op, "start") ? ca_sup_start_child_async(self, sup, &cs, NULL, &ref)
+                 : !strcmp(op, "dyn") ? ca_sup_start_child_async(self, sup, NULL, &XCFG, &ref)
+                 : !strcmp(op, "terminate")
+                     ? ca_sup_terminate_child_async(self, sup, id, CA_PID_NONE, &ref)
+                 : !strcmp(op, "restart") ? ca_sup_restart_child_async(self, sup, id, &ref)
+                                          : ca_sup_delete_child_async(self, sup, id, &ref);
+        memset(&cs, 0, sizeof cs);
+        memset(id, 'z', 8);
+        if (rc == 0)
+            BOSS_REF = ref;
+        probe_say(&P, "boss: asked %s", ca_errname(rc));
+    } else if (ca_match(m, "{ca_sup, ~r, {ok, ~p}}", &ref, &p) == 0) {
+        BOSS_PID = p;
+        probe_say(&P, "boss: {ok, Pid} %s", ca_ref_eq(&ref, &BOSS_REF) ? "ref" : "other ref");
+    } else if (ca_match(m, "{ca_sup, ~r, ok}", &ref) == 0) {
+        probe_say(&P, "boss: ok %s", ca_ref_eq(&ref, &BOSS_REF) ? "ref" : "other ref");
+    } else if (ca_match(m, "{ca_sup, ~r, {error, ~a}}", &ref, err) == 0) {
+        probe_say(&P, "boss: error %s %s", err, ca_ref_eq(&ref, &BOSS_REF) ? "ref" : "other ref");
+    }
+    return 0;
+}
+
+static const ca_behaviour BOSS = {"boss", NULL, boss_handle, NULL};
+
+static void boss(ca_pid b, const char *op, ca_pid sup, const char *id, const char *answer)
+{
+    probe_reset(&P);
+    ca_rt_sendf(RT, CA_PID_NONE, b, "{~a, ~p, ~a}", op, sup, id);
+    CU_ASSERT(probe_wait(&P, answer, WAIT_MS));
+}
+
+static void test_async_calls(void)
+{
+    before();
+    wcfg a = {.tag = "a"};
+    ca_child_spec cs[] = {child("a", &a, CA_PERMANENT)};
+    ca_pid sup = start_sup(CA_ONE_FOR_ONE, cs, 1, 10), b;
+    CU_ASSERT_FATAL(ca_spawn(RT, &BOSS, NULL, NULL, &b) == 0);
+    boss(b, "start", sup, "x", "boss: {ok, Pid} ref");
+    CU_ASSERT(ca_pid_eq(whereis("x"), BOSS_PID));
+    CU_ASSERT(probe_wait(&P, "x: start", WAIT_MS));
+    ca_child_info *ci;
+    size_t n;
+    CU_ASSERT_EQUAL_FATAL(ca_sup_which_children(RT, sup, &ci, &n), 0);
+    CU_ASSERT(n == 2 && strcmp(ci[1].id, "x") == 0 && ca_pid_eq(ci[1].pid, BOSS_PID));
+    free(ci);
+    boss(b, "start", sup, "x", "boss: error eexist ref");
+    boss(b, "terminate", sup, "x", "boss: ok ref");
+    CU_ASSERT(probe_wait(&P, "x: stop shutdown", WAIT_MS));
+    boss(b, "restart", sup, "x", "boss: {ok, Pid} ref");
+    CU_ASSERT(probe_wait(&P, "x: start", WAIT_MS));
+    boss(b, "delete", sup, "x", "boss: error ebusy ref");
+    boss(b, "terminate", sup, "x", "boss: ok ref");
+    boss(b, "delete", sup, "x", "boss: ok ref");
+    boss(b, "delete", sup, "x", "boss: error enoent ref");
+    boss(b, "dyn", sup, "x", "boss: error einval ref"); /* no template here */
+    /* a dead supervisor: refused at once */
+    ca_kill(RT, CA_PID_NONE, sup, "kill");
+    for (int i = 0; i < 1000 && ca_is_alive(RT, sup); i++)
+        usleep(1000);
+    boss(b, "start", sup, "y", "boss: asked esrch");
+    /* simple_one_for_one: started with the template and this arg */
+    ca_child_spec tmpl = child("dyn", &XCFG, CA_TEMPORARY);
+    tmpl.name = NULL;
+    ca_sup_spec s2 = {CA_SIMPLE_ONE_FOR_ONE, 1, 5000, &tmpl, 1, 0};
+    ca_pid sup2;
+    CU_ASSERT_FATAL(ca_sup_start(RT, &s2, NULL, &sup2) == 0);
+    boss(b, "dyn", sup2, "ignored", "boss: {ok, Pid} ref");
+    CU_ASSERT(probe_wait(&P, "x: start", WAIT_MS));
+    CU_ASSERT(ca_is_alive(RT, BOSS_PID));
+    after();
+}
+
 /* ---- supervised mailboxes ---- */
 
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
@@ -597,6 +685,7 @@ static void add(void)
     ADD_TEST(s, test_escalation_two_levels);
     ADD_TEST(s, test_shutdown_timeouts);
     ADD_TEST(s, test_api);
+    ADD_TEST(s, test_async_calls);
     ADD_TEST(s, test_mailbox_overflow_restart);
     ADD_TEST(s, test_simple_one_for_one_many);
 }
