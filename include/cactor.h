@@ -396,6 +396,25 @@ const char *ca_msg_data(const ca_msg *m, size_t *len);
 void *ca_msg_ptr(const ca_msg *m, uint64_t *tag);
 /* Take the pointer payload: its destructor will not run. */
 void *ca_msg_take_ptr(ca_msg *m);
+
+/*
+ * Messages past their handler. A handler may keep the message it is
+ * handling (m as passed to handle): ca_msg_keep returns it, and it is then
+ * the actor's until ca_msg_release or ca_forward (to defer a request, say:
+ * there is no selective receive); NULL if m is not the message being
+ * handled. m NULL means the message being handled (ca_gen_server's
+ * handle_call does not see it). ca_forward sends the message being handled, or a kept one, to
+ * `to` without copying it (a dispatcher handing requests to workers; a
+ * gen_server call keeps its caller, so a worker can answer it); the
+ * receiver's ca_msg_from is still the original sender. ca_forward takes
+ * the message in every case, as a send to a dead pid drops it: the return
+ * is ca_send's (PTR messages stay on this node: CA_ENOTSUP), or CA_EINVAL
+ * for a signal. A kept message's data stays valid and unchanged; release
+ * what the actor still keeps when it terminates.
+ */
+ca_msg *ca_msg_keep(ca_actor *self, ca_msg *m);
+void ca_msg_release(ca_msg *m);
+int ca_forward(ca_actor *self, ca_pid to, ca_msg *m);
 /* Match the message's term (CA_ENOMATCH for a PTR message). */
 int ca_match(const ca_msg *m, const char *pattern, ...);
 

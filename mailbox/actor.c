@@ -799,8 +799,11 @@ static bool turn(ca_actor *a, uint32_t *popped)
             ca__msg_free(m);
             continue;
         }
+        a->cur = m;
         dispatch(a, m);
-        ca__msg_free(m);
+        if (a->cur) /* not kept (ca_msg_keep) nor forwarded (ca_forward) */
+            ca__msg_free(m);
+        a->cur = NULL;
         atomic_store_explicit(&a->done, n, memory_order_relaxed);
         if (a->flags & CA__A_EXITING) {
             n += do_exit(a, true);

@@ -111,6 +111,7 @@ struct ca_actor {
     char *reason;       /* pending exit reason (ETF), set by ca_exit */
     size_t reason_len;
     ca_actor *prev, *next; /* the scheduler's list of its actors */
+    ca_msg *cur;           /* the message being handled, until kept or forwarded */
 };
 
 struct ca__slot {

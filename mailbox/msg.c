@@ -411,6 +411,31 @@ void *ca_msg_ptr(const ca_msg *m, uint64_t *tag)
     return m->u.p.ptr;
 }
 
+ca_msg *ca_msg_keep(ca_actor *self, ca_msg *m)
+{
+    if (self && !m)
+        m = self->cur;
+    if (!self || !m || m != self->cur)
+        return NULL;
+    self->cur = NULL;
+    return m;
+}
+
+void ca_msg_release(ca_msg *m)
+{
+    if (m)
+        ca__msg_free(m);
+}
+
+int ca_forward(ca_actor *self, ca_pid to, ca_msg *m)
+{
+    if (!self || !m || (m->kind != CA_MSG_TERM && m->kind != CA_MSG_PTR))
+        return CA_EINVAL;
+    if (m == self->cur)
+        self->cur = NULL;
+    return ca__route(self->sched->rt, m, to);
+}
+
 void *ca_msg_take_ptr(ca_msg *m)
 {
     if (m->kind != CA_MSG_PTR)

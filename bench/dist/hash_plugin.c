@@ -11,14 +11,15 @@
  *
  *   pool (default)  one worker actor per scheduler thread (ca_spawn_child
  *                   with an explicit scheduler, batch 1), fed on demand:
- *                   the request binary is copied once into a job sent as
- *                   a zero-copy pointer message to a worker with fewer
- *                   than CREDIT jobs; the worker hashes, replies to the
+ *                   the call itself is forwarded, not copied (ca_forward),
+ *                   to a worker with fewer than CREDIT calls; the worker
+ *                   hashes the binary where it lies, replies to the
  *                   caller itself (ca_gen_reply) and tells `hash` it is
- *                   done; jobs beyond the credits wait in `hash`, in
- *                   order. So a worker whose scheduler also serves the
- *                   node's sockets (scheduler 0) takes fewer jobs, instead
- *                   of its queue growing while the other worker idles.
+ *                   done; calls beyond the credits are kept
+ *                   (ca_msg_keep) in `hash`, in order. So a worker whose
+ *                   scheduler also serves the node's sockets (scheduler
+ *                   0) takes fewer calls, instead of its queue growing
+ *                   while the other worker idles.
  *   work            ca_queue_work: the job goes to libuv's thread pool,
  *                   and the result comes back to `hash` as a message,
  *                   which replies.
@@ -33,12 +34,10 @@
 #define JOB_TAG    0x6a6f62   /* "job" */
 #define DONE_TAG   0x646f6e65 /* "done": ptr is the worker's index + 1 */
 #define MAX_WORKER 64
-#define CREDIT     2 /* jobs per worker: one running, one ready to go */
+#define CREDIT     2 /* calls per worker: one running, one ready to go */
 
+/* Thread-pool mode: a copy of the binary to hash, and where to answer. */
 typedef struct job {
-    struct job *next; /* waiting in hash_state */
-    ca_pid boss;      /* `hash`, told when the job is done */
-    uintptr_t worker; /* the worker's index */
     ca_call_from from;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen;
@@ -52,12 +51,15 @@ typedef struct hash_cfg {
     unsigned workers;
 } hash_cfg;
 
+#define WAITING 4096 /* calls kept while every worker is busy */
+
 typedef struct hash_state {
     const hash_cfg *cfg;
     ca_pid worker[MAX_WORKER];
-    unsigned busy[MAX_WORKER]; /* jobs sent and not done */
+    unsigned busy[MAX_WORKER]; /* calls sent and not done */
     unsigned n;
-    job *head, *tail; /* jobs waiting for a credit */
+    ca_msg *wait[WAITING]; /* kept calls, a ring */
+    unsigned whead, nwait;
 } hash_state;
 
 static void digest(job *j)
@@ -74,24 +76,57 @@ static int reply(ca_actor *self, job *j)
 
 /* ---- pool worker ---- */
 
-static int worker_handle(ca_actor *self, void *state, ca_msg *m)
+/* The binary of a call, or an error answered. 0 when *data is set. */
+static int call_binary(ca_actor *self, ca_msg *m, ca_call_from *from, const char **data,
+                       size_t *dlen)
 {
-    (void)state;
-    uint64_t tag;
-    job *j = ca_msg_ptr(m, &tag);
-    if (ca_msg_type(m) != CA_MSG_PTR || tag != JOB_TAG || !j)
-        return 0;
-    digest(j);
-    int rc = reply(self, j);
-    if (rc)
-        ca_log(ca_actor_rt(self), CA_LOG_WARNING, "hash worker: reply: %s", ca_strerror(rc));
-    /* No destructor: the index is not memory. If `hash` is gone, so are
-     * we soon (linked). */
-    ca_send_ptr(self, j->boss, DONE_TAG, (void *)(j->worker + 1), NULL);
-    return 0; /* the message's destructor frees the job */
+    const char *req;
+    size_t len;
+    if (ca_gen_call_match(m, from, &req, &len) != 0)
+        return -1; /* not a call: ignored */
+    if (ca_match_term(req, len, "~b", data, dlen) != 0) {
+        ca_gen_replyf(self, from, "{error, badarg}");
+        return -1;
+    }
+    return 0;
 }
 
-static const ca_behaviour worker_behaviour = {"hash_worker", NULL, worker_handle, NULL};
+/* A worker's arg and state (no init: state is arg), freed when it ends. */
+typedef struct worker_cfg {
+    ca_pid boss;
+    uintptr_t index;
+} worker_cfg;
+
+static int worker_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    const worker_cfg *w = state;
+    ca_call_from from;
+    const char *data;
+    size_t dlen;
+    if (call_binary(self, m, &from, &data, &dlen) == 0) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned mdlen;
+        int rc = EVP_Digest(data, dlen, md, &mdlen, EVP_md5(), NULL) == 1
+                     ? ca_gen_replyf(self, &from, "~b", (const void *)md, (size_t)mdlen)
+                     : ca_gen_replyf(self, &from, "{error, digest}");
+        if (rc)
+            ca_log(ca_actor_rt(self), CA_LOG_WARNING, "hash worker: reply: %s", ca_strerror(rc));
+    }
+    /* No destructor: the index is not memory. If `hash` is gone, so are
+     * we soon (linked). */
+    ca_send_ptr(self, w->boss, DONE_TAG, (void *)(w->index + 1), NULL);
+    return 0;
+}
+
+static void worker_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    (void)self;
+    (void)reason;
+    (void)len;
+    free(state);
+}
+
+static const ca_behaviour worker_behaviour = {"hash_worker", NULL, worker_handle, worker_terminate};
 
 /* ---- thread-pool work ---- */
 
@@ -119,9 +154,15 @@ static int hash_init(ca_actor *self, void *arg, void **state)
         o.flags = CA_SPAWN_LINK;
         o.sched = (int)(i % ca_rt_threads(ca_actor_rt(self)));
         o.batch = 1; /* short turns: the dispatcher may share the thread */
-        int rc = ca_spawn_child(self, &worker_behaviour, NULL, &o, &st->worker[i]);
-        if (rc)
+        worker_cfg *w = malloc(sizeof *w);
+        if (!w)
+            return CA_ENOMEM;
+        *w = (worker_cfg){ca_self(self), i};
+        int rc = ca_spawn_child(self, &worker_behaviour, w, &o, &st->worker[i]);
+        if (rc) {
+            free(w);
             return rc;
+        }
         st->n++;
     }
     return 0;
@@ -137,19 +178,14 @@ static int idlest(const hash_state *st)
     return best;
 }
 
-/* Send j to worker i; takes j (replying with an error if it cannot). */
-static int hand_out(ca_actor *self, hash_state *st, int i, job *j)
+/* Forward the call m to worker i (it answers the caller). */
+static void hand_out(ca_actor *self, hash_state *st, int i, ca_msg *m)
 {
-    j->boss = ca_self(self);
-    j->worker = (uintptr_t)i;
-    int rc = ca_send_ptr(self, st->worker[i], JOB_TAG, j, free);
-    if (rc) {
-        ca_call_from from = j->from;
-        free(j);
-        return ca_gen_replyf(self, &from, "{error, ~a}", ca_errname(rc));
-    }
-    st->busy[i]++;
-    return 0;
+    int rc = ca_forward(self, st->worker[i], m);
+    if (rc)
+        ca_log(ca_actor_rt(self), CA_LOG_WARNING, "hash: forward: %s", ca_strerror(rc));
+    else
+        st->busy[i]++;
 }
 
 static int worker_done(ca_actor *self, hash_state *st, uintptr_t idx1)
@@ -159,13 +195,33 @@ static int worker_done(ca_actor *self, hash_state *st, uintptr_t idx1)
     if (st->busy[idx1 - 1])
         st->busy[idx1 - 1]--;
     int i;
-    while (st->head && (i = idlest(st)) >= 0) {
-        job *j = st->head;
-        if (!(st->head = j->next))
-            st->tail = NULL;
-        int rc = hand_out(self, st, i, j);
-        if (rc)
-            return rc;
+    while (st->nwait && (i = idlest(st)) >= 0) {
+        ca_msg *m = st->wait[st->whead];
+        st->whead = (st->whead + 1) % WAITING;
+        st->nwait--;
+        hand_out(self, st, i, m);
+    }
+    return 0;
+}
+
+/* Thread-pool mode: the binary copied into a job for ca_queue_work. */
+static int queue_job(ca_actor *self, ca_msg *m)
+{
+    ca_call_from from;
+    const char *data;
+    size_t dlen;
+    if (call_binary(self, m, &from, &data, &dlen) != 0)
+        return 0;
+    job *j = malloc(sizeof *j + dlen);
+    if (!j)
+        return ca_gen_replyf(self, &from, "{error, enomem}");
+    j->from = from;
+    j->len = dlen;
+    memcpy(j->data, data, dlen);
+    int rc = ca_queue_work(self, JOB_TAG, work_fn, j, free);
+    if (rc) {
+        free(j);
+        return ca_gen_replyf(self, &from, "{error, ~a}", ca_errname(rc));
     }
     return 0;
 }
@@ -185,35 +241,19 @@ static int hash_handle(ca_actor *self, void *state, ca_msg *m)
         }
         return 0;
     }
-    ca_call_from from;
-    const char *req, *data;
-    size_t len, dlen;
-    if (ca_gen_call_match(m, &from, &req, &len) != 0)
-        return 0; /* not a call: ignored */
-    if (ca_match_term(req, len, "~b", &data, &dlen) != 0)
-        return ca_gen_replyf(self, &from, "{error, badarg}");
-    job *j = malloc(sizeof *j + dlen);
-    if (!j)
-        return ca_gen_replyf(self, &from, "{error, enomem}");
-    j->next = NULL;
-    j->from = from;
-    j->len = dlen;
-    memcpy(j->data, data, dlen);
-    if (st->n) {
-        int i = idlest(st);
-        if (i >= 0)
-            return hand_out(self, st, i, j);
-        if (st->tail)
-            st->tail->next = j;
-        else
-            st->head = j;
-        st->tail = j;
-        return 0;
-    }
-    int rc = ca_queue_work(self, JOB_TAG, work_fn, j, free);
-    if (rc) {
-        free(j);
-        return ca_gen_replyf(self, &from, "{error, ~a}", ca_errname(rc));
+    if (!st->n)
+        return queue_job(self, m);
+    int i = idlest(st);
+    if (i >= 0) {
+        hand_out(self, st, i, m);
+    } else if (st->nwait < WAITING) {
+        st->wait[(st->whead + st->nwait++) % WAITING] = ca_msg_keep(self, m);
+    } else {
+        ca_call_from from;
+        const char *data;
+        size_t dlen;
+        if (call_binary(self, m, &from, &data, &dlen) == 0)
+            return ca_gen_replyf(self, &from, "{error, busy}");
     }
     return 0;
 }
@@ -228,11 +268,8 @@ static void hash_terminate(ca_actor *self, void *state, const char *reason, size
     if (state == &config) /* state is still `arg` if init did not run */
         return;
     hash_state *st = state;
-    while (st->head) { /* their callers time out, as with a crashed server */
-        job *j = st->head;
-        st->head = j->next;
-        free(j);
-    }
+    for (unsigned k = 0; k < st->nwait; k++) /* their callers time out, as with a crashed server */
+        ca_msg_release(st->wait[(st->whead + k) % WAITING]);
     free(state);
 }
 
