@@ -100,14 +100,13 @@ bad_options(_Config) ->
                       BLines)),
     %% a spin budget over 1 ms, or not a number
     [begin
-         {error, {exited_at_start, 2, SLines}} =
-             cactor:start_node(bad_spin, #{extra_args => ["--spin-us", V]}),
+         {error, {exited_at_start, 2, SLines}} = cactor:start_node(bad_spin, #{spin_us => V}),
          ?assert(lists:any(fun(L) -> binary:match(L, <<"--spin-us takes 0..1000">>) =/= nomatch end,
                            SLines))
      end || V <- ["1001", "-1", "20us"]],
     ?assertEqual([], cactor:which_nodes()),
     %% while 0 (never spin) is a valid choice: the node serves
-    {ok, N} = cactor:start_node(no_spin, #{extra_args => ["--spin-us", "0", "--batch-us", "0"]}),
+    {ok, N} = cactor:start_node(no_spin, #{spin_us => 0, batch_us => 0}),
     ?assertEqual([{a, I} || I <- lists:seq(1, 50)],
                  [gen_server:call({echo, N}, {a, I}) || I <- lists:seq(1, 50)]),
     ok = cactor:stop_node(N),

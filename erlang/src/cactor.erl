@@ -25,6 +25,8 @@
       | {threads, pos_integer()}              % scheduler threads (default: cores)
       | {plugins, [file:filename()]}          % --load PLUGIN.so, in order
       | {listen, string()}                    % listen address (default 127.0.0.1)
+      | {batch_us, 0..1000000}                % --batch-us: wait for dense input (default 100)
+      | {spin_us, 0..1000}                    % --spin-us: poll before sleeping (default 20)
       | {extra_args, [string()]}              % more cactor-node arguments
       | {intensity, non_neg_integer()}        % restarts allowed ... (default 3)
       | {period, pos_integer()}               % ... in this many seconds (default 10)

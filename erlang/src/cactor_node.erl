@@ -179,6 +179,8 @@ args(Node, Opts) ->
     ["--name", atom_to_list(Node), "--cookie", str(Cookie)]
         ++ opt("--threads", maps:get(threads, Opts, undefined))
         ++ opt("--listen", maps:get(listen, Opts, undefined))
+        ++ opt("--batch-us", maps:get(batch_us, Opts, undefined))
+        ++ opt("--spin-us", maps:get(spin_us, Opts, undefined))
         ++ lists:append([["--load", str(P)] || P <- maps:get(plugins, Opts, [])])
         ++ [str(A) || A <- maps:get(extra_args, Opts, [])].
 
