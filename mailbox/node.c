@@ -165,16 +165,10 @@ static void cache_put(uint32_t idx)
     cache[i].idx = idx;
 }
 
-int ca_node_intern(const char *name, uint32_t *idx)
+/* name[0..slen), which holds no NUL. */
+static int intern_len(const char *name, size_t slen, uint32_t *idx)
 {
-    if (name == NULL || idx == NULL)
-        return CA_EINVAL;
-    return ca__node_intern_n(name, strnlen(name, MAXNODENAME + 1), idx);
-}
-
-int ca__node_intern_n(const char *name, size_t slen, uint32_t *idx)
-{
-    if (slen == 0 || slen > MAXNODENAME || memchr(name, 0, slen))
+    if (slen == 0 || slen > MAXNODENAME)
         return CA_EBADNAME;
     uint32_t len = (uint32_t)slen;
     for (int i = 0; i < TLS_CACHE; i++) {
@@ -199,6 +193,18 @@ int ca__node_intern_n(const char *name, size_t slen, uint32_t *idx)
     cache_put(found);
     *idx = found;
     return 0;
+}
+
+int ca_node_intern(const char *name, uint32_t *idx)
+{
+    if (name == NULL || idx == NULL)
+        return CA_EINVAL;
+    return intern_len(name, strnlen(name, MAXNODENAME + 1), idx);
+}
+
+int ca__node_intern_n(const char *name, size_t len, uint32_t *idx)
+{
+    return memchr(name, 0, len) ? CA_EBADNAME : intern_len(name, len, idx);
 }
 
 int ca_pid_eq(ca_pid a, ca_pid b)
