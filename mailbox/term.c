@@ -159,6 +159,12 @@ static int check_new_ref(const unsigned char *b, size_t len, size_t *i, size_t c
 
 /* NEW_FUN_EXT has both a byte size and sub-terms; they must agree or ei
  * would compute a negative free-variable size. */
+/* Whether a term with tag t1 or t2 starts at b[p] (p < len). */
+static bool one_of(const unsigned char *b, size_t len, size_t p, unsigned t1, unsigned t2)
+{
+    return p < len && (b[p] == t1 || b[p] == t2);
+}
+
 static int check_new_fun(const unsigned char *b, size_t len, size_t *i, int depth)
 {
     if (depth >= FUN_DEPTH || len - *i < 4)
@@ -167,12 +173,44 @@ static int check_new_fun(const unsigned char *b, size_t len, size_t *i, int dept
     if (size < 29 || size > len - *i)
         return CA_EBADTERM;
     uint32_t nfree = ca__get32(b + *i + 25);
-    size_t end;
-    int err = check_terms(b, *i + size, *i + 29, 4 + (uint64_t)nfree, &end, depth + 1);
-    if (err || end != *i + size)
+    size_t lim = *i + size, p = *i + 29, end;
+    /* Module, OldIndex, OldUniq, Pid, then the free variables */
+    if (check_atom(b, lim, p, &p) || !one_of(b, lim, p, ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT) ||
+        check_terms(b, lim, p, 1, &p, depth + 1) ||
+        !one_of(b, lim, p, ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT) ||
+        check_terms(b, lim, p, 1, &p, depth + 1) ||
+        !one_of(b, lim, p, ERL_PID_EXT, ERL_NEW_PID_EXT) ||
+        check_terms(b, lim, p, 1 + (uint64_t)nfree, &end, depth + 1) || end != lim)
         return CA_EBADTERM;
-    *i += size;
+    *i = lim;
     return 0;
+}
+
+/* Module:Function/Arity: two atoms and a small integer. */
+static int check_export(const unsigned char *b, size_t len, size_t *i)
+{
+    size_t p = *i;
+    if (check_atom(b, len, p, &p) || check_atom(b, len, p, &p) ||
+        !one_of(b, len, p, ERL_SMALL_INTEGER_EXT, ERL_SMALL_INTEGER_EXT) || len - p < 2)
+        return CA_EBADTERM;
+    *i = p + 2;
+    return 0;
+}
+
+/* FLOAT_EXT's 31 bytes: a finite number in text (C locale), then NULs. */
+static bool float_text_ok(const unsigned char *p)
+{
+    char tmp[32], *e;
+    memcpy(tmp, p, 31);
+    tmp[31] = 0;
+    locale_t old = use_c_locale();
+    double d = strtod(tmp, &e);
+    restore_locale(old);
+    if (e == tmp || !isfinite(d))
+        return false;
+    while (e < tmp + 31 && *e == 0)
+        e++;
+    return e == tmp + 31;
 }
 
 /* Check that b[i..len) starts with `count` complete terms; *end is where
@@ -198,9 +236,13 @@ static int check_terms(const unsigned char *b, size_t len, size_t i, uint64_t co
             break;
         case NEW_FLOAT_EXT:
             need = 8;
+            /* Erlang refuses NaN and infinities (binary_to_term, and a
+             * distribution channel that carried one is closed) */
+            err = left >= 8 && (ca__get16(b + i) & 0x7ff0) == 0x7ff0;
             break;
         case ERL_FLOAT_EXT:
             need = 31;
+            err = left >= 31 && !float_text_ok(b + i);
             break;
         case ERL_ATOM_EXT:
         case ERL_SMALL_ATOM_EXT:
@@ -215,7 +257,10 @@ static int check_terms(const unsigned char *b, size_t len, size_t i, uint64_t co
             need = left < 4 ? 4 : 4 + (size_t)ca__get32(b + i);
             break;
         case ERL_BIT_BINARY_EXT:
-            need = left < 5 || b[i + 4] > 8 ? SIZE_MAX : 5 + (size_t)ca__get32(b + i);
+            /* bits used in the last byte: 1..8, and 0 only when empty */
+            need = left < 5 || b[i + 4] > 8 || (b[i + 4] == 0) != (ca__get32(b + i) == 0)
+                       ? SIZE_MAX
+                       : 5 + (size_t)ca__get32(b + i);
             break;
         case ERL_SMALL_BIG_EXT:
             need = left < 1 ? 1 : 2 + (size_t)b[i];
@@ -270,13 +315,10 @@ static int check_terms(const unsigned char *b, size_t len, size_t i, uint64_t co
             err = check_node_thing(b, len, &i, 12);
             break;
         case ERL_EXPORT_EXT:
-            count += 3;
+            err = check_export(b, len, &i);
             break;
-        case ERL_FUN_EXT:
-            need = 4;
-            if (left >= 4)
-                count += 4 + (uint64_t)ca__get32(b + i);
-            break;
+        /* FUN_EXT, the pre-R8 fun, is refused: OTP 23 and later refuse it
+         * too and never send it. */
         case ERL_NEW_FUN_EXT:
             err = check_new_fun(b, len, &i, depth);
             break;

@@ -851,6 +851,50 @@ static void test_garbage_terms(void)
     }
     CU_ASSERT_EQUAL(ca_match_term(NULL, 0, "_"), CA_EBADTERM);
     CU_ASSERT_EQUAL(ca_match_term("\x83", 1, "_"), CA_EBADTERM);
+    /* Floats Erlang would refuse: NaN and infinities (an Erlang node
+     * closes the distribution channel that carries one), and an old
+     * FLOAT_EXT whose text is no number; its proper form is read. */
+    static const unsigned char nan[] = {131, 70, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0},
+                               inf[] = {131, 70, 0xff, 0xf0, 0, 0, 0, 0, 0, 0},
+                               big[] = {131, 70, 0x7f, 0xef, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    CU_ASSERT_EQUAL(ca_match_term((const char *)nan, sizeof nan, "_"), CA_EBADTERM);
+    CU_ASSERT_EQUAL(ca_match_term((const char *)inf, sizeof inf, "_"), CA_EBADTERM);
+    CU_ASSERT_EQUAL(ca_match_term((const char *)big, sizeof big, "_"), 0); /* DBL_MAX */
+    unsigned char old[2 + 31] = {131, 99};
+    double d = 0;
+    memcpy(old + 2, "1.50000000000000000000e+00", 26);
+    CU_ASSERT_EQUAL(ca_match_term((const char *)old, sizeof old, "~f", &d), 0);
+    CU_ASSERT(d == 1.5);
+    old[2 + 27] = 'x'; /* after the padding starts */
+    CU_ASSERT_EQUAL(ca_match_term((const char *)old, sizeof old, "_"), CA_EBADTERM);
+    memset(old + 2, 0, 31);
+    memcpy(old + 2, "nan", 3);
+    CU_ASSERT_EQUAL(ca_match_term((const char *)old, sizeof old, "_"), CA_EBADTERM);
+    memcpy(old + 2, "zzz", 3);
+    CU_ASSERT_EQUAL(ca_match_term((const char *)old, sizeof old, "_"), CA_EBADTERM);
+    /* bitstrings: bits in the last byte 1..8, 0 only when empty */
+    static const unsigned char bits[][8] = {
+        {131, 77, 0, 0, 0, 0, 0},    {131, 77, 0, 0, 0, 1, 3, 0xe0},
+        {131, 77, 0, 0, 0, 0, 2},    {131, 77, 0, 0, 0, 1, 0, 0xe0},
+        {131, 77, 0, 0, 0, 1, 9, 0}, {131, 77, 0, 0, 0, 2, 8, 1}, /* cut short */
+    };
+    static const size_t bits_len[] = {7, 8, 7, 8, 8, 8};
+    for (int k = 0; k < 6; k++)
+        CU_ASSERT_EQUAL(ca_match_term((const char *)bits[k], bits_len[k], "_"),
+                        k < 2 ? 0 : CA_EBADTERM);
+    /* fun M:F/A: two atoms and a small integer; the pre-R8 FUN_EXT, which
+     * OTP 25 refuses, is refused */
+    static const unsigned char ext[][11] = {
+        {131, 113, 100, 0, 1, 'm', 100, 0, 1, 'f', 97}, /* the arity cut off */
+        {131, 113, 97, 120, 100, 0, 1, 'f', 97, 1},     /* the module an integer */
+        {131, 113, 100, 0, 1, 'm', 97, 1, 97, 1},       /* the function too */
+        {131, 117, 0, 0, 0, 0, 106},
+    };
+    static const size_t ext_len[] = {11, 10, 10, 7};
+    for (int k = 0; k < 4; k++)
+        CU_ASSERT_EQUAL(ca_match_term((const char *)ext[k], ext_len[k], "_"), CA_EBADTERM);
+    static const unsigned char mfa[] = {131, 113, 100, 0, 1, 'm', 100, 0, 1, 'f', 97, 1};
+    CU_ASSERT_EQUAL(ca_match_term((const char *)mfa, sizeof mfa, "_"), 0);
     /* random bytes, and random mutations of valid terms: never a crash */
     for (int round = 0; round < 20000; round++) {
         unsigned char buf[64];
