@@ -52,14 +52,16 @@ static int tag_ref(const char *t, size_t tl, ca_ref *ref)
     return alias;
 }
 
-int ca_gen_call_match(const ca_msg *m, ca_call_from *from, const char **req, size_t *len)
+/* {Kind, {Pid, Tag}, Request}: '$gen_call' (gen:call) or system (sys). */
+static int call_match(const ca_msg *m, const char *kind, ca_call_from *from, const char **req,
+                      size_t *len)
 {
     size_t n = 0, i = 1, tag, end;
     const char *b = m ? ca_msg_data(m, &n) : NULL;
     if (!from || !req || !len)
         return CA_EINVAL;
     if (!b || n < 2 || (unsigned char)b[0] != 131 || !tuple_at(b, n, &i, 3) ||
-        !atom_at(b, n, &i, "$gen_call") || !tuple_at(b, n, &i, 2))
+        !atom_at(b, n, &i, kind) || !tuple_at(b, n, &i, 2))
         return CA_ENOMATCH;
     ca_pid pid;
     int idx = (int)i;
@@ -82,6 +84,11 @@ int ca_gen_call_match(const ca_msg *m, ca_call_from *from, const char **req, siz
     *req = b + at;
     *len = n - at;
     return 0;
+}
+
+int ca_gen_call_match(const ca_msg *m, ca_call_from *from, const char **req, size_t *len)
+{
+    return call_match(m, "$gen_call", from, req, len);
 }
 
 /* {Tag, Reply} laid out by hand: both are terms already, and this is
@@ -253,12 +260,31 @@ static int gs_init(ca_actor *self, void *arg, void **state)
     return g->cb->init ? g->cb->init(self, spec->arg, &g->state) : 0;
 }
 
+/* sys's requests ({system, From, Request}, from sys:get_state,
+ * gen_server:stop and the like): {terminate, Reason} is answered ok and
+ * stops the server with Reason, as gen_server:stop expects; the others need a state that
+ * is a term, which a C server's is not, so they are answered with
+ * {error, {not_supported, Request}} at once (sys:get_state raises it)
+ * rather than left to time out. */
+static int gs_system(ca_actor *self, const ca_call_from *from, const char *req, size_t len)
+{
+    const char *r;
+    size_t rl;
+    if (ca_match_term(req, len, "{terminate, ~t}", &r, &rl) == 0) {
+        ca_gen_replyf(self, from, "ok"); /* as sys does, before it goes */
+        return ca_exit(self, "~t", r, rl);
+    }
+    return ca_gen_replyf(self, from, "{error, {not_supported, ~t}}", req, len);
+}
+
 static int gs_handle(ca_actor *self, void *state, ca_msg *m)
 {
     gs_state *g = state;
     ca_call_from from;
     const char *req;
     size_t len;
+    if (call_match(m, "system", &from, &req, &len) == 0)
+        return gs_system(self, &from, req, len);
     if (ca_gen_call_match(m, &from, &req, &len) == 0) {
         if (!g->cb->handle_call)
             return ca_gen_replyf(self, &from, "{error, not_implemented}");

@@ -763,6 +763,10 @@ int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...
  * handle_cast  a cast's request; handle_info  any other message.
  * Each returns 0, or a negative code to crash (as a behaviour's handle);
  * each may be NULL (calls then get {error, not_implemented}).
+ * sys messages are answered by the behaviour: gen_server:stop (sys's
+ * {terminate, Reason}) stops the server with Reason, terminate runs;
+ * sys:get_state and the others, which need the state as a term, get
+ * {error, {not_supported, Request}} at once.
  */
 typedef struct ca_gen_server {
     const char *name; /* for log lines; may be NULL */

@@ -31,7 +31,7 @@ groups() ->
        mixed_deep]},
      {names, [], [send_by_name, send_to_unknown_name, whereis_names, erlang_name_from_c]},
      {gen_server, [], [call_echo, call_by_pid, call_unknown_name, cast_echo, cast_count,
-                       call_kv, cast_kv, c_calls_erlang, c_calls_erlang_errors,
+                       call_kv, cast_kv, sys_and_stop_kv, c_calls_erlang, c_calls_erlang_errors,
                        c_calls_erlang_by_name]},
      {links, [], [erlang_links_c_trap, erlang_links_c_no_trap, c_links_erlang,
                   unlink_c]},
@@ -284,6 +284,19 @@ cast_kv(Config) ->
     ok = gen_server:cast({kv, N}, {put, cast_key, 42}),
     %% per sender, messages arrive in order: the call sees the cast
     ?assertEqual({ok, 42}, gen_server:call({kv, N}, {get, cast_key}, ?T)).
+
+%% sys on a C gen_server: get_state is refused at once (a C state is no
+%% term), gen_server:stop stops it with its reason, and its supervisor
+%% brings it back.
+sys_and_stop_kv(Config) ->
+    N = cn(Config),
+    ?assertError({not_supported, get_state}, sys:get_state({kv, N}, ?T)),
+    Old = whereis_c(N, kv),
+    ?assertEqual(ok, gen_server:stop({kv, N}, {shutdown, asked}, ?T)),
+    New = wait_new(N, kv, Old),
+    ?assertEqual(not_found, gen_server:call(New, {get, colour}, ?T)),
+    ?assertEqual(ok, gen_server:stop(New)),
+    _ = wait_new(N, kv, New).
 
 %% The other direction: a C actor (the plugin's caller) calls an Erlang
 %% gen_server with ca_gen_call, without blocking.

@@ -336,6 +336,23 @@ static void test_reply_forms(void)
     CU_ASSERT_EQUAL(got, 3);
 }
 
+/* sys's messages to a C gen_server: get_state is refused with its
+ * request named, at once; {terminate, Reason} stops it with Reason. */
+static void test_sys_messages(void)
+{
+    ca_pid srv, r;
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&COUNTER_SPEC, NULL, &srv) == 0);
+    CU_ASSERT_FATAL(ca_spawn(RT, &REPLIER, NULL, NULL, &r) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, sys1}, get_state}", r);
+    CU_ASSERT(probe_wait(&P, "got {sys1,{error,{not_supported,get_state}}}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, sys2}, {terminate, {shutdown, stopped}}}", r);
+    CU_ASSERT(probe_wait(&P, "got {sys2,ok}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "server: terminate {shutdown,stopped}", WAIT_MS));
+    for (int i = 0; i < 500 && ca_is_alive(RT, srv); i++)
+        usleep(1000);
+    CU_ASSERT(!ca_is_alive(RT, srv));
+}
+
 static int setup(void)
 {
     probe_init(&P);
@@ -359,6 +376,7 @@ static void add(void)
     ADD_TEST(s, test_call_by_name);
     ADD_TEST(s, test_call_match);
     ADD_TEST(s, test_reply_forms);
+    ADD_TEST(s, test_sys_messages);
 }
 
 int main(void)

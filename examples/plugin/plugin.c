@@ -6,12 +6,13 @@
  * It adds two actors under the node's root supervisor and two functions
  * callable with rpc:call / erpc:call:
  *
- *   kv       a gen_server-style key-value store:
+ *   kv       a key-value store written as a gen_server (ca_gen_server):
  *              gen_server:call({kv, Node}, {put, Key, Value}) -> ok
  *              gen_server:call({kv, Node}, {get, Key}) -> {ok, Value} | not_found
  *              gen_server:cast({kv, Node}, {put, Key, Value})
- *              gen_server:call({kv, Node}, crash) crashes it (a demo of
- *              the supervisor: it comes back, empty)
+ *              gen_server:call({kv, Node}, crash) crashes it, and
+ *              gen_server:stop({kv, Node}) stops it (a demo of the
+ *              supervisor: it comes back, empty)
  *   caller   calls an Erlang gen_server from C without blocking:
  *              {caller, Node} ! {call, Server, Request, ReplyTo}
  *              Server is a pid or {Name, ServerNode} (a registered name);
@@ -77,32 +78,37 @@ static int kv_init(ca_actor *self, void *arg, void **state)
     return *state ? 0 : CA_ENOMEM;
 }
 
-static int kv_handle(ca_actor *self, void *state, ca_msg *m)
+/* gen_server:call({kv, Node}, Request) */
+static int kv_call(ca_actor *self, void *state, const ca_call_from *from, const char *req,
+                   size_t len)
 {
     kv_item **list = &((kv_state *)state)->head;
-    ca_call_from from;
-    const char *req, *k, *v;
-    size_t len, kl, vl;
-    int rc = 0;
-    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
-        if (ca_match_term(req, len, "{put, ~t, ~t}", &k, &kl, &v, &vl) == 0) {
-            rc = kv_put(list, k, kl, v, vl);
-            ca_gen_replyf(self, &from, rc ? "{error, ~a}" : "ok", ca_errname(rc));
-        } else if (ca_match_term(req, len, "{get, ~t}", &k, &kl) == 0) {
-            kv_item *it = kv_find(*list, k, kl);
-            if (it)
-                ca_gen_replyf(self, &from, "{ok, ~t}", it->val, it->vlen);
-            else
-                ca_gen_replyf(self, &from, "not_found");
-        } else if (ca_match_term(req, len, "crash") == 0) {
-            rc = ca_exit(self, "{crashed, on_request}");
-        } else {
-            ca_gen_replyf(self, &from, "{error, unknown_request}");
-        }
-    } else if (ca_match(m, "{'$gen_cast', {put, ~t, ~t}}", &k, &kl, &v, &vl) == 0) {
-        rc = kv_put(list, k, kl, v, vl);
+    const char *k, *v;
+    size_t kl, vl;
+    if (ca_match_term(req, len, "{put, ~t, ~t}", &k, &kl, &v, &vl) == 0) {
+        int rc = kv_put(list, k, kl, v, vl);
+        ca_gen_replyf(self, from, rc ? "{error, ~a}" : "ok", ca_errname(rc));
+        return rc;
     }
-    return rc;
+    if (ca_match_term(req, len, "{get, ~t}", &k, &kl) == 0) {
+        kv_item *it = kv_find(*list, k, kl);
+        return it ? ca_gen_replyf(self, from, "{ok, ~t}", it->val, it->vlen)
+                  : ca_gen_replyf(self, from, "not_found");
+    }
+    if (ca_match_term(req, len, "crash") == 0)
+        return ca_exit(self, "{crashed, on_request}");
+    return ca_gen_replyf(self, from, "{error, unknown_request}");
+}
+
+/* gen_server:cast({kv, Node}, Request) */
+static int kv_cast(ca_actor *self, void *state, const char *req, size_t len)
+{
+    const char *k, *v;
+    size_t kl, vl;
+    (void)self;
+    if (ca_match_term(req, len, "{put, ~t, ~t}", &k, &kl, &v, &vl) == 0)
+        return kv_put(&((kv_state *)state)->head, k, kl, v, vl);
+    return 0;
 }
 
 static void kv_terminate(ca_actor *self, void *state, const char *reason, size_t len)
@@ -122,7 +128,9 @@ static void kv_terminate(ca_actor *self, void *state, const char *reason, size_t
     }
 }
 
-static const ca_behaviour KV = {"kv", kv_init, kv_handle, kv_terminate};
+/* Run by ca_gen_server_behaviour, which answers sys too (gen_server:stop). */
+static const ca_gen_server KV = {"kv", kv_init, kv_call, kv_cast, NULL, kv_terminate};
+static const ca_gen_server_spec KV_SPEC = {&KV, NULL};
 
 /* ---- caller: one gen_server call at a time, without blocking ---- */
 
@@ -231,7 +239,11 @@ static int reverse(void *ctx, ca_actor *caller, const char *args, size_t len, ei
 int cactor_plugin_init(ca_plugin *p)
 {
     ca_rt *rt = ca_plugin_rt(p);
-    ca_child_spec kv = {.id = "kv", .behaviour = &KV, .name = "kv", .restart = CA_PERMANENT};
+    ca_child_spec kv = {.id = "kv",
+                        .behaviour = &ca_gen_server_behaviour,
+                        .arg = (void *)&KV_SPEC,
+                        .name = "kv",
+                        .restart = CA_PERMANENT};
     ca_child_spec caller = {
         .id = "caller", .behaviour = &CALLER, .name = "caller", .restart = CA_PERMANENT};
     int rc;
