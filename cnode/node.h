@@ -96,6 +96,7 @@ typedef struct ca__batch {
     uint64_t win_ns;
     unsigned win_waits;
     bool on;
+    bool dense; /* a wait brought BATCH_DENSE since the last judgement */
 } ca__batch;
 
 /* Starts counting; now_ms: uv_now(). */

@@ -827,6 +827,26 @@ static void test_batching(void)
     CU_ASSERT(recv_frames(fd2, 1));
     CU_ASSERT(now_ms() - t0 < 150);
 
+    /* a dense stream that pauses for one wait goes on batching (its
+     * sender was held up, say), but not past a second empty wait */
+    waits = batch_waits(&t);
+    for (int b = 0; b < 16 && batch_waits(&t) == waits; b++) { /* past the retry mark */
+        burst(&x, fd, &from, 1103);
+        for (int i = 0; i < 100 && batch_waits(&t) == waits; i++)
+            usleep(1000);
+    }
+    CU_ASSERT_FATAL(batch_waits(&t) > waits);
+    for (int i = 1; i <= 20; i++) /* into the wait under way: a dense one */
+        reg_send_frame(&x, &from, "w0", "{q, ~i, 20}", (long)i);
+    send_all(fd, &x);
+    CU_ASSERT(probe_wait(&P, "w0: q 20", 5000));
+    waits = batch_waits(&t); /* the next wait, which brings nothing */
+    for (int i = 0; i < 2000 && batch_waits(&t) == waits; i++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(batch_waits(&t), waits + 1); /* forgiven: one more */
+    usleep(700 * 1000);
+    CU_ASSERT_EQUAL(batch_waits(&t), waits + 1); /* then it stopped */
+
     ca_node_stats st;
     ca_node_stats_get(t.node, &st);
     CU_ASSERT(st.reads > 0 && st.reads < st.frames_in);

@@ -118,18 +118,30 @@ syscalls(OsPid) ->
 
 measure({Label, Node, OsPid}, {Kind, Size, Term}, Run, Ms, Clk) ->
     erlang:garbage_collect(),
+    W0 = batch_waits(Label, Node),
     {N, Us, STk, DTk, {SR, SW, DR, DW}} = test(Kind, Node, OsPid, Term, Ms),
+    Waits = batch_waits(Label, Node) - W0,
     Rate = N * 1.0e6 / Us,
     SrvUs = STk * 1.0e6 / Clk / max(N, 1),
     SrvPct = STk * 1.0e8 / Clk / Us,
     DrvPct = DTk * 1.0e8 / Clk / Us,
     PerMsg = fun(C) -> C / max(N, 1) end,
     io:format("  ~-8s ~-9s ~-6s run ~b: ~12.1f msg/s  server ~8.2f us/msg  server ~5.1f%  driver ~5.1f%"
-              "  syscalls/msg server r ~.2f w ~.2f driver r ~.2f w ~.2f~n",
+              "  syscalls/msg server r ~.2f w ~.2f driver r ~.2f w ~.2f~s~n",
               [Label, Kind, Size, Run, Rate, SrvUs, SrvPct, DrvPct,
-               PerMsg(SR), PerMsg(SW), PerMsg(DR), PerMsg(DW)]),
+               PerMsg(SR), PerMsg(SW), PerMsg(DR), PerMsg(DW),
+               [io_lib:format("  batch waits/msg ~.3f", [PerMsg(Waits)]) || Label =:= "cactor"]]),
     #{label => Label, test => {Kind, Size}, run => Run, n => N, us => Us,
       rate => Rate, srv_us => SrvUs, srv_pct => SrvPct, drv_pct => DrvPct}.
+
+%% cactor-node's batch waits so far (cactor:info/0), taken outside the
+%% measured window; 0 for the others.
+batch_waits("cactor", Node) ->
+    case rpc:call(Node, cactor, info, [], 5000) of
+        #{batch_waits := W} -> W;
+        _ -> 0
+    end;
+batch_waits(_, _) -> 0.
 
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 past(D) -> erlang:monotonic_time(millisecond) >= D.
