@@ -564,10 +564,15 @@ int ca_sup_restart_child(ca_rt *rt, ca_pid sup, const char *id, ca_pid *pid);
 /* Forget a stopped child's spec; CA_EBUSY if it runs. */
 int ca_sup_delete_child(ca_rt *rt, ca_pid sup, const char *id);
 
-/* The same four from an actor, without waiting (as supervisor:start_child
+/* The same from an actor, without waiting (as supervisor:start_child
  * from a process): 0 once asked, and then self gets
  *   {ca_sup, Ref, {ok, Pid}}   start, restart
  *   {ca_sup, Ref, ok}          terminate, delete
+ *   {ca_sup, Ref, {ok, [{Id, Pid | undefined, worker | supervisor,
+ *                        permanent | transient | temporary}]}}  which
+ *                              (Id an atom, in start order)
+ *   {ca_sup, Ref, {ok, #{specs, active, supervisors, workers,
+ *                        restarts => N}}}  count
  *   {ca_sup, Ref, {error, E}}  E the error's name (ca_errname: eexist,
  *                              enoent, ebusy, esrch if the supervisor
  *                              dies first, ...)
@@ -580,6 +585,8 @@ int ca_sup_terminate_child_async(ca_actor *self, ca_pid sup, const char *id, ca_
                                  ca_ref *ref);
 int ca_sup_restart_child_async(ca_actor *self, ca_pid sup, const char *id, ca_ref *ref);
 int ca_sup_delete_child_async(ca_actor *self, ca_pid sup, const char *id, ca_ref *ref);
+int ca_sup_which_children_async(ca_actor *self, ca_pid sup, ca_ref *ref);
+int ca_sup_count_children_async(ca_actor *self, ca_pid sup, ca_ref *ref);
 
 typedef struct ca_child_info {
     char id[256];

@@ -129,21 +129,71 @@ static const char *child_label(const child *c)
 
 static void req_free_async(sup_req *r)
 {
+    free(r->infos);
     free((char *)r->id);
     free((char *)r->spec_copy.id);
     free((char *)r->spec_copy.name);
     free(r);
 }
 
-/* {ca_sup, Ref, {ok, Pid} | ok | {error, Code}} to the asking actor. */
+/* {ok, [{Id, Pid | undefined, worker | supervisor, Restart}]}, as
+ * supervisor:which_children lists them (ids are atoms here). */
+static int which_term(ei_x_buff *x, const sup_req *r)
+{
+    static const char *const restart[] = {"permanent", "transient", "temporary"};
+    if (ei_x_encode_tuple_header(x, 2) || ei_x_encode_atom(x, "ok") ||
+        ei_x_encode_list_header(x, (long)r->ninfos))
+        return CA_ENOMEM;
+    for (size_t i = 0; i < r->ninfos; i++) {
+        const ca_child_info *c = &r->infos[i];
+        const char *type = c->type == CA_SUPERVISOR ? "supervisor" : "worker";
+        const char *rs = (unsigned)c->restart < 3 ? restart[c->restart] : "permanent";
+        int rc = ca_pid_is_none(c->pid) ? ca_fmt(x, "{~a, undefined, ~a, ~a}", c->id, type, rs)
+                                        : ca_fmt(x, "{~a, ~p, ~a, ~a}", c->id, c->pid, type, rs);
+        if (rc)
+            return rc;
+    }
+    return r->ninfos && ei_x_encode_empty_list(x) ? CA_ENOMEM : 0; /* the tail */
+}
+
+/* The answer of which_children and count_children: built with ei, since
+ * its length varies. */
+static int answer_data(const sup_req *r)
+{
+    ei_x_buff x;
+    const ca_sup_counts *c = &r->counts;
+    if (ei_x_new_with_version(&x))
+        return CA_ENOMEM;
+    int rc =
+        ei_x_encode_tuple_header(&x, 3) || ei_x_encode_atom(&x, "ca_sup") ||
+                ca_encode_ref(&x, &r->tag)
+            ? CA_ENOMEM
+        : r->op == R_WHICH
+            ? which_term(&x, r)
+            : ca_fmt(&x,
+                     "{ok, #{active => ~u, restarts => ~u, specs => ~u, supervisors => ~u, "
+                     "workers => ~u}}", /* keys in Erlang's order */
+                     (unsigned long)c->active, (unsigned long)c->restarts, (unsigned long)c->specs,
+                     (unsigned long)c->supervisors, (unsigned long)c->workers);
+    if (rc == 0)
+        rc = ca_rt_send(r->rt, r->sup, r->reply_to, x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    return rc;
+}
+
+/* {ca_sup, Ref, {ok, Pid} | ok | {ok, Data} | {error, Code}} to the
+ * asking actor; then the request is freed. */
 static void answer_async(sup_req *r, int rc)
 {
+    bool data = r->op == R_WHICH || r->op == R_COUNT;
+    if (rc == 0 && data)
+        rc = answer_data(r); /* sent, or why not */
     if (rc)
         ca_rt_sendf(r->rt, r->sup, r->reply_to, "{ca_sup, ~r, {error, ~a}}", &r->tag,
                     ca_errname(rc));
     else if (r->op == R_START || r->op == R_RESTART)
         ca_rt_sendf(r->rt, r->sup, r->reply_to, "{ca_sup, ~r, {ok, ~p}}", &r->tag, r->out);
-    else
+    else if (!data)
         ca_rt_sendf(r->rt, r->sup, r->reply_to, "{ca_sup, ~r, ok}", &r->tag);
     req_free_async(r);
 }
@@ -1124,6 +1174,18 @@ int ca_sup_restart_child_async(ca_actor *self, ca_pid sup, const char *id, ca_re
 int ca_sup_delete_child_async(ca_actor *self, ca_pid sup, const char *id, ca_ref *ref)
 {
     sup_req r = {.op = R_DELETE, .id = id};
+    return call_async(self, sup, &r, ref);
+}
+
+int ca_sup_which_children_async(ca_actor *self, ca_pid sup, ca_ref *ref)
+{
+    sup_req r = {.op = R_WHICH};
+    return call_async(self, sup, &r, ref);
+}
+
+int ca_sup_count_children_async(ca_actor *self, ca_pid sup, ca_ref *ref)
+{
+    sup_req r = {.op = R_COUNT};
     return call_async(self, sup, &r, ref);
 }
 

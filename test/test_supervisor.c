@@ -450,6 +450,8 @@ static int boss_handle(ca_actor *self, void *state, ca_msg *m)
     char op[CA_MAXATOM], id[CA_MAXATOM], err[CA_MAXATOM];
     ca_pid sup, p;
     ca_ref ref;
+    const char *t;
+    size_t tl;
     (void)state;
     if (ca_match(m, "{~a, ~p, ~a}", op, &sup, id) == 0) {
         /* the spec and id live on this stack only: the request copies them */
@@ -459,6 +461,8 @@ static int boss_handle(ca_actor *self, void *state, ca_msg *m)
                  : !strcmp(op, "terminate")
                      ? ca_sup_terminate_child_async(self, sup, id, CA_PID_NONE, &ref)
                  : !strcmp(op, "restart") ? ca_sup_restart_child_async(self, sup, id, &ref)
+                 : !strcmp(op, "which")   ? ca_sup_which_children_async(self, sup, &ref)
+                 : !strcmp(op, "count")   ? ca_sup_count_children_async(self, sup, &ref)
                                           : ca_sup_delete_child_async(self, sup, id, &ref);
         memset(&cs, 0, sizeof cs);
         memset(id, 'z', 8);
@@ -468,6 +472,10 @@ static int boss_handle(ca_actor *self, void *state, ca_msg *m)
     } else if (ca_match(m, "{ca_sup, ~r, {ok, ~p}}", &ref, &p) == 0) {
         BOSS_PID = p;
         probe_say(&P, "boss: {ok, Pid} %s", ca_ref_eq(&ref, &BOSS_REF) ? "ref" : "other ref");
+    } else if (ca_match(m, "{ca_sup, ~r, {ok, ~t}}", &ref, &t, &tl) == 0) {
+        char txt[256];
+        ca_term_print(t, tl, txt, sizeof txt);
+        probe_say(&P, "boss: data %s %s", txt, ca_ref_eq(&ref, &BOSS_REF) ? "ref" : "other ref");
     } else if (ca_match(m, "{ca_sup, ~r, ok}", &ref) == 0) {
         probe_say(&P, "boss: ok %s", ca_ref_eq(&ref, &BOSS_REF) ? "ref" : "other ref");
     } else if (ca_match(m, "{ca_sup, ~r, {error, ~a}}", &ref, err) == 0) {
@@ -509,6 +517,22 @@ static void test_async_calls(void)
     boss(b, "terminate", sup, "x", "boss: ok ref");
     boss(b, "delete", sup, "x", "boss: ok ref");
     boss(b, "delete", sup, "x", "boss: error enoent ref");
+    /* which and count: a's pid varies, so a's entry is checked by parts */
+    boss(b, "count", sup, "-",
+         "boss: data #{active => 1,restarts => 0,specs => 1,supervisors => 0,workers => 1} ref");
+    probe_reset(&P);
+    ca_rt_sendf(RT, CA_PID_NONE, b, "{which, ~p, '-'}", sup);
+    CU_ASSERT(probe_wait(&P, "boss: asked ok", WAIT_MS));
+    for (int i = 0, n = 0; i < 5000 && n < 2; i++) { /* the answer's line */
+        pthread_mutex_lock(&P.lock);
+        n = P.n;
+        pthread_mutex_unlock(&P.lock);
+        usleep(1000);
+    }
+    pthread_mutex_lock(&P.lock);
+    CU_ASSERT(P.n == 2 && strncmp(P.lines[1], "boss: data [{a,#Pid<", 20) == 0 &&
+              strstr(P.lines[1], ">,worker,permanent}] ref") != NULL);
+    pthread_mutex_unlock(&P.lock);
     boss(b, "dyn", sup, "x", "boss: error einval ref"); /* no template here */
     /* a dead supervisor: refused at once */
     ca_kill(RT, CA_PID_NONE, sup, "kill");
@@ -521,6 +545,7 @@ static void test_async_calls(void)
     ca_sup_spec s2 = {CA_SIMPLE_ONE_FOR_ONE, 1, 5000, &tmpl, 1, 0};
     ca_pid sup2;
     CU_ASSERT_FATAL(ca_sup_start(RT, &s2, NULL, &sup2) == 0);
+    boss(b, "which", sup2, "-", "boss: data [] ref"); /* no children yet */
     boss(b, "dyn", sup2, "ignored", "boss: {ok, Pid} ref");
     CU_ASSERT(probe_wait(&P, "x: start", WAIT_MS));
     CU_ASSERT(ca_is_alive(RT, BOSS_PID));
