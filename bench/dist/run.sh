@@ -172,7 +172,9 @@ gnuplot -e "datafile='$OUT/results.dat'; outfile='$OUT/results.png'" "$OUT/plot.
     echo "| CPU | \`$CPU\` (/proc/cpuinfo) |"
     echo "| kernel | $(uname -r) |"
     echo "| Erlang/OTP | $OTP (erts $ERTS), erl_interface $(basename /usr/lib/erlang/lib/erl_interface-* | sed 's/erl_interface-//') |"
-    echo "| cactor | $TREE, \`--threads $THREADS --batch-us ${CACTOR_BATCH_US:-100}${CACTOR_SPIN_US:+ --spin-us $CACTOR_SPIN_US}\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
+    # the defaults as cactor-node's --help states them
+    dflt() { "$BUILD/cactor-node" --help | tr '\n' ' ' | sed -n "s/.*  $1 US[^(]*(default \([0-9]*\).*/\1/p"; }
+    echo "| cactor | $TREE, \`--threads $THREADS --batch-us ${CACTOR_BATCH_US:-$(dflt --batch-us)} --spin-us ${CACTOR_SPIN_US:-$(dflt --spin-us)}\`, hash plugin mode ${CACTOR_HASH_MODE:-pool} |"
     echo
     cat "$WORK/res/results.md"
     echo
