@@ -157,14 +157,15 @@ static int check_new_ref(const unsigned char *b, size_t len, size_t *i, size_t c
     return 0;
 }
 
-/* NEW_FUN_EXT has both a byte size and sub-terms; they must agree or ei
- * would compute a negative free-variable size. */
-/* Whether a term with tag t1 or t2 starts at b[p] (p < len). */
-static bool one_of(const unsigned char *b, size_t len, size_t p, unsigned t1, unsigned t2)
+/* One term at b[*p] whose tag is t1 or t2; moves *p past it. */
+static bool typed(const unsigned char *b, size_t len, size_t *p, unsigned t1, unsigned t2,
+                  int depth)
 {
-    return p < len && (b[p] == t1 || b[p] == t2);
+    return *p < len && (b[*p] == t1 || b[*p] == t2) && check_terms(b, len, *p, 1, p, depth) == 0;
 }
 
+/* NEW_FUN_EXT has both a byte size and sub-terms; they must agree or ei
+ * would compute a negative free-variable size. */
 static int check_new_fun(const unsigned char *b, size_t len, size_t *i, int depth)
 {
     if (depth >= FUN_DEPTH || len - *i < 4)
@@ -175,12 +176,11 @@ static int check_new_fun(const unsigned char *b, size_t len, size_t *i, int dept
     uint32_t nfree = ca__get32(b + *i + 25);
     size_t lim = *i + size, p = *i + 29, end;
     /* Module, OldIndex, OldUniq, Pid, then the free variables */
-    if (check_atom(b, lim, p, &p) || !one_of(b, lim, p, ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT) ||
-        check_terms(b, lim, p, 1, &p, depth + 1) ||
-        !one_of(b, lim, p, ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT) ||
-        check_terms(b, lim, p, 1, &p, depth + 1) ||
-        !one_of(b, lim, p, ERL_PID_EXT, ERL_NEW_PID_EXT) ||
-        check_terms(b, lim, p, 1 + (uint64_t)nfree, &end, depth + 1) || end != lim)
+    if (check_atom(b, lim, p, &p) ||
+        !typed(b, lim, &p, ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT, depth + 1) ||
+        !typed(b, lim, &p, ERL_SMALL_INTEGER_EXT, ERL_INTEGER_EXT, depth + 1) ||
+        !typed(b, lim, &p, ERL_PID_EXT, ERL_NEW_PID_EXT, depth + 1) ||
+        check_terms(b, lim, p, nfree, &end, depth + 1) || end != lim)
         return CA_EBADTERM;
     *i = lim;
     return 0;
@@ -191,9 +191,9 @@ static int check_export(const unsigned char *b, size_t len, size_t *i)
 {
     size_t p = *i;
     if (check_atom(b, len, p, &p) || check_atom(b, len, p, &p) ||
-        !one_of(b, len, p, ERL_SMALL_INTEGER_EXT, ERL_SMALL_INTEGER_EXT) || len - p < 2)
+        !typed(b, len, &p, ERL_SMALL_INTEGER_EXT, ERL_SMALL_INTEGER_EXT, 0))
         return CA_EBADTERM;
-    *i = p + 2;
+    *i = p;
     return 0;
 }
 
