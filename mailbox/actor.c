@@ -239,36 +239,28 @@ static int encode_exit(ei_x_buff *x, ca_pid from, const char *reason, size_t len
     return 0;
 }
 
-static int encode_down(ei_x_buff *x, const ca_ref *ref, ca_pid from, const char *reason, size_t len)
-{
-    if (ei_x_new_with_version(x))
-        return CA_ENOMEM;
-    if (ca_fmt(x, "{'DOWN', ~r, process, ~p, ~t}", ref, from, reason, len)) {
-        ei_x_free(x);
-        return CA_ENOMEM;
-    }
-    return 0;
-}
-
-/* The DOWN of a monitor by name names it {Name, Node}, as Erlang's. */
-static int encode_down_name(ei_x_buff *x, const ca_ref *ref, const char *name, uint32_t node,
-                            const char *reason, size_t len)
-{
-    const char *nn = ca_node_name(node);
-    if (ei_x_new_with_version(x))
-        return CA_ENOMEM;
-    if (ca_fmt(x, "{'DOWN', ~r, process, {~a, ~a}, ~t}", ref, name, nn ? nn : "nonode@nohost",
-               reason, len)) {
-        ei_x_free(x);
-        return CA_ENOMEM;
-    }
-    return 0;
-}
-
 static void send_term_signal(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref,
                              const ei_x_buff *x)
 {
     ca__signal(rt, kind, from, to, ref, x->buff, (size_t)x->index);
+}
+
+/* {'DOWN', Ref, process, Object, Reason} from `from` to `to`. Object is
+ * `from`, or {Name, Node} for a monitor by name (name not empty; node:
+ * the name's node), as Erlang's. */
+static void send_down(ca_rt *rt, ca_pid from, ca_pid to, const ca_ref *ref, const char *name,
+                      uint32_t node, const char *reason, size_t len)
+{
+    ei_x_buff x;
+    const char *nn = ca_node_name(node);
+    if (ei_x_new_with_version(&x))
+        return;
+    int rc = name[0] ? ca_fmt(&x, "{'DOWN', ~r, process, {~a, ~a}, ~t}", ref, name,
+                              nn ? nn : "nonode@nohost", reason, len)
+                     : ca_fmt(&x, "{'DOWN', ~r, process, ~p, ~t}", ref, from, reason, len);
+    if (rc == 0)
+        send_term_signal(rt, CA__SIG_DOWN, from, to, ref, &x);
+    ei_x_free(&x);
 }
 
 static const char noproc_reason[] = {(char)131, 119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
@@ -290,17 +282,10 @@ static void bounce(ca_rt *rt, ca_pid dead, ca_msg *m, const char *reason, size_t
             ei_x_free(&x);
         }
     } else if (m->kind == CA__SIG_MONITOR) {
-        char name[CA_MAXATOM];
-        int by_name = m->len && m->len < sizeof name;
-        if (by_name) {
+        char name[CA_MAXATOM] = "";
+        if (m->len < sizeof name) /* by name: the name as data */
             memcpy(name, m->data, m->len);
-            name[m->len] = 0;
-        }
-        if ((by_name ? encode_down_name(&x, &m->u.ref, name, dead.node, reason, len)
-                     : encode_down(&x, &m->u.ref, dead, reason, len)) == 0) {
-            send_term_signal(rt, CA__SIG_DOWN, dead, m->from, &m->u.ref, &x);
-            ei_x_free(&x);
-        }
+        send_down(rt, dead, m->from, &m->u.ref, name, dead.node, reason, len);
     }
 }
 
@@ -601,12 +586,7 @@ static void notify_monitors(ca_actor *a, const char *reason, size_t len)
     uint32_t it = 0;
     ca__mon *m;
     while ((m = (ca__mon *)ca__refmap_next(&x->watchers, &it))) {
-        ei_x_buff buf;
-        if ((m->name[0] ? encode_down_name(&buf, &m->e.ref, m->name, a->pid.node, reason, len)
-                        : encode_down(&buf, &m->e.ref, a->pid, reason, len)) == 0) {
-            send_term_signal(rt, CA__SIG_DOWN, a->pid, m->pid, &m->e.ref, &buf);
-            ei_x_free(&buf);
-        }
+        send_down(rt, a->pid, m->pid, &m->e.ref, m->name, a->pid.node, reason, len);
         free(m);
     }
     ca__refmap_clear(&x->watchers);
@@ -917,26 +897,12 @@ int ca_monitor(ca_actor *self, ca_pid to, ca_ref *out)
     int rc = ca__signal(rt, CA__SIG_MONITOR, self->pid, to, &ref, NULL, 0);
     if (rc == CA_ESRCH) {
         /* Already gone: DOWN with noproc, as Erlang does. */
-        ei_x_buff x;
-        if (encode_down(&x, &ref, to, noproc_reason, sizeof noproc_reason) == 0) {
-            send_term_signal(rt, CA__SIG_DOWN, to, self->pid, &ref, &x);
-            ei_x_free(&x);
-        }
+        send_down(rt, to, self->pid, &ref, "", 0, noproc_reason, sizeof noproc_reason);
         return 0;
     }
     if (rc)
         free(mon_take(&self->ext->mons, &ref)); /* not made */
     return rc;
-}
-
-/* {'DOWN', Ref, process, {Name, Node}, noproc} to self, at once. */
-static void down_noproc_name(ca_actor *self, const ca_ref *ref, const char *name, uint32_t node)
-{
-    ei_x_buff x;
-    if (encode_down_name(&x, ref, name, node, noproc_reason, sizeof noproc_reason) == 0) {
-        send_term_signal(self->sched->rt, CA__SIG_DOWN, CA_PID_NONE, self->pid, ref, &x);
-        ei_x_free(&x);
-    }
 }
 
 int ca_monitor_name(ca_actor *self, const char *name, const char *node, ca_ref *out)
@@ -968,7 +934,8 @@ int ca_monitor_name(ca_actor *self, const char *name, const char *node, ca_ref *
         rc = ca_pid_is_none(to) ? CA_ESRCH
                                 : ca__signal(rt, CA__SIG_MONITOR, self->pid, to, &ref, name, nlen);
         if (rc == CA_ESRCH) {
-            down_noproc_name(self, &ref, name, idx);
+            send_down(rt, CA_PID_NONE, self->pid, &ref, name, idx, noproc_reason,
+                      sizeof noproc_reason);
             return 0;
         }
     }
