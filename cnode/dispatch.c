@@ -286,6 +286,25 @@ static void signal_rt(ca_rt *rt, uint8_t kind, ca_pid from, ca_pid to, const ca_
     va_end(ap);
 }
 
+/* noconnection: the DOWN of a monitor of `remote` held by `local`, or of
+ * {name, peer} for one by name (name not empty); the EXIT of a link. */
+static void down_noconn(ca_rt *rt, ca_pid remote, ca_pid local, const ca_ref *ref, const char *name,
+                        const char *peer)
+{
+    if (name[0])
+        signal_rt(rt, CA__SIG_DOWN, remote, local, ref, "{'DOWN', ~r, process, {~a, ~a}, ~t}", ref,
+                  name, peer, noconn_bare, sizeof noconn_bare);
+    else
+        signal_rt(rt, CA__SIG_DOWN, remote, local, ref, "{'DOWN', ~r, process, ~p, ~t}", ref,
+                  remote, noconn_bare, sizeof noconn_bare);
+}
+
+static void exit_noconn(ca_rt *rt, ca_pid remote, ca_pid local)
+{
+    signal_rt(rt, CA__SIG_EXIT, remote, local, NULL, "{'EXIT', ~p, ~t}", remote, noconn_bare,
+              sizeof noconn_bare);
+}
+
 void ca__dispatch_dropped(ca_node *n, const ca__out *o)
 {
     const ca_msg *m = o->m;
@@ -293,15 +312,11 @@ void ca__dispatch_dropped(ca_node *n, const ca__out *o)
     if (!m || !peer)
         return;
     if (m->kind == CA__SIG_MONITOR && o->how == CA__OUT_PID)
-        signal_rt(n->rt, CA__SIG_DOWN, o->to, m->from, &m->u.ref, "{'DOWN', ~r, process, ~p, ~t}",
-                  &m->u.ref, o->to, noconn_bare, sizeof noconn_bare);
+        down_noconn(n->rt, o->to, m->from, &m->u.ref, "", peer);
     else if (m->kind == CA__SIG_MONITOR && o->how == CA__OUT_NAME)
-        signal_rt(n->rt, CA__SIG_DOWN, CA_PID_NONE, m->from, &m->u.ref,
-                  "{'DOWN', ~r, process, {~a, ~a}, ~t}", &m->u.ref, o->name, peer, noconn_bare,
-                  sizeof noconn_bare);
+        down_noconn(n->rt, CA_PID_NONE, m->from, &m->u.ref, o->name, peer);
     else if (m->kind == CA__SIG_LINK && o->how == CA__OUT_PID)
-        signal_rt(n->rt, CA__SIG_EXIT, o->to, m->from, NULL, "{'EXIT', ~p, ~t}", o->to, noconn_bare,
-                  sizeof noconn_bare);
+        exit_noconn(n->rt, o->to, m->from);
 }
 
 static int signal_bare(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const ca_ref *ref)
@@ -584,23 +599,13 @@ void ca__dispatch_lost(ca__conn *c)
     if (c->nlinks || nmons)
         ca_log(c->node->rt, CA_LOG_INFO, "dist: %s lost: %zu link(s), %zu monitor(s) fire",
                c->peer_name, c->nlinks, nmons);
-    for (size_t i = 0; i < c->nlinks; i++) {
-        ca__link *l = &c->links[i];
-        signal_fmt(c, CA__SIG_EXIT, l->remote, l->local, NULL, "{'EXIT', ~p, ~t}", l->remote,
-                   noconn_bare, sizeof noconn_bare);
-    }
+    for (size_t i = 0; i < c->nlinks; i++)
+        exit_noconn(c->node->rt, c->links[i].remote, c->links[i].local);
     c->nlinks = 0;
     uint32_t it = 0;
     ca__dmon *d;
     while ((d = (ca__dmon *)ca__refmap_next(&c->watching, &it))) {
-        if (d->name[0]) /* by name */
-            signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->e.ref,
-                       "{'DOWN', ~r, process, {~a, ~a}, ~t}", &d->e.ref, d->name, c->peer_name,
-                       noconn_bare, sizeof noconn_bare);
-        else
-            signal_fmt(c, CA__SIG_DOWN, d->remote, d->local, &d->e.ref,
-                       "{'DOWN', ~r, process, ~p, ~t}", &d->e.ref, d->remote, noconn_bare,
-                       sizeof noconn_bare);
+        down_noconn(c->node->rt, d->remote, d->local, &d->e.ref, d->name, c->peer_name);
         free(d);
     }
     ca__refmap_clear(&c->watching);
