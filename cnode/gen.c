@@ -262,10 +262,10 @@ static int gs_init(ca_actor *self, void *arg, void **state)
 
 /* sys's requests ({system, From, Request}, from sys:get_state,
  * gen_server:stop and the like): {terminate, Reason} is answered ok and
- * stops the server with Reason, as gen_server:stop expects; the others need a state that
- * is a term, which a C server's is not, so they are answered with
- * {error, {not_supported, Request}} at once (sys:get_state raises it)
- * rather than left to time out. */
+ * stops the server with Reason, as gen_server:stop expects; the others
+ * need a state that is a term, which a C server's is not, so they are
+ * answered with {error, {not_supported, Request}} at once (sys:get_state
+ * raises it) rather than left to time out. */
 static int gs_system(ca_actor *self, const ca_call_from *from, const char *req, size_t len)
 {
     const char *r;

@@ -164,17 +164,19 @@ static int answer_data(const sup_req *r)
     const ca_sup_counts *c = &r->counts;
     if (ei_x_new_with_version(&x))
         return CA_ENOMEM;
-    int rc =
-        ei_x_encode_tuple_header(&x, 3) || ei_x_encode_atom(&x, "ca_sup") ||
-                ca_encode_ref(&x, &r->tag)
-            ? CA_ENOMEM
-        : r->op == R_WHICH
-            ? which_term(&x, r)
-            : ca_fmt(&x,
-                     "{ok, #{active => ~u, restarts => ~u, specs => ~u, supervisors => ~u, "
-                     "workers => ~u}}", /* keys in Erlang's order */
-                     (unsigned long)c->active, (unsigned long)c->restarts, (unsigned long)c->specs,
-                     (unsigned long)c->supervisors, (unsigned long)c->workers);
+    bool head = !ei_x_encode_tuple_header(&x, 3) && !ei_x_encode_atom(&x, "ca_sup") &&
+                !ca_encode_ref(&x, &r->tag);
+    int rc;
+    if (!head)
+        rc = CA_ENOMEM;
+    else if (r->op == R_WHICH)
+        rc = which_term(&x, r);
+    else /* keys in Erlang's order */
+        rc = ca_fmt(&x,
+                    "{ok, #{active => ~u, restarts => ~u, specs => ~u, supervisors => ~u, "
+                    "workers => ~u}}",
+                    (unsigned long)c->active, (unsigned long)c->restarts, (unsigned long)c->specs,
+                    (unsigned long)c->supervisors, (unsigned long)c->workers);
     if (rc == 0)
         rc = ca_rt_send(r->rt, r->sup, r->reply_to, x.buff, (size_t)x.index);
     ei_x_free(&x);
