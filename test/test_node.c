@@ -25,13 +25,13 @@
 #include "bytes.h"
 #include "cactor.h"
 #include "dist.h"
+#include "epmd.h"
 #include "probe.h"
 
 static probe P;    /* what actors report */
 static probe LOGS; /* log lines of every runtime */
 static probe WARN; /* those at CA_LOG_WARNING or worse */
-static pid_t epmd_pid;
-static uint16_t epmd_port;
+static test_epmd EPMD;
 
 typedef struct tnode {
     ca_rt *rt;
@@ -44,62 +44,6 @@ static void log_fn(void *ctx, ca_log_level level, const char *line)
     probe_say(&LOGS, "%s", line);
     if (level <= CA_LOG_WARNING)
         probe_say(&WARN, "%s", line);
-}
-
-/* ---- epmd ---- */
-
-static int tcp_dial(uint16_t port)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static int start_epmd(void)
-{
-    for (int attempt = 0; attempt < 10; attempt++) {
-        uint16_t port = (uint16_t)(20000 + (getpid() * 7 + attempt * 977) % 40000);
-        char ps[16];
-        snprintf(ps, sizeof ps, "%u", port);
-        pid_t pid = fork();
-        if (pid < 0)
-            return -1;
-        if (pid == 0) {
-            setenv("ERL_EPMD_ADDRESS", "127.0.0.1", 1);
-            /* If this suite dies (a sanitizer's abort), epmd goes with it,
-             * and it never holds the suite's output pipe open for ctest. */
-            prctl(PR_SET_PDEATHSIG, SIGTERM);
-            freopen("/dev/null", "w", stdout);
-            freopen("/dev/null", "w", stderr); /* its notes on our probes */
-            execlp("epmd", "epmd", "-port", ps, "-address", "127.0.0.1", (char *)NULL);
-            _exit(127);
-        }
-        for (int i = 0; i < 50; i++) {
-            int st;
-            if (waitpid(pid, &st, WNOHANG) == pid)
-                break; /* exited: port taken, try another */
-            int fd = tcp_dial(port);
-            if (fd >= 0) {
-                close(fd);
-                epmd_pid = pid;
-                epmd_port = port;
-                return 0;
-            }
-            usleep(100 * 1000);
-        }
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
-    }
-    return -1;
 }
 
 /* ---- nodes ---- */
@@ -115,7 +59,7 @@ static int node_start(tnode *t, ca_node_opts *no)
     ro.log_level = CA_LOG_INFO;
     if (ca_rt_new(&ro, &t->rt))
         return -1;
-    no->epmd_port = epmd_port;
+    no->epmd_port = EPMD.port;
     int rc = ca_node_start(t->rt, no, &t->node);
     if (rc) {
         ca_rt_free(t->rt);
@@ -295,7 +239,7 @@ static int setup(void)
     probe_init(&P);
     probe_init(&LOGS);
     probe_init(&WARN);
-    if (start_epmd())
+    if (test_epmd_start(&EPMD))
         return -1;
     if (node_up(&A, NA, "c00kie", 0) || node_up(&B, NB, "c00kie", 2u << 20))
         return -1;
@@ -306,10 +250,7 @@ static int teardown(void)
 {
     node_down(&A);
     node_down(&B);
-    if (epmd_pid > 0) {
-        kill(epmd_pid, SIGTERM);
-        waitpid(epmd_pid, NULL, 0);
-    }
+    test_epmd_stop(&EPMD);
     probe_free(&P);
     probe_free(&LOGS);
     probe_free(&WARN);
@@ -330,7 +271,7 @@ static void test_start_errors(void)
     ca_node_opts no;
     ca_node_opts_init(&no);
     no.cookie = "x";
-    no.epmd_port = epmd_port;
+    no.epmd_port = EPMD.port;
     no.name = "@host";
     CU_ASSERT_EQUAL(ca_node_start(t.rt, &no, &n), CA_EBADNAME);
     no.name = NA; /* taken in EPMD */
@@ -508,7 +449,7 @@ static void test_wrong_cookie(void)
 /* A raw peer: handshake with the codec, then whatever the test sends. */
 static int raw_peer(const char *name, const char *cookie, uint16_t port)
 {
-    int fd = tcp_dial(port);
+    int fd = test_tcp_dial(port);
     if (fd < 0)
         return -1;
     ca_dist_hs hs;
