@@ -287,6 +287,22 @@ static int start_tree(void)
     return ca_sup_start(RT, &spec, NULL, &SUP);
 }
 
+/* The input killed the supervisor (it may guess a pid): kill what
+ * survived it (a child trapping exits) so that the names are free, and
+ * start the tree again. */
+static int restart_tree(void)
+{
+    static const char *const names[] = {"play", "trap", "gen", SYNC_NAME, "net_kernel", "rex"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        ca_pid p;
+        for (int i = 0; i < 100 && ca_whereis(RT, names[k], &p) == 0; i++) {
+            ca_kill(RT, CA_PID_NONE, p, "kill");
+            usleep(10 * 1000);
+        }
+    }
+    return start_tree();
+}
+
 /* ------------------------------------------------------------------ */
 /* Reading the input                                                   */
 /* ------------------------------------------------------------------ */
@@ -853,7 +869,7 @@ static void check_alive(void)
             return;
         if (rc == -1)
             disconnect();
-        else if (!ca_is_alive(RT, SUP) && start_tree() != 0)
+        else if (!ca_is_alive(RT, SUP) && restart_tree() != 0)
             break;
     }
     fprintf(stderr, "fuzz_dispatch: the node stopped answering\n");
