@@ -360,6 +360,12 @@ static int on_frame(void *ctx, const ca_dist_frame *f)
     return ca__dispatch_in(c, f);
 }
 
+void ca__conn_bad(ca__conn *c, const char *why)
+{
+    atomic_fetch_add_explicit(&c->node->st_bad, 1, memory_order_relaxed);
+    ca__conn_close(c, why);
+}
+
 static void bad_stream(ca__conn *c, int rc, size_t at)
 {
     char why[160];
@@ -367,12 +373,11 @@ static void bad_stream(ca__conn *c, int rc, size_t at)
     uint32_t len = c->rlen - at >= 4 ? ca__get32(p) : 0;
     if (rc == CA_ETOOBIG)
         snprintf(why, sizeof why, "frame of %u bytes over the %zu limit", len, c->node->max_frame);
-    else if (rc == CA_EPROTO && c->rlen - at > 4)
+    else if (rc == CA_EPROTO && c->rlen - at > 4 && p[4] != CA_DIST_PASS_THROUGH)
         snprintf(why, sizeof why, "frame of type %u, not pass-through", p[4]);
     else
         snprintf(why, sizeof why, "bad control message (%s)", ca_strerror(rc));
-    atomic_fetch_add_explicit(&c->node->st_bad, 1, memory_order_relaxed);
-    ca__conn_close(c, why);
+    ca__conn_bad(c, why);
 }
 
 static void read_frames(ca__conn *c)

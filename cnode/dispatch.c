@@ -324,14 +324,45 @@ static int signal_bare(ca__conn *c, uint8_t kind, ca_pid from, ca_pid to, const 
     return ca__signal(c->node->rt, kind, from, to, ref, NULL, 0);
 }
 
-/* The pids of a two-pid op, `to` local. 1 = skip the message. */
+/*
+ * What a peer may say, after Erlang (erts_net_message): a link, an exit
+ * signal or a monitor comes from one of the peer's own processes and goes
+ * to one of ours. Anything else is to Erlang an invalid distribution
+ * message, and the connection is dropped; so here: a link or monitor on
+ * this connection in some other node's name could not be fired truthfully
+ * when the connection goes, and a node that sends one is broken.
+ */
+static int invalid(ca__conn *c, const char *what)
+{
+    char why[128];
+    snprintf(why, sizeof why, "invalid control message (%s)", what);
+    ca__conn_bad(c, why);
+    return CA_EPROTO;
+}
+
+/* The sender of a signal: 0, or CA_EPROTO (connection closed). */
+static int peer_pid(ca__conn *c, const erlang_pid *e, ca_pid *p)
+{
+    if (ca__from_ei_pid(e, p) || p->node != c->peer)
+        return invalid(c, "a signal from a pid not of the sending node");
+    return 0;
+}
+
+/* The target of a signal: 0; 1 for a pid of an earlier incarnation of
+ * this node (gone); or CA_EPROTO (connection closed). */
+static int our_pid(ca__conn *c, const erlang_pid *e, ca_pid *p)
+{
+    ca_rt *rt = c->node->rt;
+    if (ca__from_ei_pid(e, p) || p->node != ca_rt_node(rt))
+        return invalid(c, "a signal to a pid not of this node");
+    return ca_pid_is_local(rt, *p) ? 0 : 1;
+}
+
+/* The pids of a link or an exit signal: as our_pid. */
 static int pids_of(ca__conn *c, const ca_dist_ctrl *k, ca_pid *from, ca_pid *to)
 {
-    if (ca__from_ei_pid(&k->from.pid, from) || ca__from_ei_pid(&k->to.pid, to))
-        return 1;
-    if (!ca_pid_is_local(c->node->rt, *to))
-        return 1; /* not ours (an old incarnation, or a relay attempt) */
-    return 0;
+    int rc = peer_pid(c, &k->from.pid, from);
+    return rc ? rc : our_pid(c, &k->to.pid, to);
 }
 
 static int on_send(ca__conn *c, const ca_dist_ctrl *k)
@@ -345,8 +376,9 @@ static int on_send(ca__conn *c, const ca_dist_ctrl *k)
             return 0;
         return deliver_term(c, from, to, &k->payload);
     case CA_DOP_SEND_SENDER:
-    case CA_DOP_SEND_SENDER_TT:
-        if (pids_of(c, k, &from, &to))
+    case CA_DOP_SEND_SENDER_TT: /* any sender (a forwarded message's), as in Erlang */
+        if (ca__from_ei_pid(&k->from.pid, &from) || ca__from_ei_pid(&k->to.pid, &to) ||
+            !ca_pid_is_local(rt, to))
             return 0;
         return deliver_term(c, from, to, &k->payload);
     case CA_DOP_REG_SEND:
@@ -364,25 +396,29 @@ static int on_link(ca__conn *c, const ca_dist_ctrl *k)
 {
     ca_pid from, to;
     erlang_pid ef, et;
-    if (pids_of(c, k, &from, &to))
-        return 0;
-    link_add(c, to, from);
-    if (signal_bare(c, CA__SIG_LINK, from, to, NULL) == CA_ESRCH) {
-        /* no such process: the linker gets EXIT noproc, as from Erlang */
+    int rc = pids_of(c, k, &from, &to);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        link_add(c, to, from);
+        if (signal_bare(c, CA__SIG_LINK, from, to, NULL) != CA_ESRCH)
+            return 0;
         link_del(c, to, from);
-        ca__to_ei_pid(to, &ef);
-        ca__to_ei_pid(from, &et);
-        answer_done(c, ca__dist_encode_exit(&c->wq, &ef, &et, noproc_bare, sizeof noproc_bare),
-                    "EXIT noproc");
     }
+    /* no such process: the linker gets EXIT noproc, as from Erlang */
+    ca__to_ei_pid(to, &ef);
+    ca__to_ei_pid(from, &et);
+    answer_done(c, ca__dist_encode_exit(&c->wq, &ef, &et, noproc_bare, sizeof noproc_bare),
+                "EXIT noproc");
     return 0;
 }
 
 static int on_unlink(ca__conn *c, const ca_dist_ctrl *k)
 {
     ca_pid from, to;
-    if (pids_of(c, k, &from, &to))
-        return 0;
+    int rc = pids_of(c, k, &from, &to);
+    if (rc)
+        return rc < 0 ? rc : 0;
     link_del(c, to, from);
     signal_bare(c, CA__SIG_UNLINK, from, to, NULL);
     answer_done(c, ca__dist_encode_unlink_id_ack(&c->wq, k->id, &k->to.pid, &k->from.pid),
@@ -393,8 +429,9 @@ static int on_unlink(ca__conn *c, const ca_dist_ctrl *k)
 static int on_exit_sig(ca__conn *c, const ca_dist_ctrl *k, bool link)
 {
     ca_pid from, to;
-    if (pids_of(c, k, &from, &to))
-        return 0;
+    int rc = pids_of(c, k, &from, &to);
+    if (rc)
+        return rc < 0 ? rc : 0;
     if (link)
         link_del(c, to, from);
     signal_fmt(c, link ? CA__SIG_EXIT : CA__SIG_EXIT2, from, to, NULL, "{'EXIT', ~p, ~t}", from,
@@ -415,18 +452,20 @@ static int on_monitor(ca__conn *c, const ca_dist_ctrl *k)
     ca_rt *rt = c->node->rt;
     ca_pid from, to;
     ca_ref ref;
-    if (ca__from_ei_pid(&k->from.pid, &from) || ca__from_ei_ref(&k->ref, &ref))
-        return 0;
-    if (k->to.is_name ? ca_whereis(rt, k->to.name, &to) != 0
-                      : (ca__from_ei_pid(&k->to.pid, &to) || !ca_pid_is_local(rt, to))) {
-        answer_noproc(c, k);
-        return 0;
-    }
-    mon_add(c, &c->watched, &ref, to, from, k->to.is_name ? k->to.name : NULL);
-    if (signal_bare(c, CA__SIG_MONITOR, from, to, &ref) == CA_ESRCH) {
+    int rc = peer_pid(c, &k->from.pid, &from);
+    if (rc || ca__from_ei_ref(&k->ref, &ref))
+        return rc;
+    if (k->to.is_name)
+        rc = ca_whereis(rt, k->to.name, &to) ? 1 : 0;
+    else if ((rc = our_pid(c, &k->to.pid, &to)) < 0)
+        return rc;
+    if (rc == 0) {
+        mon_add(c, &c->watched, &ref, to, from, k->to.is_name ? k->to.name : NULL);
+        if (signal_bare(c, CA__SIG_MONITOR, from, to, &ref) != CA_ESRCH)
+            return 0;
         free(mon_take(&c->watched, &ref));
-        answer_noproc(c, k);
     }
+    answer_noproc(c, k);
     return 0;
 }
 
@@ -434,8 +473,9 @@ static int on_demonitor(ca__conn *c, const ca_dist_ctrl *k)
 {
     ca_pid from;
     ca_ref ref;
-    if (ca__from_ei_pid(&k->from.pid, &from) || ca__from_ei_ref(&k->ref, &ref))
-        return 0;
+    int rc = peer_pid(c, &k->from.pid, &from);
+    if (rc || ca__from_ei_ref(&k->ref, &ref))
+        return rc;
     ca__dmon *d = mon_take(&c->watched, &ref);
     if (!d)
         return 0; /* already fired */
@@ -449,9 +489,9 @@ static int on_monitor_exit(ca__conn *c, const ca_dist_ctrl *k)
 {
     ca_pid who = CA_PID_NONE, to;
     ca_ref ref;
-    if (ca__from_ei_pid(&k->to.pid, &to) || !ca_pid_is_local(c->node->rt, to) ||
-        ca__from_ei_ref(&k->ref, &ref))
-        return 0;
+    int rc = our_pid(c, &k->to.pid, &to);
+    if (rc || ca__from_ei_ref(&k->ref, &ref))
+        return rc < 0 ? rc : 0;
     free(mon_take(&c->watching, &ref));
     if (k->from.is_name) {
         signal_fmt(c, CA__SIG_DOWN, who, to, &ref, "{'DOWN', ~r, process, {~a, ~a}, ~t}", &ref,

@@ -223,6 +223,7 @@ void ca__node_handle_gone(ca_node *n);
 ca__conn *ca__conn_connect(ca_node *n, uint32_t peer); /* starts dialing */
 void ca__conn_accept(ca_node *n);                      /* on the listener */
 void ca__conn_close(ca__conn *c, const char *why);     /* fires noconnection if up */
+void ca__conn_bad(ca__conn *c, const char *why);       /* the peer broke the protocol: close */
 void ca__conn_unref(ca__conn *c);
 /* Reserve room for `more` bytes in the write queue: 0 or CA_ENOMEM. */
 int ca__conn_reserve(ca__conn *c, size_t more);

@@ -638,18 +638,27 @@ static void send_all(int fd, ei_x_buff *x)
 }
 
 /* Read n frames that are not ticks; 1 if they came (within 5 s each). */
+/* One frame that is not a tick, into body[cap]: its length, or -1. */
+static ssize_t recv_frame(int fd, char *body, size_t cap)
+{
+    for (;;) {
+        unsigned char len[4];
+        if (recv(fd, len, 4, MSG_WAITALL) != 4)
+            return -1;
+        uint32_t l = ca__get32(len);
+        if (l > cap || (l && recv(fd, body, l, MSG_WAITALL) != (ssize_t)l))
+            return -1;
+        if (l)
+            return (ssize_t)l;
+    }
+}
+
 static int recv_frames(int fd, int n)
 {
     static char body[1 << 16];
-    while (n > 0) {
-        unsigned char len[4];
-        if (recv(fd, len, 4, MSG_WAITALL) != 4)
+    for (; n > 0; n--)
+        if (recv_frame(fd, body, sizeof body) < 0)
             return 0;
-        uint32_t l = ca__get32(len);
-        if (l > sizeof body || (l && recv(fd, body, l, MSG_WAITALL) != (ssize_t)l))
-            return 0;
-        n -= l > 0;
-    }
     return 1;
 }
 
@@ -683,6 +692,58 @@ static uint64_t batch_waits(tnode *t)
  * it wait before it reads again, so a message sent meanwhile is read late;
  * a message from another thread or from a peer that does not batch ends a
  * wait at once. */
+static const char noproc_term[] = {(char)131, 119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
+
+/* B's b1 as its peers see it; `creation_delta` 1: of an earlier B. */
+static erlang_pid b1_seen(uint32_t creation_delta)
+{
+    erlang_pid e = {.num = b1.num, .serial = b1.serial, .creation = b1.creation - creation_delta};
+    strcpy(e.node, NB);
+    return e;
+}
+
+/* Signals in the name of another node's process, or to one, close the
+ * connection (Erlang's "invalid distribution message"); a link to a pid of
+ * an earlier incarnation is answered EXIT noproc, the connection stays. */
+static void test_invalid_signals(void)
+{
+    erlang_pid elsewhere = {.num = 5, .creation = 1}, g5 = {.num = 1, .creation = 77};
+    erlang_pid g6 = g5, g7 = g5, eb1 = b1_seen(0), old = b1_seen(1);
+    strcpy(elsewhere.node, "elsewhere@127.0.0.1");
+    strcpy(g5.node, "g5@127.0.0.1");
+    strcpy(g6.node, "g6@127.0.0.1");
+    strcpy(g7.node, "g7@127.0.0.1");
+    ei_x_buff x;
+    ei_x_new(&x);
+    CU_ASSERT_EQUAL(ca__dist_encode_link(&x, &elsewhere, &eb1), 0);
+    garbage_case("g5@127.0.0.1", x.buff, (size_t)x.index,
+                 "dist: connection from g5@127.0.0.1 closed: invalid control message (a signal "
+                 "from a pid not of the sending node)");
+    x.index = 0;
+    CU_ASSERT_EQUAL(ca__dist_encode_exit2(&x, &g6, &elsewhere, noproc_term, sizeof noproc_term), 0);
+    garbage_case("g6@127.0.0.1", x.buff, (size_t)x.index,
+                 "dist: connection from g6@127.0.0.1 closed: invalid control message (a signal "
+                 "to a pid not of this node)");
+
+    int fd = raw_peer("g7@127.0.0.1", "c00kie", ca_node_port(B.node));
+    CU_ASSERT_FATAL(fd >= 0);
+    x.index = 0;
+    CU_ASSERT_EQUAL(ca__dist_encode_link(&x, &g7, &old), 0);
+    send_all(fd, &x);
+    char body[4096];
+    ssize_t n = recv_frame(fd, body, sizeof body);
+    ca_dist_ctrl k;
+    CU_ASSERT_FATAL(n > 1);
+    CU_ASSERT_EQUAL_FATAL(ca__dist_ctrl_decode(body + 1, (size_t)n - 1, &k), 0);
+    CU_ASSERT_EQUAL(k.op, CA_DOP_EXIT);
+    CU_ASSERT(k.from.pid.num == old.num && k.from.pid.creation == old.creation);
+    CU_ASSERT(strcmp(k.to.pid.node, "g7@127.0.0.1") == 0);
+    CU_ASSERT(k.reason.len == sizeof noproc_term - 1 &&
+              memcmp(k.reason.p, noproc_term + 1, k.reason.len) == 0);
+    close(fd);
+    ei_x_free(&x);
+}
+
 static void test_batching(void)
 {
     tnode t = {0};
@@ -842,6 +903,7 @@ static void add(void)
     CU_add_test(s, "monitors and calls by name across nodes", test_by_name_remote);
     CU_add_test(s, "wrong cookie refused", test_wrong_cookie);
     CU_add_test(s, "garbage closes one connection", test_garbage_closes_one_connection);
+    CU_add_test(s, "invalid signals close the connection", test_invalid_signals);
     CU_add_test(s, "busy peer", test_busy_peer);
     CU_add_test(s, "noconnection and node monitors", test_noconnection_and_node_monitors);
     CU_add_test(s, "tick timeout", test_tick_timeout);

@@ -194,8 +194,12 @@ static int play_handle(ca_actor *self, void *st, ca_msg *m)
         return 0;
     if (ca_match(m, "{exit, ~t}", &t, &tl) == 0 && versioned(t, tl, buf, sizeof buf, &bl) == 0)
         return ca_exit_term(self, buf, bl), 0;
-    if (ca_match(m, "{forward, ~p}", &pid) == 0)
-        return ca_forward(self, pid, m), 0;
+    if (ca_match(m, "{forward, ~p}", &pid) == 0) {
+        /* not to itself: the message would come back for ever */
+        if (!ca_pid_eq(pid, ca_self(self)))
+            ca_forward(self, pid, m);
+        return 0;
+    }
     if (ca_match(m, "{spawn, _}") == 0) {
         ca_spawn_opts o;
         ca_spawn_opts_init(&o);
@@ -673,7 +677,9 @@ static void enc_field(ei_x_buff *x, in *s, char f)
 {
     unsigned b = next(s);
     switch (f) {
-    case 'f':
+    case 'f': /* the sender: one of the peer's, mostly (else the node hangs up) */
+        enc_pid(x, (b & 0xe0) == 0xe0 ? b : b & 0x19);
+        break;
     case 't':
     case 'g':
         enc_pid(x, b);
