@@ -75,12 +75,16 @@ static ca__dmon *mon_take(ca__refmap *map, const ca_ref *ref)
 
 /* ---- outbound ---- */
 
-/* A sender-less signal (exit/2 from outside any actor) still needs a pid
- * on the wire: number 0 of this node, which no actor ever has. */
-static int from_pid(ca__conn *c, ca_pid from, erlang_pid *e)
+/* The sender on the wire. A sender-less signal (exit/2 from outside any
+ * actor) still needs a pid: number 0 of this node, which no actor ever
+ * has. So does a signal in another node's name (ca_kill takes any `from`),
+ * which a peer would refuse as an invalid distribution message; messages
+ * keep theirs (a forwarded one's original sender), as Erlang allows. */
+static int from_pid(ca__conn *c, const ca_msg *m, erlang_pid *e)
 {
     ca_node *n = c->node;
-    if (ca_pid_is_none(from))
+    ca_pid from = m->from;
+    if (ca_pid_is_none(from) || (m->kind != CA_MSG_TERM && from.node != n->self_idx))
         from = (ca_pid){n->self_idx, 0, 0, n->creation};
     return ca__to_ei_pid(from, e);
 }
@@ -188,7 +192,7 @@ static int encode_out(ca__conn *c, ca__out *o)
     erlang_pid from, to;
     erlang_ref alias;
     ca_msg *m = o->m;
-    if (from_pid(c, m->from, &from))
+    if (from_pid(c, m, &from))
         return CA_EINVAL;
     switch (o->how) {
     case CA__OUT_PID:

@@ -744,6 +744,20 @@ static void test_invalid_signals(void)
     ei_x_free(&x);
 }
 
+/* An exit signal in another node's name goes out in this node's: a peer
+ * (B, as Erlang) would take it for an invalid message and hang up, and
+ * b1 would never see it. */
+static void test_exit_in_another_name(void)
+{
+    uint32_t idx;
+    CU_ASSERT_EQUAL_FATAL(ca_node_intern("elsewhere@127.0.0.1", &idx), 0);
+    ca_pid elsewhere = {idx, 5, 0, 1};
+    CU_ASSERT_EQUAL(ca_kill(A.rt, elsewhere, b1, "relayed"), 0);
+    CU_ASSERT(probe_wait(&P, "b1: exit relayed", 5000));
+    cmd(&A, a1, "{send_reg, b1, '" NB "', {hello, after_relay}}");
+    CU_ASSERT(probe_wait(&P, "a1: {world,after_relay}", 5000));
+}
+
 static void test_batching(void)
 {
     tnode t = {0};
@@ -904,6 +918,7 @@ static void add(void)
     CU_add_test(s, "wrong cookie refused", test_wrong_cookie);
     CU_add_test(s, "garbage closes one connection", test_garbage_closes_one_connection);
     CU_add_test(s, "invalid signals close the connection", test_invalid_signals);
+    CU_add_test(s, "exit in another node's name", test_exit_in_another_name);
     CU_add_test(s, "busy peer", test_busy_peer);
     CU_add_test(s, "noconnection and node monitors", test_noconnection_and_node_monitors);
     CU_add_test(s, "tick timeout", test_tick_timeout);
