@@ -333,7 +333,10 @@ int ca_exit_term(ca_actor *self, const char *reason, size_t len);
 /* Send an exit signal to `to`, as erlang:exit/2 from `from` (may be
  * CA_PID_NONE): reason kill cannot be trapped and kills with reason
  * killed; normal is ignored unless `to` traps exits; any other reason
- * kills, or arrives as {'EXIT', From, Reason} when trapping. Any thread. */
+ * kills, or arrives as {'EXIT', From, Reason} when trapping. Any thread.
+ * To a remote `to`, a `from` that is none or not of this node goes out as
+ * a pid of this node that no actor has (a node speaks for its own
+ * processes only). */
 int ca_kill(ca_rt *rt, ca_pid from, ca_pid to, const char *reason_fmt, ...);
 int ca_kill_term(ca_rt *rt, ca_pid from, ca_pid to, const char *reason, size_t len);
 
