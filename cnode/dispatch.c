@@ -541,10 +541,12 @@ static void spawn_refuse(ca__conn *c, const ca_dist_ctrl *k, const char *why)
 }
 
 /*
- * spawn_request: erpc:execute_call/4 (rpc:call and erpc:call) runs in a
- * worker actor. The reply is queued before the worker may run, so the
- * caller sees SPAWN_REPLY before the monitor's exit; anything else is
- * refused with notsup (C nodes host no Erlang code).
+ * spawn_request: the C function runs in a worker actor (services.c:
+ * erpc:execute_call/4 for rpc:call and erpc:call, erpc:execute_cast/3 for
+ * the casts, M:F(Args) for spawn/4 and its kin; an unknown function exits
+ * with undef, as it would in Erlang). The reply is queued before the
+ * worker may run, so the caller sees SPAWN_REPLY before the monitor's
+ * exit.
  */
 static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
 {
@@ -552,12 +554,9 @@ static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
     ca_pid caller, worker;
     ca_ref ref;
     bool monitor, link;
-    if (strcmp(k->module, "erpc") || strcmp(k->function, "execute_call") || k->arity != 4) {
-        spawn_refuse(c, k, "notsup");
-        return 0;
-    }
     if (ca__from_ei_pid(&k->from.pid, &caller) || ca__from_ei_ref(&k->ref, &ref) ||
-        ca__erpc_spawn(rt, k->payload.p, k->payload.len, &worker)) {
+        ca__spawn_job(rt, k->module, k->function, k->arity, k->payload.p, k->payload.len,
+                      &worker)) {
         spawn_refuse(c, k, "badarg");
         return 0;
     }
@@ -578,7 +577,7 @@ static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
     }
     answer_done(c, ca__dist_encode_spawn_reply(&c->wq, &k->ref, &k->from.pid, flags, &res),
                 "SPAWN_REPLY");
-    ca__erpc_run(rt, worker);
+    ca__spawn_job_run(rt, worker);
     return 0;
 }
 

@@ -4,10 +4,14 @@
  *   net_kernel  answers {is_auth, Node} (net_adm:ping gives pong);
  *   rex         rpc's server: gen_server calls and casts {call|cast, M, F,
  *               A, GL}, and ei_rpc's {Pid, {call, M, F, A, GL}} (erl_call);
- *   erpc        SPAWN_REQUEST of erpc:execute_call/4 (rpc:call and
- *               erpc:call on OTP 23+) runs in a short-lived worker actor
- *               that exits with erpc's result reason, which reaches the
- *               caller through the monitor the request asked for.
+ *   spawn       SPAWN_REQUEST runs a C function in a short-lived actor:
+ *               erpc:execute_call/4 (rpc:call and erpc:call on OTP 23+)
+ *               exits with erpc's result reason, which reaches the caller
+ *               through the monitor the request asked for;
+ *               erpc:execute_cast/3 (erpc:cast, rpc:cast) and any other
+ *               M:F/A (spawn/4, spawn_link/4, spawn_monitor/4) exit normal,
+ *               or with {Reason, Stack} when the function fails, as an
+ *               Erlang process would.
  *
  * C functions come from the runtime's rpc table (ca_rpc_register); an
  * unknown one is `undef`, exactly as Erlang reports it.
@@ -205,31 +209,71 @@ static int rex_handle(ca_actor *self, void *state, ca_msg *m)
 
 static const ca_behaviour rex_b = {"rex", NULL, rex_handle, NULL};
 
-/* ---- erpc workers ---- */
+/* ---- spawned functions (spawn_request) ---- */
 
-typedef struct erpc_job {
+typedef enum {
+    JOB_CALL,  /* erpc:execute_call(Ref, M, F, A): exits with erpc's result */
+    JOB_CAST,  /* erpc:execute_cast(M, F, A) (erpc:cast, rpc:cast): exits normal */
+    JOB_APPLY, /* spawn(Node, M, F, A) and its kin: M:F(A...), exits normal */
+} job_kind;
+
+typedef struct spawn_job {
+    job_kind kind;
+    char mod[CA_MAXATOM], fun[CA_MAXATOM]; /* JOB_APPLY's */
     size_t len;
-    char args[]; /* [Ref, M, F, A] with version byte */
-} erpc_job;
+    char args[]; /* the request's argument list, with version byte */
+} spawn_job;
 
-static int erpc_handle(ca_actor *self, void *state, ca_msg *m)
+/* Where M, F and A are in the job: 0, or CA_EBADTERM. */
+static int job_mfa(spawn_job *j, const char **ref, size_t *rl, const char **mod, const char **fun,
+                   const char **args, size_t *al)
 {
-    erpc_job *j = state;
-    const char *ref, *args;
-    size_t rl, al;
-    char mod[CA_MAXATOM], fun[CA_MAXATOM];
+    switch (j->kind) {
+    case JOB_CALL:
+        if (ca_match_term(j->args, j->len, "[~t, ~a, ~a, ~t]", ref, rl, j->mod, j->fun, args, al))
+            return CA_EBADTERM;
+        break;
+    case JOB_CAST:
+        if (ca_match_term(j->args, j->len, "[~a, ~a, ~t]", j->mod, j->fun, args, al))
+            return CA_EBADTERM;
+        break;
+    default: /* the checked list itself, without its version byte */
+        *args = j->args + 1;
+        *al = j->len - 1;
+        break;
+    }
+    *mod = j->mod;
+    *fun = j->fun;
+    return 0;
+}
+
+/* An Erlang process that crashes exits with {Reason, Stack}, and the
+ * runtime logs it; so does a spawned function that fails. */
+static int job_failed(ca_actor *self, const spawn_job *j, const ei_x_buff *err)
+{
+    char why[256];
+    ca_term_print(err->buff, (size_t)err->index, why, sizeof why);
+    ca_log(ca_actor_rt(self), CA_LOG_WARNING, "spawned %s:%s failed: %s", j->mod, j->fun, why);
+    return ca_exit(self, "~t", err->buff, (size_t)err->index);
+}
+
+static int job_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    spawn_job *j = state;
+    const char *ref = NULL, *mod, *fun, *args, *why, *stack;
+    size_t rl = 0, al, wl, sl;
     (void)m;
-    if (ca_match_term(j->args, j->len, "[~t, ~a, ~a, ~t]", &ref, &rl, mod, fun, &args, &al))
+    if (job_mfa(j, &ref, &rl, &mod, &fun, &args, &al))
         return ca_exit(self, "badarg");
     ei_x_buff res, err;
     if (ei_x_new(&res) || ei_x_new(&err))
         return CA_ENOMEM;
+    int rc = ca__apply(self, mod, fun, args, al, &res, &err);
+    if (j->kind != JOB_CALL)
+        rc = rc == 0 ? ca_exit(self, "normal") : job_failed(self, j, &err);
     /* erpc:execute_call's exit reasons: {Ref, return, V} or
      * {Ref, error, Reason, Stack}. */
-    int rc = ca__apply(self, mod, fun, args, al, &res, &err);
-    const char *why, *stack;
-    size_t wl, sl;
-    if (rc == 0)
+    else if (rc == 0)
         rc = ca_exit(self, "{~t, return, ~t}", ref, rl, res.buff, (size_t)res.index);
     else if (ca_match_term(err.buff, (size_t)err.index, "{~t, ~t}", &why, &wl, &stack, &sl) == 0)
         rc = ca_exit(self, "{~t, error, ~t, ~t}", ref, rl, why, wl, stack, sl);
@@ -240,7 +284,7 @@ static int erpc_handle(ca_actor *self, void *state, ca_msg *m)
     return rc;
 }
 
-static void erpc_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+static void job_terminate(ca_actor *self, void *state, const char *reason, size_t len)
 {
     (void)self;
     (void)reason;
@@ -248,24 +292,31 @@ static void erpc_terminate(ca_actor *self, void *state, const char *reason, size
     free(state);
 }
 
-static const ca_behaviour erpc_b = {"erpc", NULL, erpc_handle, erpc_terminate};
+static const ca_behaviour job_b = {"spawned", NULL, job_handle, job_terminate};
 
-int ca__erpc_spawn(ca_rt *rt, const char *args, size_t len, ca_pid *pid)
+int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, const char *args,
+                  size_t len, ca_pid *pid)
 {
-    if (ca__etf_check(args, len))
+    if (ca__etf_check(args, len) || strlen(mod) >= CA_MAXATOM || strlen(fun) >= CA_MAXATOM)
         return CA_EBADTERM;
-    erpc_job *j = malloc(sizeof *j + len);
+    spawn_job *j = malloc(sizeof *j + len);
     if (!j)
         return CA_ENOMEM;
+    bool erpc = strcmp(mod, "erpc") == 0;
+    j->kind = erpc && arity == 4 && strcmp(fun, "execute_call") == 0   ? JOB_CALL
+              : erpc && arity == 3 && strcmp(fun, "execute_cast") == 0 ? JOB_CAST
+                                                                       : JOB_APPLY;
+    strcpy(j->mod, mod);
+    strcpy(j->fun, fun);
     j->len = len;
     memcpy(j->args, args, len);
-    int rc = ca_spawn(rt, &erpc_b, j, NULL, pid);
+    int rc = ca_spawn(rt, &job_b, j, NULL, pid);
     if (rc)
         free(j);
     return rc;
 }
 
-int ca__erpc_run(ca_rt *rt, ca_pid pid)
+int ca__spawn_job_run(ca_rt *rt, ca_pid pid)
 {
     return ca_rt_sendf(rt, CA_PID_NONE, pid, "run");
 }

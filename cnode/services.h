@@ -1,5 +1,5 @@
 /*
- * Built-in services of a node (net_kernel, rex, erpc) and plugin loading;
+ * Built-in services of a node (net_kernel, rex, spawn) and plugin loading;
  * see services.c.
  */
 #ifndef CA_CNODE_SERVICES_H
@@ -13,11 +13,14 @@
 int ca__apply(ca_actor *caller, const char *mod, const char *fun, const char *args, size_t len,
               ei_x_buff *result, ei_x_buff *error);
 
-/* erpc:execute_call(Ref, M, F, A) as a worker actor: spawn it (args is the
- * ETF list [Ref, M, F, A] with version byte, copied), set up what the
- * request asked (monitor, link), then run it. */
-int ca__erpc_spawn(ca_rt *rt, const char *args, size_t len, ca_pid *pid);
-int ca__erpc_run(ca_rt *rt, ca_pid pid);
+/* M:F/Arity of a spawn request as a worker actor: spawn it (args is the
+ * request's ETF argument list with version byte, copied), set up what the
+ * request asked (monitor, link), then run it. erpc:execute_call/4 and
+ * erpc:execute_cast/3 are run as erpc does (the C function is in the
+ * arguments); anything else is M:F(Args). */
+int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, const char *args,
+                  size_t len, ca_pid *pid);
+int ca__spawn_job_run(ca_rt *rt, ca_pid pid);
 
 /* The built-in rpc functions (erlang:node/0, erlang:whereis/1,
  * cactor:info/0) and the service actors to run under the root

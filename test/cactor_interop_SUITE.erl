@@ -40,7 +40,7 @@ groups() ->
                      c_monitors_erlang_by_name]},
      {restarts, [], [supervisor_restarts_echo, supervisor_restarts_kv]},
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
-                rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many]}].
+                rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns]}].
 
 init_per_suite(Config) ->
     {ok, Node} = cactor:start_node(interop, #{threads => 2,
@@ -621,6 +621,46 @@ rpc_many(Config) ->
     ?assertEqual([2 * I || I <- lists:seq(1, 200)], Rs),
     Reqs = [erpc:send_request(N, example, add, [I, 1]) || I <- lists:seq(1, 100)],
     ?assertEqual([I + 1 || I <- lists:seq(1, 100)], [erpc:receive_response(Q, ?T) || Q <- Reqs]).
+
+%% erpc:cast and rpc:cast run the function in an actor of its own; so do
+%% erpc:multicast and rpc:abcast's kin.
+casts(Config) ->
+    N = cn(Config),
+    ok = erpc:cast(N, example, notify, [self(), {erpc_cast, 1}]),
+    true = rpc:cast(N, example, notify, [self(), {rpc_cast, 2}]),
+    ok = erpc:multicast([N], example, notify, [self(), {multicast, 3}]),
+    [receive M -> ok after ?T -> ct:fail({no, M}) end
+     || M <- [{erpc_cast, 1}, {rpc_cast, 2}, {multicast, 3}]],
+    %% a cast that fails is logged there and lost, as in Erlang; the node goes on
+    ok = erpc:cast(N, no_such_module, f, []),
+    ?assertEqual(3, rpc:call(N, example, add, [1, 2], ?T)).
+
+%% spawn/4 and its kin: the C function in a new actor, which exits normal,
+%% or {Reason, Stack} if the function fails (undef included).
+spawns(Config) ->
+    N = cn(Config),
+    P = spawn(N, example, notify, [self(), spawned]),
+    ?assertEqual(N, node(P)),
+    receive spawned -> ok after ?T -> ct:fail(not_spawned) end,
+    {P2, R2} = spawn_monitor(N, example, add, [1, 2]),
+    receive {'DOWN', R2, process, P2, normal} -> ok after ?T -> ct:fail(no_down) end,
+    {P3, R3} = spawn_monitor(N, example, nope, [x]),
+    receive
+        {'DOWN', R3, process, P3, Why} ->
+            ?assertMatch({undef, [{example, nope, [x], _} | _]}, Why)
+    after ?T -> ct:fail(no_undef_down)
+    end,
+    process_flag(trap_exit, true),
+    P4 = spawn_link(N, example, add, [a, b]),
+    receive
+        {'EXIT', P4, Why4} -> ?assertMatch({{error, einval}, _}, Why4)
+    after ?T -> ct:fail(no_exit)
+    end,
+    %% the reply options of spawn_request are the caller's business
+    Ref = spawn_request(N, example, notify, [self(), requested], [monitor]),
+    receive {spawn_reply, Ref, ok, P5} -> ?assertEqual(N, node(P5)) after ?T -> ct:fail(no_reply) end,
+    receive requested -> ok after ?T -> ct:fail(not_requested) end,
+    receive {'DOWN', Ref, process, _, normal} -> ok after ?T -> ct:fail(no_down5) end.
 
 %% ---- a 64 MiB message ----
 

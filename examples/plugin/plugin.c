@@ -234,6 +234,22 @@ static int reverse(void *ctx, ca_actor *caller, const char *args, size_t len, ei
     return rc;
 }
 
+/* example:notify(Pid, Term): sends Term to Pid, returns ok. A function
+ * with an effect, for erpc:cast, rpc:cast and spawn(Node, example, notify,
+ * [Pid, Term]); it runs in an actor of its own (`caller`), which is the
+ * message's sender. */
+static int notify(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
+{
+    ca_pid to;
+    const char *t;
+    size_t tl;
+    (void)ctx;
+    if (ca_match_term(args, len, "[~p, ~t]", &to, &t, &tl))
+        return CA_EINVAL;
+    int rc = ca_sendf(caller, to, "~t", t, tl);
+    return rc ? rc : ca_fmt(result, "ok");
+}
+
 /* ---- entry point ---- */
 
 int cactor_plugin_init(ca_plugin *p)
@@ -249,7 +265,8 @@ int cactor_plugin_init(ca_plugin *p)
     int rc;
     if ((rc = ca_plugin_add_child(p, &kv)) || (rc = ca_plugin_add_child(p, &caller)) ||
         (rc = ca_rpc_register(rt, "example", "add", 2, add, NULL)) ||
-        (rc = ca_rpc_register(rt, "example", "reverse", 1, reverse, NULL)))
+        (rc = ca_rpc_register(rt, "example", "reverse", 1, reverse, NULL)) ||
+        (rc = ca_rpc_register(rt, "example", "notify", 2, notify, NULL)))
         return rc;
     return 0;
 }
