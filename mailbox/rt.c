@@ -9,6 +9,7 @@
  * loop iteration. An idle handle keeps the loop polling (without blocking)
  * while the local queue is not empty, so I/O and actors take turns.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,9 +201,25 @@ static void spin_loop(ca__sched *s)
     spin_result(s, hit);
 }
 
+/* A peer that goes away while the node writes to it raises SIGPIPE in the
+ * writing thread (libuv writes without MSG_NOSIGNAL), and its default
+ * action ends the whole process: one bad peer would kill a program that
+ * embeds the runtime and never thought of SIGPIPE. Blocked in the
+ * runtime's threads, the write fails with EPIPE instead and the signal
+ * stays pending there, harmless; the program's own disposition is not
+ * touched. */
+static void block_sigpipe(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static void sched_main(void *arg)
 {
     ca__sched *s = arg;
+    block_sigpipe();
     ca__tls_sched = s;
     while (uv_run(&s->loop, UV_RUN_ONCE))
         if (s->hosts_io && s->rt->spin_ns)

@@ -2,7 +2,11 @@
  * The actor runtime: spawning, sending, ordering, names, links, monitors,
  * exits, timers, overflow policies, background work, shutdown.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "cactor.h"
@@ -1100,6 +1104,36 @@ static void test_keep_and_forward(void)
     after();
 }
 
+/* A write to a broken pipe in a handler (what the node's loop does when a
+ * peer vanishes mid-write) fails with EPIPE; it does not kill a process
+ * that leaves SIGPIPE at its default. */
+static int pipe_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    int fd = (int)(intptr_t)state;
+    (void)self;
+    (void)m;
+    ssize_t r = write(fd, "x", 1);
+    probe_say(&P, "pipe: write %zd %s", r, r < 0 && errno == EPIPE ? "EPIPE" : "?");
+    return 0;
+}
+
+static void test_sigpipe_in_handler(void)
+{
+    static const ca_behaviour B = {"pipe", NULL, pipe_handle, NULL};
+    int sv[2];
+    before();
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    close(sv[1]);
+    void (*old)(int) = signal(SIGPIPE, SIG_DFL);
+    ca_pid pid;
+    CU_ASSERT_FATAL(ca_spawn(RT, &B, (void *)(intptr_t)sv[0], NULL, &pid) == 0);
+    CU_ASSERT_EQUAL(ca_rt_sendf(RT, CA_PID_NONE, pid, "go"), 0);
+    CU_ASSERT(probe_wait(&P, "pipe: write -1 EPIPE", 5000));
+    signal(SIGPIPE, old);
+    after();
+    close(sv[0]);
+}
+
 /* Shutdown with actors holding queued messages and pointer payloads. */
 static void test_shutdown_frees_everything(void)
 {
@@ -1205,6 +1239,7 @@ static void add(void)
     ADD_TEST(s, test_queue_work);
     ADD_TEST(s, test_ptr_messages);
     ADD_TEST(s, test_keep_and_forward);
+    ADD_TEST(s, test_sigpipe_in_handler);
     ADD_TEST(s, test_shutdown_frees_everything);
     ADD_TEST(s, test_spawn_exit_churn);
     ADD_TEST(s, test_rt_wait_and_shutdown);
