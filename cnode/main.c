@@ -7,9 +7,10 @@
  *               [--probe] [--verbose]
  *
  * It runs until SIGTERM or SIGINT. Built in, under a root supervisor:
- *   net_kernel, rex and erpc: net_adm:ping, rpc:call, erpc:call, erl_call
- *          into C functions (ca_rpc_register; built in: erlang:node/0,
- *          erlang:whereis/1, cactor:info/0);
+ *   net_kernel, rex and spawn requests: net_adm:ping, rpc:call,
+ *          erpc:call, the casts, spawn/4 and erl_call into C functions
+ *          (ca_rpc_register; built in: erlang:node/0, erlang:whereis/1,
+ *          cactor:info/0);
  *   plugins (--load): their actors and rpc functions;
  *   echo   {Pid, Term} -> Pid ! {echo, Term}; {cast, Term} counts;
  *          {report, Pid} -> Pid ! {count, N} (and resets);
