@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,77 +519,42 @@ static void enc_call_head(ei_x_buff *x, in *s)
 static const char *const MODS[] = {"erlang", "cactor", "erpc", "nosuch", ""};
 static const char *const FUNS[] = {"node", "whereis", "info", "execute_call", "apply", "x"};
 
-/* What the playing actors act on. */
+/* What the playing actors act on: {Tag, Fields...}, the fields being
+ * p a pid, n a name, N a node, r a ref, b 0 or 1, t any term. */
+static const struct {
+    const char *tag, *fields;
+} COMMANDS[] = {
+    {"echo", "pt"},     {"link", "p"},    {"unlink", "p"}, {"monitor", "p"}, {"monitor", "nN"},
+    {"demonitor", "r"}, {"call", "pt"},   {"call", "nNt"}, {"kill", "pt"},   {"send", "nNt"},
+    {"node", "Nb"},     {"forward", "p"}, {"spawn", "p"},  {"exit", "t"},    {"trap", "t"},
+};
+
 static void enc_play(ei_x_buff *x, in *s)
 {
-    unsigned b = next(s);
-    switch (b % 13) {
-    case 0:
-        ei_x_encode_tuple_header(x, 3);
-        enc_atom(x, "echo");
-        enc_pid(x, next(s));
-        enc_term(x, s, 1);
-        break;
-    case 1:
-    case 2:
-    case 3:
-        ei_x_encode_tuple_header(x, 2);
-        enc_atom(x, b % 13 == 1 ? "link" : b % 13 == 2 ? "unlink" : "monitor");
-        enc_pid(x, next(s));
-        break;
-    case 4:
-        ei_x_encode_tuple_header(x, 3);
-        enc_atom(x, "monitor");
-        enc_proc_name(x, next(s));
-        enc_atom(x, NODES[next(s) % NNODES]);
-        break;
-    case 5:
-        ei_x_encode_tuple_header(x, 2);
-        enc_atom(x, "demonitor");
-        enc_ref(x, next(s));
-        break;
-    case 6:
-        ei_x_encode_tuple_header(x, 3);
-        enc_atom(x, "call");
-        enc_pid(x, next(s));
-        enc_term(x, s, 1);
-        break;
-    case 7:
-        ei_x_encode_tuple_header(x, 4);
-        enc_atom(x, "call");
-        enc_proc_name(x, next(s));
-        enc_atom(x, NODES[next(s) % NNODES]);
-        enc_term(x, s, 1);
-        break;
-    case 8:
-        ei_x_encode_tuple_header(x, 3);
-        enc_atom(x, "kill");
-        enc_pid(x, next(s));
-        enc_term(x, s, 1);
-        break;
-    case 9:
-        ei_x_encode_tuple_header(x, 4);
-        enc_atom(x, "send");
-        enc_proc_name(x, next(s));
-        enc_atom(x, NODES[next(s) % NNODES]);
-        enc_term(x, s, 1);
-        break;
-    case 10:
-        ei_x_encode_tuple_header(x, 3);
-        enc_atom(x, "node");
-        enc_atom(x, NODES[next(s) % NNODES]);
-        ei_x_encode_long(x, next(s) & 1);
-        break;
-    case 11:
-        ei_x_encode_tuple_header(x, 2);
-        enc_atom(x, next(s) & 1 ? "forward" : "spawn");
-        enc_pid(x, next(s));
-        break;
-    default:
-        ei_x_encode_tuple_header(x, 2);
-        enc_atom(x, next(s) & 1 ? "exit" : "trap");
-        enc_term(x, s, 1);
-        break;
+    unsigned k = next(s) % (sizeof COMMANDS / sizeof COMMANDS[0]);
+    ei_x_encode_tuple_header(x, 1 + (long)strlen(COMMANDS[k].fields));
+    enc_atom(x, COMMANDS[k].tag);
+    for (const char *f = COMMANDS[k].fields; *f; f++) {
+        switch (*f) {
+        case 'p':
+            enc_pid(x, next(s));
+            break;
+        case 'n':
+            enc_proc_name(x, next(s));
+            break;
+        case 'N':
+            enc_atom(x, NODES[next(s) % NNODES]);
+            break;
+        case 'r':
+            enc_ref(x, next(s));
+            break;
+        case 'b':
+            ei_x_encode_long(x, next(s) & 1);
+            break;
+        default:
+            enc_term(x, s, 1);
+            break;
+        }
     }
 }
 
@@ -776,20 +742,6 @@ static int connect_node(void)
     return FD >= 0 ? 0 : -1;
 }
 
-static int send_all(const char *b, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = send(FD, b, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        b += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -797,12 +749,12 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* n bytes, before the deadline: 0, -1 closed, -2 timed out. */
-static int read_full(char *b, size_t n, int64_t deadline)
+/* n bytes out (or in), before the deadline: 0, -1 closed, -2 timed out. */
+static int xfer(bool out, char *b, size_t n, int64_t deadline)
 {
     while (n > 0) {
         int64_t left = deadline - now_ms();
-        struct pollfd p = {.fd = FD, .events = POLLIN};
+        struct pollfd p = {.fd = FD, .events = out ? POLLOUT : POLLIN};
         if (left <= 0)
             return -2;
         int r = poll(&p, 1, (int)left);
@@ -810,8 +762,8 @@ static int read_full(char *b, size_t n, int64_t deadline)
             continue;
         if (r <= 0)
             return r == 0 ? -2 : -1;
-        ssize_t k = read(FD, b, n);
-        if (k < 0 && errno == EINTR)
+        ssize_t k = out ? send(FD, b, n, MSG_NOSIGNAL | MSG_DONTWAIT) : read(FD, b, n);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (k <= 0)
             return -1;
@@ -828,7 +780,7 @@ static int wait_sync(const ei_x_buff *want, int64_t deadline)
     static size_t cap;
     for (;;) {
         unsigned char h[4];
-        int rc = read_full((char *)h, 4, deadline);
+        int rc = xfer(false, (char *)h, 4, deadline);
         if (rc)
             return rc;
         size_t n = (size_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
@@ -839,7 +791,7 @@ static int wait_sync(const ei_x_buff *want, int64_t deadline)
             body = nb;
             cap = n;
         }
-        if ((rc = read_full(body, n, deadline)))
+        if ((rc = xfer(false, body, n, deadline)))
             return rc;
         if (n >= (size_t)want->index &&
             memcmp(body + n - want->index, want->buff, (size_t)want->index) == 0)
@@ -935,7 +887,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         enc_frame(&x, &s);
     if (FD < 0 && connect_node() < 0)
         check_alive(); /* tries again, then fails */
-    if (FD >= 0 && send_all(x.buff, (size_t)x.index) < 0)
+    if (FD >= 0 && xfer(true, x.buff, (size_t)x.index, now_ms() + 10000) < 0)
         disconnect();
     ei_x_free(&x);
     check_alive();
