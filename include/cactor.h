@@ -833,7 +833,9 @@ int ca_gen_call_done(ca_actor *self, const ca_call *call);
  * block. Return 0, or a negative code: the caller then gets the error
  * {badrpc, {'EXIT', {{error, ErrName}, [...]}}} from rpc:call (erpc:call
  * raises error {error, ErrName}). Unknown functions give `undef` exactly
- * as Erlang does.
+ * as Erlang does. erpc:cast, rpc:cast and spawn(Node, M, F, Args) (with
+ * spawn_link and spawn_monitor) run it too, in an actor of its own
+ * (`caller`) that exits normal, or with {{error, ErrName}, [...]}.
  */
 typedef int (*ca_rpc_fn)(void *ctx, ca_actor *caller, const char *args, size_t len,
                          ei_x_buff *result);
