@@ -85,8 +85,11 @@ typedef struct sup {
     size_t ndoomed;
     child **buckets;
     size_t nbuckets, nhashed;
-    uint64_t *stamps; /* restart times, a ring of intensity + 1 */
-    size_t nstamps, stamp_at;
+    /* Times of the restarts within the period, oldest at stamp_at: a ring
+     * that grows with them, up to intensity entries (as OTP keeps a list:
+     * a large intensity costs nothing until the restarts come). */
+    uint64_t *stamps;
+    size_t nstamps, stamp_at, stamp_cap;
     uint64_t restarts;
     job *jobs, *jobs_tail, *cur;
     bool stopping_all;
@@ -393,20 +396,40 @@ static bool is_shutdownish(const char *r, size_t len)
     return ca_match_term(r, len, "{shutdown, _}") == 0;
 }
 
-/* Record a restart; false when it is one too many for the period. */
+/* Room for one more stamp, the ring unwound into a buffer twice as big. */
+static int stamps_grow(sup *s)
+{
+    size_t cap = s->stamp_cap ? 2 * s->stamp_cap : 8;
+    if (cap > (size_t)s->intensity)
+        cap = (size_t)s->intensity;
+    uint64_t *b = malloc(cap * sizeof *b);
+    if (!b)
+        return CA_ENOMEM;
+    for (size_t i = 0; i < s->nstamps; i++)
+        b[i] = s->stamps[(s->stamp_at + i) % s->stamp_cap];
+    free(s->stamps);
+    s->stamps = b;
+    s->stamp_cap = cap;
+    s->stamp_at = 0;
+    return 0;
+}
+
+/* Record a restart; false when it is one too many for the period (or,
+ * out of memory, cannot be counted: giving up is then the safe side). */
 static bool restart_allowed(sup *s)
 {
     uint64_t now = now_ms();
-    size_t cap = (size_t)s->intensity + 1;
-    s->stamps[s->stamp_at] = now;
-    s->stamp_at = (s->stamp_at + 1) % cap;
-    if (s->nstamps < cap)
-        s->nstamps++;
-    size_t recent = 0;
-    for (size_t i = 0; i < s->nstamps; i++)
-        if (now - s->stamps[i] <= s->period_ms)
-            recent++;
-    return recent <= (size_t)s->intensity;
+    while (s->nstamps && now - s->stamps[s->stamp_at] > s->period_ms) {
+        s->stamp_at = (s->stamp_at + 1) % s->stamp_cap;
+        s->nstamps--;
+    }
+    if (s->nstamps >= (size_t)s->intensity)
+        return false;
+    if (s->nstamps == s->stamp_cap && stamps_grow(s))
+        return false;
+    s->stamps[(s->stamp_at + s->nstamps) % s->stamp_cap] = now;
+    s->nstamps++;
+    return true;
 }
 
 /* ---- jobs ---- */
@@ -998,9 +1021,6 @@ static int sup_setup(ca_actor *self, const ca_sup_spec *spec, void **state)
     s->intensity = spec->intensity < 0 ? 1 : spec->intensity;
     s->period_ms = spec->period_ms ? spec->period_ms : 5000;
     s->flags = spec->flags;
-    s->stamps = calloc((size_t)s->intensity + 1, sizeof *s->stamps);
-    if (!s->stamps)
-        return CA_ENOMEM;
     ca_pid me = ca_self(self);
     const char *name = atomic_load(&self->name); /* registered at spawn, before init */
     if (name)

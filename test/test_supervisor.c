@@ -308,6 +308,49 @@ static void test_intensity_exceeded(void)
     after();
 }
 
+/* Crash b `n` times, waiting for each restart; its last pid. */
+static ca_pid crash_b(ca_pid b, int n)
+{
+    for (int i = 0; i < n && !ca_pid_is_none(b); i++) {
+        ca_rt_sendf(RT, CA_PID_NONE, b, "crash");
+        b = wait_new_pid("b", b);
+    }
+    return b;
+}
+
+/* Restarts are counted over a sliding period, and a large intensity
+ * costs nothing up front (INT32_MAX was a 16 GiB calloc, which fails
+ * under ASan or without overcommit: the supervisor could not start). */
+static void test_intensity_window(void)
+{
+    before();
+    wcfg b = {.tag = "b"};
+    ca_child_spec cs[] = {child("b", &b, CA_PERMANENT)};
+    ca_sup_spec big = {CA_ONE_FOR_ONE, INT32_MAX, 5000, cs, 1, 0};
+    ca_pid sup;
+    CU_ASSERT_FATAL(ca_sup_start(RT, &big, "big", &sup) == 0);
+    ca_pid b1 = crash_b(whereis("b"), 40);
+    CU_ASSERT_FALSE(ca_pid_is_none(b1));
+    CU_ASSERT(ca_is_alive(RT, sup));
+    CU_ASSERT_EQUAL(ca_sup_terminate_child(RT, sup, "b", CA_PID_NONE), 0);
+    CU_ASSERT_EQUAL(ca_sup_delete_child(RT, sup, "b"), 0);
+
+    /* intensity 3 in 1 s: 3 restarts, a pause, 3 more (the first have
+     * left the window), then a 4th within it is one too many */
+    ca_sup_spec small = {CA_ONE_FOR_ONE, 3, 1000, cs, 1, 0};
+    CU_ASSERT_FATAL(ca_sup_start(RT, &small, "small", &sup) == 0);
+    b1 = crash_b(wait_new_pid("b", b1), 3);
+    CU_ASSERT(ca_is_alive(RT, sup));
+    usleep(1200 * 1000);
+    b1 = crash_b(b1, 3);
+    CU_ASSERT(ca_is_alive(RT, sup));
+    ca_rt_sendf(RT, CA_PID_NONE, b1, "crash");
+    for (int i = 0; i < 1000 && ca_is_alive(RT, sup); i++)
+        usleep(1000);
+    CU_ASSERT_FALSE(ca_is_alive(RT, sup));
+    after();
+}
+
 static void test_escalation_two_levels(void)
 {
     before();
@@ -707,6 +750,7 @@ static void add(void)
     ADD_TEST(s, test_on_sched);
     ADD_TEST(s, test_rest_for_one);
     ADD_TEST(s, test_intensity_exceeded);
+    ADD_TEST(s, test_intensity_window);
     ADD_TEST(s, test_escalation_two_levels);
     ADD_TEST(s, test_shutdown_timeouts);
     ADD_TEST(s, test_api);
