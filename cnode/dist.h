@@ -162,8 +162,8 @@ int ca__epmd_port2_resp(const void *buf, size_t len, size_t *used, ca_epmd_node 
  *  SEND_SENDER       the peer tells us the sender of every message;
  *  UNLINK_ID         the new link protocol (UNLINK_ID answered by
  *                    UNLINK_ID_ACK); mandatory from OTP 26;
- *  SPAWN             answer every SPAWN_REQUEST with a SPAWN_REPLY (an
- *                    error atom such as notsup when we do not spawn);
+ *  SPAWN             answer every SPAWN_REQUEST with a SPAWN_REPLY (the
+ *                    worker running the C function, or badarg);
  *  ALIAS             accept ALIAS_SEND (replies to gen:call from OTP 24+);
  *  V4_NC             accept 32-bit pid num/serial, 5-word refs, 64-bit
  *                    port ids (what ei types hold); mandatory from OTP 26;
@@ -534,7 +534,7 @@ int ca__dist_encode_demonitor_p(ei_x_buff *x, const erlang_pid *from, const ca_d
 /* from: the monitored process as the monitor named it (pid or name). */
 int ca__dist_encode_monitor_p_exit(ei_x_buff *x, const ca_dist_proc *from, const erlang_pid *to,
                                    const erlang_ref *ref, const char *reason, size_t len);
-/* result: the new pid, or an error atom (is_name) such as notsup. */
+/* result: the new pid, or an error atom (is_name) such as badarg. */
 int ca__dist_encode_spawn_reply(ei_x_buff *x, const erlang_ref *req, const erlang_pid *to,
                                 uint64_t flags, const ca_dist_proc *result);
 

@@ -7,7 +7,7 @@
 %% connection back to this node. Every wait is bounded.
 -module(e2e).
 -export([main/1, peer_echo/2]).
--export([send_echo/1, gen_call/1, cast_report/1, spawn_request_notsup/1,
+-export([send_echo/1, gen_call/1, cast_report/1, spawn_request_runs/1,
          monitor_by_name_noproc/1, monitor_kill_restart/1, link_kill/1,
          link_dead_noproc/1, wrong_cookie/1, garbage_handshake/1,
          noconnection/1, node_monitor/1, three_nodes/1, big_binary/1,
@@ -18,7 +18,7 @@
 
 main([CNodeStr | Only]) ->
     CN = list_to_atom(CNodeStr),
-    All = [send_echo, gen_call, cast_report, spawn_request_notsup,
+    All = [send_echo, gen_call, cast_report, spawn_request_runs,
              monitor_by_name_noproc, monitor_kill_restart, link_kill,
              link_dead_noproc, wrong_cookie, garbage_handshake,
              noconnection, node_monitor, three_nodes, big_binary,
@@ -90,9 +90,17 @@ cast_report(CN) ->
     {echo, CN} ! {report, self()},
     receive {count, 100} -> ok; {count, N} -> error({count, N}) after ?T -> error(no_count) end.
 
-spawn_request_notsup(CN) ->
-    Ref = erlang:spawn_request(CN, erlang, node, [], []),
-    receive {spawn_reply, Ref, error, notsup} -> ok after ?T -> error(no_spawn_reply) end.
+%% A spawn request runs the C function in an actor of its own, which exits
+%% normal (or with the function's error, undef included).
+spawn_request_runs(CN) ->
+    Ref = erlang:spawn_request(CN, erlang, node, [], [monitor]),
+    receive
+        {spawn_reply, Ref, ok, Pid} when node(Pid) =:= CN -> ok
+    after ?T -> error(no_spawn_reply)
+    end,
+    receive {'DOWN', Ref, process, _, normal} -> ok after ?T -> error(no_down) end,
+    Ref2 = erlang:spawn_request(CN, no_such_module, f, [], [monitor]),
+    receive {'DOWN', Ref2, process, _, {undef, _}} -> ok after ?T -> error(no_undef) end.
 
 monitor_by_name_noproc(CN) ->
     Ref = erlang:monitor(process, {no_such_name, CN}),
