@@ -32,6 +32,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <uv.h>
+
 #include "cactor.h"
 #include "services.h"
 
@@ -53,14 +55,22 @@ typedef struct cli {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cactor-node (--sname NAME | --name NAME@HOST) [--cookie COOKIE]\n"
-               "                   [--threads N] [--listen ADDR] [--port PORT]\n"
-               "                   [--batch-us US] [--spin-us US] [--load PLUGIN.so ...]\n"
-               "                   [--probe] [--verbose]\n"
-               "  --batch-us US  wait up to US microseconds for dense input to pile up\n"
-               "                 before reading it (default 100; 0: read at once)\n"
-               "  --spin-us US   a scheduler out of work polls this long before it sleeps\n"
-               "                 (default 20, at most 1000; 0: sleep at once, least CPU)\n");
+    fprintf(f, "usage: cactor-node (--sname NAME | --name NAME@HOST) [options]\n"
+               "  --sname NAME      short node name: NAME@ this host's short name\n"
+               "  --name NAME@HOST  long node name\n"
+               "  --cookie COOKIE   the cluster's cookie (default: ~/.erlang.cookie, as erl)\n"
+               "  --threads N       scheduler threads (default: one per core)\n"
+               "  --listen ADDR     address to listen on, IPv4 or IPv6 (default 127.0.0.1)\n"
+               "  --port PORT       port to listen on (default 0: any, EPMD tells peers)\n"
+               "  --batch-us US     wait up to US microseconds for dense input to pile up\n"
+               "                    before reading it (default 100; 0: read at once)\n"
+               "  --spin-us US      a scheduler out of work polls this long before it sleeps\n"
+               "                    (default 20, at most 1000; 0: sleep at once, least CPU)\n"
+               "  --load PLUGIN.so  load a plugin: its actors and C functions (repeatable)\n"
+               "  --probe           start the test probe actor cactor_probe\n"
+               "  --verbose         log at debug level\n"
+               "  --version         print the version and exit\n"
+               "EPMD: 127.0.0.1, port $ERL_EPMD_PORT (default 4369).\n");
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -83,6 +93,16 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
     return 0;
 }
 
+static int takes_value(const char *o)
+{
+    static const char *const opts[] = {"--sname",  "--name",     "--cookie",  "--threads", "--port",
+                                       "--listen", "--batch-us", "--spin-us", "--load"};
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+        if (!strcmp(o, opts[k]))
+            return 1;
+    return 0;
+}
+
 /* 0, or the exit status for a usage error. */
 static int parse(int argc, char **argv, cli *c)
 {
@@ -101,8 +121,15 @@ static int parse(int argc, char **argv, cli *c)
             c->verbose = 1;
             continue;
         }
+        if (!strcmp(o, "--version")) {
+            printf("cactor-node %d.%d.%d (libuv %s)\n", CA_VERSION_MAJOR, CA_VERSION_MINOR,
+                   CA_VERSION_PATCH, uv_version_string());
+            exit(0);
+        }
+        if (!takes_value(o))
+            return bad(strncmp(o, "--", 2) ? "unexpected argument '%s'" : "unknown option '%s'", o);
         if (i + 1 >= argc)
-            return bad(strncmp(o, "--", 2) ? "unexpected argument '%s'" : "%s needs a value", o);
+            return bad("%s needs a value", o);
         const char *v = argv[++i];
         if (!strcmp(o, "--sname")) {
             if (!*v || strchr(v, '@'))
@@ -133,12 +160,10 @@ static int parse(int argc, char **argv, cli *c)
             c->spin_set = 1;
         } else if (!strcmp(o, "--listen")) {
             c->listen = v;
-        } else if (!strcmp(o, "--load")) {
+        } else { /* --load */
             if (c->nplugins == MAX_PLUGINS)
                 return bad("too many --load options (at most 64)%s", "");
             c->plugins[c->nplugins++] = v;
-        } else {
-            return bad("unknown option '%s'", o);
         }
     }
     if (!c->sname == !c->name)

@@ -66,6 +66,9 @@ log "$(cat "$WORK/node.out")"
 "$BIN" --sname a --name b@h >/dev/null 2>&1 && fail "two names accepted"
 "$BIN" --sname a --threads x >/dev/null 2>&1 && fail "bad --threads accepted"
 "$BIN" --bogus >/dev/null 2>&1 && fail "unknown option accepted"
+"$BIN" --bogus 2>&1 | grep -q "unknown option '--bogus'" || fail "unknown option not named"
+"$BIN" --sname 2>&1 | grep -q "\-\-sname needs a value" || fail "missing value not named"
+"$BIN" --version | grep -q "^cactor-node [0-9]*\.[0-9]*\.[0-9]* (libuv " || fail "--version"
 
 erlc -o "$WORK" "$HERE/e2e.erl" || fail "erlc"
 timeout -k 5 240 erl -noshell -name "t$$@127.0.0.1" -pa "$WORK" \
