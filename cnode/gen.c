@@ -2,6 +2,8 @@
  * gen_server interop: answering calls the way gen_server:reply does, and
  * making calls without blocking the actor's scheduler.
  */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -236,6 +238,133 @@ int ca_gen_call_done(ca_actor *self, const ca_call *call)
     if (call->timer)
         ca_cancel_timer(self, call->timer);
     return 0;
+}
+
+/* ---- calls from outside the runtime ---- */
+
+/*
+ * A program's own thread cannot receive, so a short-lived actor makes the
+ * call for it (ca_gen_call: monitor, request, timer) and hands the
+ * outcome over under a lock. Its terminate callback, which runs exactly
+ * once whatever happens (shutdown included), is what releases the waiter;
+ * the waiter owns the struct and frees nothing before that.
+ */
+typedef struct ext_call {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+    call_dest dest;
+    const void *req;
+    size_t len;
+    uint64_t timeout_ms;
+    ca_call call;
+    char *reply;
+    size_t reply_len;
+} ext_call;
+
+static int ext_init(ca_actor *self, void *arg, void **state)
+{
+    ext_call *e = arg;
+    (void)state;
+    int rc = call_start(self, &e->dest, e->req, e->len, e->timeout_ms, &e->call);
+    if (rc) {
+        e->rc = rc;
+        return ca_exit(self, "normal");
+    }
+    return 0;
+}
+
+/* The call's outcome: 0 and a copy of the reply, or why not. */
+static int ext_outcome(ext_call *e, ca_msg *m)
+{
+    ca_ref ref;
+    const char *t;
+    size_t tl;
+    if (ca_match(m, "{~r, ~t}", &ref, &t, &tl) == 0 && ca_ref_eq(&ref, &e->call.ref)) {
+        if (!(e->reply = malloc(tl + 1)))
+            return CA_ENOMEM;
+        e->reply[0] = (char)131;
+        memcpy(e->reply + 1, t, tl);
+        e->reply_len = tl + 1;
+        return 0;
+    }
+    if (ca_match(m, "{'DOWN', ~r, process, _, ~t}", &ref, &t, &tl) == 0 &&
+        ca_ref_eq(&ref, &e->call.ref))
+        return ca__is_atom(t, tl, "noconnection") ? CA_ENOTCONN : CA_ESRCH;
+    if (ca_match(m, "{'$call_timeout', ~r}", &ref) == 0 && ca_ref_eq(&ref, &e->call.ref))
+        return CA_ETIMEDOUT;
+    return 1; /* not about the call */
+}
+
+static int ext_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    ext_call *e = state;
+    int rc = ext_outcome(e, m);
+    if (rc == 1)
+        return 0;
+    e->rc = rc;
+    ca_gen_call_done(self, &e->call);
+    return ca_exit(self, "normal");
+}
+
+static void ext_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    ext_call *e = state;
+    (void)self, (void)reason, (void)len;
+    pthread_mutex_lock(&e->lock);
+    e->done = true;
+    pthread_cond_signal(&e->cond);
+    pthread_mutex_unlock(&e->lock); /* the waiter may free e from here on */
+}
+
+static const ca_behaviour ext_caller = {"caller", ext_init, ext_handle, ext_terminate};
+
+static int ext_call_run(ca_rt *rt, ext_call *e, char **reply, size_t *reply_len)
+{
+    if (!rt || !reply || !reply_len)
+        return CA_EINVAL;
+    if (ca__current_sched())
+        return CA_EPERM; /* waiting here would block a scheduler loop */
+    *reply = NULL;
+    *reply_len = 0;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->cond, NULL);
+    e->rc = CA_ECLOSED; /* unless the caller says otherwise: shut down first */
+    int rc = ca_spawn(rt, &ext_caller, e, NULL, NULL);
+    if (rc == 0) {
+        pthread_mutex_lock(&e->lock);
+        while (!e->done)
+            pthread_cond_wait(&e->cond, &e->lock);
+        pthread_mutex_unlock(&e->lock);
+        rc = e->rc;
+    }
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->cond);
+    if (rc == 0) {
+        *reply = e->reply;
+        *reply_len = e->reply_len;
+    } else {
+        free(e->reply);
+    }
+    return rc;
+}
+
+int ca_rt_call(ca_rt *rt, ca_pid to, const void *req, size_t len, uint64_t timeout_ms, char **reply,
+               size_t *reply_len)
+{
+    ext_call e = {.dest = {.pid = to}, .req = req, .len = len, .timeout_ms = timeout_ms};
+    return ext_call_run(rt, &e, reply, reply_len);
+}
+
+int ca_rt_call_name(ca_rt *rt, const char *name, const char *node, const void *req, size_t len,
+                    uint64_t timeout_ms, char **reply, size_t *reply_len)
+{
+    if (!name)
+        return CA_EINVAL;
+    ext_call e = {
+        .dest = {.name = name, .node = node}, .req = req, .len = len, .timeout_ms = timeout_ms};
+    return ext_call_run(rt, &e, reply, reply_len);
 }
 
 /* ---- gen_server callbacks over a plain behaviour ---- */

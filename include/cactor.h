@@ -820,6 +820,22 @@ int ca_gen_call_name(ca_actor *self, const char *name, const char *node, const v
                      size_t len, uint64_t timeout_ms, ca_call *call);
 int ca_gen_call_done(ca_actor *self, const ca_call *call);
 
+/*
+ * gen_server:call from a program's own thread (not a scheduler thread:
+ * CA_EPERM there, where waiting would block a loop; actors use
+ * ca_gen_call): sends Request (ETF with version byte) to `to`, or to the
+ * process registered as `name` here (node NULL) or on `node`, and waits
+ * up to timeout_ms. On 0, *reply is the reply (ETF with version byte,
+ * malloc'd: the caller frees it) and *reply_len its length. Else
+ * CA_ETIMEDOUT; CA_ESRCH if the callee is not there or died before
+ * answering; CA_ENOTCONN if its node went away; CA_ECLOSED if the runtime
+ * stopped meanwhile; the errors of ca_gen_call.
+ */
+int ca_rt_call(ca_rt *rt, ca_pid to, const void *req, size_t len, uint64_t timeout_ms, char **reply,
+               size_t *reply_len);
+int ca_rt_call_name(ca_rt *rt, const char *name, const char *node, const void *req, size_t len,
+                    uint64_t timeout_ms, char **reply, size_t *reply_len);
+
 /* ------------------------------------------------------------------ */
 /* RPC functions (rpc:call, erpc:call, erl_call) and plugins            */
 /* ------------------------------------------------------------------ */

@@ -3,7 +3,10 @@
  * OTP's shape) called by another C actor with ca_gen_call, casts, infos,
  * a callee that dies, a callee that never answers.
  */
+#include <stdio.h>
 #include <unistd.h>
+
+#include <uv.h>
 
 #include "cactor.h"
 #include "probe.h"
@@ -353,6 +356,71 @@ static void test_sys_messages(void)
     CU_ASSERT(!ca_is_alive(RT, srv));
 }
 
+/* ---- ca_rt_call: calls from a thread of the program's own ---- */
+
+/* Request `fmt` to `to` (or `name`) from this thread; the reply printed
+ * into out, or the error's name. */
+static int outside(ca_pid to, const char *name, const char *fmt, uint64_t ms, char *out, size_t cap)
+{
+    ei_x_buff x;
+    char *rep = NULL;
+    size_t rl = 0;
+    ei_x_new_with_version(&x);
+    ca_fmt(&x, fmt);
+    int rc = name ? ca_rt_call_name(RT, name, NULL, x.buff, (size_t)x.index, ms, &rep, &rl)
+                  : ca_rt_call(RT, to, x.buff, (size_t)x.index, ms, &rep, &rl);
+    ei_x_free(&x);
+    if (rc == 0)
+        ca_term_print(rep, rl, out, cap);
+    else
+        snprintf(out, cap, "%s", ca_errname(rc));
+    free(rep);
+    return rc;
+}
+
+static int inside_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    static const char req[] = {(char)131, 106}; /* [] */
+    char *rep;
+    size_t rl;
+    (void)state, (void)m;
+    probe_say(&P, "inside: %s",
+              ca_errname(ca_rt_call(ca_actor_rt(self), ca_self(self), req, 2, 10, &rep, &rl)));
+    return 0;
+}
+
+static const ca_behaviour INSIDE = {"inside", NULL, inside_handle, NULL};
+
+static void test_calls_from_outside(void)
+{
+    ca_pid srv, in;
+    char out[64];
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "counter2";
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&COUNTER_SPEC, &o, &srv) == 0);
+    CU_ASSERT_EQUAL(outside(srv, NULL, "{add, 5}", 1000, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "{ok,5}");
+    CU_ASSERT_EQUAL(outside(srv, "counter2", "{add, 1}", 1000, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "{ok,6}");
+    /* never answered: the timeout, not before it */
+    uint64_t t0 = uv_hrtime();
+    CU_ASSERT_EQUAL(outside(srv, NULL, "ignore", 100, out, sizeof out), CA_ETIMEDOUT);
+    CU_ASSERT(uv_hrtime() - t0 >= 100 * 1000000ull);
+    CU_ASSERT_EQUAL(outside(srv, "nobody", "{add, 1}", 1000, out, sizeof out), CA_ESRCH);
+    CU_ASSERT_EQUAL(outside(srv, NULL, "die", 1000, out, sizeof out), CA_ESRCH);
+    CU_ASSERT(probe_wait(&P, "server: terminate {shutdown,asked}", WAIT_MS));
+    CU_ASSERT_EQUAL(outside(srv, NULL, "{add, 1}", 1000, out, sizeof out), CA_ESRCH);
+    char *rep;
+    size_t rl;
+    CU_ASSERT_EQUAL(ca_rt_call(RT, srv, "bad", 3, 1000, &rep, &rl), CA_EBADTERM);
+    CU_ASSERT_EQUAL(ca_rt_call(NULL, srv, "bad", 3, 1000, &rep, &rl), CA_EINVAL);
+    /* an actor waiting would block its scheduler */
+    CU_ASSERT_FATAL(ca_spawn(RT, &INSIDE, NULL, NULL, &in) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, in, "go");
+    CU_ASSERT(probe_wait(&P, "inside: eperm", WAIT_MS));
+}
+
 static int setup(void)
 {
     probe_init(&P);
@@ -377,6 +445,7 @@ static void add(void)
     ADD_TEST(s, test_call_match);
     ADD_TEST(s, test_reply_forms);
     ADD_TEST(s, test_sys_messages);
+    ADD_TEST(s, test_calls_from_outside);
 }
 
 int main(void)
