@@ -31,7 +31,7 @@ groups() ->
        mixed_deep]},
      {names, [], [send_by_name, send_to_unknown_name, whereis_names, erlang_name_from_c]},
      {gen_server, [], [call_echo, call_by_pid, call_unknown_name, cast_echo, cast_count,
-                       call_kv, cast_kv, sys_and_stop_kv, c_calls_erlang, c_calls_erlang_errors,
+                       call_kv, cast_kv, multi_call_kv, global_name, sys_and_stop_kv, c_calls_erlang, c_calls_erlang_errors,
                        c_calls_erlang_by_name]},
      {links, [], [erlang_links_c_trap, erlang_links_c_no_trap, c_links_erlang,
                   unlink_c]},
@@ -284,6 +284,30 @@ cast_kv(Config) ->
     ok = gen_server:cast({kv, N}, {put, cast_key, 42}),
     %% per sender, messages arrive in order: the call sees the cast
     ?assertEqual({ok, 42}, gen_server:call({kv, N}, {get, cast_key}, ?T)).
+
+%% gen_server:multi_call and abcast (their tag is {Ref, Node}, not a bare
+%% ref or alias), with a node that is not there.
+multi_call_kv(Config) ->
+    N = cn(Config),
+    ?assertEqual({[{N, ok}], []}, gen_server:multi_call([N], kv, {put, multi, 1}, ?T)),
+    ?assertEqual({[{N, {ok, 1}}], [nonode@nohost]},
+                 gen_server:multi_call([N, nonode@nohost], kv, {get, multi}, ?T)),
+    abcast = gen_server:abcast([N], kv, {put, multi, 2}),
+    ?assertEqual({ok, 2}, gen_server:call({kv, N}, {get, multi}, ?T)).
+
+%% A C actor registered in global: found, called through it, and gone
+%% from it when it dies (global links to it).
+global_name(Config) ->
+    N = cn(Config),
+    Echo = whereis_c(N, echo),
+    yes = global:register_name(cactor_echo, Echo),
+    ?assertEqual(Echo, global:whereis_name(cactor_echo)),
+    ?assertEqual(via, gen_server:call({global, cactor_echo}, via, ?T)),
+    exit(Echo, kill),
+    ok = cactor_test_lib:wait_until(fun() -> global:whereis_name(cactor_echo) =:= undefined end, ?T),
+    %% and echo is back under its local name (its supervisor)
+    ok = cactor_test_lib:wait_until(
+           fun() -> New = whereis_c(N, echo), is_pid(New) andalso New =/= Echo end, ?T).
 
 %% sys on a C gen_server: get_state is refused at once (a C state is no
 %% term), gen_server:stop stops it with its reason, and its supervisor
