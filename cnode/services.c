@@ -219,7 +219,7 @@ typedef enum {
 
 typedef struct spawn_job {
     job_kind kind;
-    char mod[CA_MAXATOM], fun[CA_MAXATOM]; /* JOB_APPLY's */
+    char mod[CA_MAXATOM], fun[CA_MAXATOM]; /* the function (JOB_APPLY's from the start) */
     size_t len;
     char args[]; /* the request's argument list, with version byte */
 } spawn_job;
@@ -294,6 +294,15 @@ static void job_terminate(ca_actor *self, void *state, const char *reason, size_
 
 static const ca_behaviour job_b = {"spawned", NULL, job_handle, job_terminate};
 
+static job_kind job_kind_of(const char *mod, const char *fun, unsigned arity)
+{
+    if (strcmp(mod, "erpc") != 0)
+        return JOB_APPLY;
+    if (arity == 4 && strcmp(fun, "execute_call") == 0)
+        return JOB_CALL;
+    return arity == 3 && strcmp(fun, "execute_cast") == 0 ? JOB_CAST : JOB_APPLY;
+}
+
 int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, const char *args,
                   size_t len, ca_pid *pid)
 {
@@ -302,10 +311,7 @@ int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, c
     spawn_job *j = malloc(sizeof *j + len);
     if (!j)
         return CA_ENOMEM;
-    bool erpc = strcmp(mod, "erpc") == 0;
-    j->kind = erpc && arity == 4 && strcmp(fun, "execute_call") == 0   ? JOB_CALL
-              : erpc && arity == 3 && strcmp(fun, "execute_cast") == 0 ? JOB_CAST
-                                                                       : JOB_APPLY;
+    j->kind = job_kind_of(mod, fun, arity);
     strcpy(j->mod, mod);
     strcpy(j->fun, fun);
     j->len = len;
