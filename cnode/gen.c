@@ -2,8 +2,6 @@
  * gen_server interop: answering calls the way gen_server:reply does, and
  * making calls without blocking the actor's scheduler.
  */
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,9 +248,7 @@ int ca_gen_call_done(ca_actor *self, const ca_call *call)
  * the waiter owns the struct and frees nothing before that.
  */
 typedef struct ext_call {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
+    ca__waiter wait;
     int rc;
     call_dest dest;
     const void *req;
@@ -312,10 +308,7 @@ static void ext_terminate(ca_actor *self, void *state, const char *reason, size_
 {
     ext_call *e = state;
     (void)self, (void)reason, (void)len;
-    pthread_mutex_lock(&e->lock);
-    e->done = true;
-    pthread_cond_signal(&e->cond);
-    pthread_mutex_unlock(&e->lock); /* the waiter may free e from here on */
+    ca__waiter_done(&e->wait); /* the waiter may free e from here on */
 }
 
 static const ca_behaviour ext_caller = {"caller", ext_init, ext_handle, ext_terminate};
@@ -328,19 +321,13 @@ static int ext_call_run(ca_rt *rt, ext_call *e, char **reply, size_t *reply_len)
         return CA_EPERM; /* waiting here would block a scheduler loop */
     *reply = NULL;
     *reply_len = 0;
-    pthread_mutex_init(&e->lock, NULL);
-    pthread_cond_init(&e->cond, NULL);
+    ca__waiter_init(&e->wait);
     e->rc = CA_ECLOSED; /* unless the caller says otherwise: shut down first */
     int rc = ca_spawn(rt, &ext_caller, e, NULL, NULL);
-    if (rc == 0) {
-        pthread_mutex_lock(&e->lock);
-        while (!e->done)
-            pthread_cond_wait(&e->cond, &e->lock);
-        pthread_mutex_unlock(&e->lock);
-        rc = e->rc;
-    }
-    pthread_mutex_destroy(&e->lock);
-    pthread_cond_destroy(&e->cond);
+    if (rc)
+        ca__waiter_done(&e->wait); /* not spawned: nothing to wait for */
+    ca__waiter_wait(&e->wait);
+    rc = rc ? rc : e->rc;
     if (rc == 0) {
         *reply = e->reply;
         *reply_len = e->reply_len;

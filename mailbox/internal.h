@@ -226,6 +226,42 @@ static inline uint32_t ca__queued(ca_actor *a, uint32_t count)
     return count > done ? count - done : 0;
 }
 
+/* A thread outside the runtime waiting for an actor's answer (blocking
+ * supervisor calls, ca_rt_call). The actor's ca__waiter_done is the last
+ * it may touch of the waiter's memory: the waiter returns, and frees it,
+ * from then on. */
+typedef struct ca__waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} ca__waiter;
+
+static inline void ca__waiter_init(ca__waiter *w)
+{
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->done = false;
+}
+
+static inline void ca__waiter_done(ca__waiter *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Until done, then the waiter is gone (init again to reuse it). */
+static inline void ca__waiter_wait(ca__waiter *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+}
+
 /* rt.c */
 /* The scheduler whose thread this is, or NULL. */
 extern _Thread_local ca__sched *ca__tls_sched;

@@ -33,9 +33,7 @@ typedef struct sup_req {
     ca_child_info *infos;
     size_t ninfos;
     ca_sup_counts counts;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
+    ca__waiter wait;
     /* From an actor (the _async calls): nobody waits; the answer is a
      * message to reply_to, and the request owns copies of what it names. */
     ca_rt *rt;
@@ -210,11 +208,8 @@ static void req_done(sup_req *r, int rc)
         answer_async(r, rc);
         return;
     }
-    pthread_mutex_lock(&r->lock);
     r->rc = rc;
-    r->done = true;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
+    ca__waiter_done(&r->wait);
 }
 
 /* The request message was dropped (the supervisor died first). */
@@ -1121,19 +1116,12 @@ static int call(ca_rt *rt, ca_pid sup_pid, sup_req *r)
         return CA_EINVAL;
     if (ca__current_sched())
         return CA_EPERM; /* waiting here would block a scheduler loop */
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
+    ca__waiter_init(&r->wait);
     int rc = ca_rt_send_ptr(rt, CA_PID_NONE, sup_pid, SUP_REQ_TAG, r, req_abandoned);
-    if (rc == 0) {
-        pthread_mutex_lock(&r->lock);
-        while (!r->done)
-            pthread_cond_wait(&r->cond, &r->lock);
-        pthread_mutex_unlock(&r->lock);
-        rc = r->rc;
-    }
-    pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->cond);
-    return rc;
+    if (rc)
+        ca__waiter_done(&r->wait); /* not sent: nothing to wait for */
+    ca__waiter_wait(&r->wait);
+    return rc ? rc : r->rc;
 }
 
 /* The request, copied with what it points to, for a supervisor that
