@@ -969,9 +969,7 @@ int ca_node_connected(ca_node *n, char ***out, size_t *k)
 
 void ca_node_list_free(char **list, size_t k)
 {
-    for (size_t i = 0; list && i < k; i++)
-        free(list[i]);
-    free(list);
+    ca_names_free(list, k);
 }
 
 void ca_node_stats_get(ca_node *n, ca_node_stats *st)

@@ -100,6 +100,36 @@ static int fn_whereis(void *ctx, ca_actor *caller, const char *args, size_t len,
     return ca_fmt(r, "undefined");
 }
 
+static int fn_registered(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    char **names;
+    size_t n;
+    (void)ctx, (void)args, (void)len;
+    int rc = ca_registered(ca_actor_rt(caller), &names, &n);
+    if (rc)
+        return rc;
+    if (n && ei_x_encode_list_header(r, (long)n))
+        rc = CA_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = ca_fmt(r, "~a", names[i]);
+    if (rc == 0 && ei_x_encode_empty_list(r))
+        rc = CA_ENOMEM;
+    ca_names_free(names, n);
+    return rc;
+}
+
+/* As in Erlang, for a pid of this node only (another's is badarg). */
+static int fn_is_process_alive(void *ctx, ca_actor *caller, const char *args, size_t len,
+                               ei_x_buff *r)
+{
+    ca_pid pid;
+    ca_rt *rt = ca_actor_rt(caller);
+    (void)ctx;
+    if (ca_match_term(args, len, "[~p]", &pid) || pid.node != ca_rt_node(rt))
+        return CA_EINVAL;
+    return ca_fmt(r, ca_is_alive(rt, pid) ? "true" : "false");
+}
+
 static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
 {
     ca_node *node = ctx;
@@ -420,6 +450,8 @@ int ca__services_register(ca_rt *rt, ca_node *node)
     int rc;
     if ((rc = ca_rpc_register(rt, "erlang", "node", 0, fn_node, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "whereis", 1, fn_whereis, NULL)) ||
+        (rc = ca_rpc_register(rt, "erlang", "registered", 0, fn_registered, NULL)) ||
+        (rc = ca_rpc_register(rt, "erlang", "is_process_alive", 1, fn_is_process_alive, NULL)) ||
         (rc = ca_rpc_register(rt, "cactor", "info", 0, fn_info, node)))
         return rc;
     return 0;

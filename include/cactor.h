@@ -380,6 +380,10 @@ int ca_register(ca_rt *rt, const char *name, ca_pid pid);
 int ca_unregister(ca_rt *rt, const char *name);
 /* CA_ENOENT if no actor has the name. */
 int ca_whereis(ca_rt *rt, const char *name, ca_pid *pid);
+/* The names registered now (a snapshot): *names is a malloc'ed array of
+ * *n malloc'ed strings, the caller's to free with ca_names_free. */
+int ca_registered(ca_rt *rt, char ***names, size_t *n);
+void ca_names_free(char **names, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
@@ -699,7 +703,8 @@ ca_node *ca_rt_node_of(ca_rt *rt);
 
 /* Names of the nodes connected right now (handshake done): *out is a
  * malloc'ed array of *n malloc'ed strings, owned by the caller
- * (ca_node_list_free). Any thread but the node's own. */
+ * (ca_node_list_free, the same as ca_names_free). Any thread but the
+ * node's own. */
 int ca_node_connected(ca_node *node, char ***out, size_t *n);
 void ca_node_list_free(char **list, size_t n);
 

@@ -232,3 +232,37 @@ int ca_whereis(ca_rt *rt, const char *name, ca_pid *pid)
     pthread_rwlock_unlock(&rt->reg->lock);
     return e ? 0 : CA_ENOENT;
 }
+
+/* A snapshot: names may come and go as soon as the lock is released. */
+int ca_registered(ca_rt *rt, char ***out, size_t *n)
+{
+    if (!rt || !out || !n)
+        return CA_EINVAL;
+    *out = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&rt->reg->lock);
+    ca__registry *r = rt->reg;
+    char **names = calloc(r->count ? r->count : 1, sizeof *names);
+    size_t k = 0;
+    for (size_t i = 0; names && i < r->nbuckets; i++)
+        for (entry *e = r->buckets[i]; e; e = e->next)
+            if (!(names[k++] = strdup(e->name)))
+                goto nomem;
+    pthread_rwlock_unlock(&rt->reg->lock);
+    if (!names)
+        return CA_ENOMEM;
+    *out = names;
+    *n = k;
+    return 0;
+nomem:
+    pthread_rwlock_unlock(&rt->reg->lock);
+    ca_names_free(names, k);
+    return CA_ENOMEM;
+}
+
+void ca_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}

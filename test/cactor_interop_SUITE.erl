@@ -583,7 +583,15 @@ rpc_builtins(Config) ->
     ?assert(is_pid(Echo)),
     ?assertEqual(N, node(Echo)),
     ?assertEqual(hi, gen_server:call(Echo, hi, ?T)),
-    ?assertEqual(undefined, rpc:call(N, erlang, whereis, [nobody_here], ?T)).
+    ?assertEqual(undefined, rpc:call(N, erlang, whereis, [nobody_here], ?T)),
+    Names = rpc:call(N, erlang, registered, [], ?T),
+    ?assertEqual([], [echo, net_kernel, rex, kv] -- Names),
+    ?assert(rpc:call(N, erlang, is_process_alive, [Echo], ?T)),
+    {Gone, R} = spawn_monitor(N, erlang, node, []),
+    receive {'DOWN', R, process, Gone, normal} -> ok after ?T -> ct:fail(no_down) end,
+    ?assertNot(rpc:call(N, erlang, is_process_alive, [Gone], ?T)),
+    %% a pid of this node is not one of the C node's
+    ?assertMatch({badrpc, _}, rpc:call(N, erlang, is_process_alive, [self()], ?T)).
 
 rpc_info(Config) ->
     N = cn(Config),

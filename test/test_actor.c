@@ -414,6 +414,13 @@ static void test_names(void)
     CU_ASSERT_EQUAL(ca_register(RT, "alpha", pb), 0);
     CU_ASSERT_EQUAL(ca_whereis(RT, "alpha", &w), 0);
     CU_ASSERT(ca_pid_eq(w, pb));
+    /* The list of names: alpha, and no more. */
+    char **names;
+    size_t n;
+    CU_ASSERT_EQUAL_FATAL(ca_registered(RT, &names, &n), 0);
+    CU_ASSERT(n == 1 && strcmp(names[0], "alpha") == 0);
+    ca_names_free(names, n);
+    CU_ASSERT_EQUAL(ca_registered(NULL, &names, &n), CA_EINVAL);
     /* The name is freed when its actor exits. */
     ca_rt_sendf(RT, CA_PID_NONE, pb, "fail");
     CU_ASSERT(probe_wait(&P, "b: terminate {error,einval}", WAIT_MS));
