@@ -692,7 +692,10 @@ spawns(Config) ->
     Ref = spawn_request(N, example, notify, [self(), requested], [monitor]),
     receive {spawn_reply, Ref, ok, P5} -> ?assertEqual(N, node(P5)) after ?T -> ct:fail(no_reply) end,
     receive requested -> ok after ?T -> ct:fail(not_requested) end,
-    receive {'DOWN', Ref, process, _, normal} -> ok after ?T -> ct:fail(no_down5) end.
+    receive {'DOWN', Ref, process, _, normal} -> ok after ?T -> ct:fail(no_down5) end,
+    %% a monitor with options (OTP 24+), here a tag of the caller's
+    Ref6 = spawn_request(N, example, add, [1, 1], [{monitor, [{tag, done}]}, {reply, no}]),
+    receive {done, Ref6, process, _, normal} -> ok after ?T -> ct:fail(no_tagged_down) end.
 
 %% ---- a 64 MiB message ----
 
