@@ -130,6 +130,63 @@ static int fn_is_process_alive(void *ctx, ca_actor *caller, const char *args, si
     return ca_fmt(r, ca_is_alive(rt, pid) ? "true" : "false");
 }
 
+/* The name `pid` is registered under, or "" (Erlang's []). */
+static void name_of(ca_rt *rt, ca_pid pid, char *out, size_t cap)
+{
+    char **names;
+    size_t n;
+    ca_pid p;
+    out[0] = 0;
+    if (ca_registered(rt, &names, &n))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (ca_whereis(rt, names[i], &p) == 0 && ca_pid_eq(p, pid))
+            snprintf(out, cap, "%s", names[i]);
+    ca_names_free(names, n);
+}
+
+/* One {Item, Value} of process_info for a live actor. */
+static int info_item(ca_rt *rt, ca_pid pid, const ca_actor_stats *st, const char *item,
+                     ei_x_buff *r)
+{
+    char name[CA_MAXATOM];
+    if (strcmp(item, "message_queue_len") == 0)
+        return ca_fmt(r, "{message_queue_len, ~u}", (unsigned long)st->queue_len);
+    if (strcmp(item, "registered_name") != 0)
+        return CA_EINVAL; /* no meaning for a C actor: badarg */
+    name_of(rt, pid, name, sizeof name);
+    return name[0] ? ca_fmt(r, "{registered_name, ~a}", name) : ca_fmt(r, "{registered_name, []}");
+}
+
+/* erlang:process_info(Pid, Item | [Item]) for what a C actor has:
+ * message_queue_len and registered_name (undefined for a dead actor). */
+static int fn_process_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    ca_rt *rt = ca_actor_rt(caller);
+    ca_pid pid;
+    ca_actor_stats st;
+    const char *items;
+    size_t il;
+    char item[CA_MAXATOM];
+    (void)ctx;
+    if (ca_match_term(args, len, "[~p, ~t]", &pid, &items, &il) || pid.node != ca_rt_node(rt))
+        return CA_EINVAL;
+    if (ca_actor_stats_get(rt, pid, &st))
+        return ca_fmt(r, "undefined");
+    if (ca_match_term(items, il, "~a", item) == 0)
+        return info_item(rt, pid, &st, item, r);
+    int idx = 0, n, rc = 0;
+    if (ei_decode_list_header(items, &idx, &n))
+        return CA_EINVAL;
+    if (n && ei_x_encode_list_header(r, n))
+        return CA_ENOMEM;
+    for (int k = 0; rc == 0 && k < n; k++)
+        rc = ei_decode_atom(items, &idx, item) ? CA_EINVAL : info_item(rt, pid, &st, item, r);
+    if (rc == 0 && ei_x_encode_empty_list(r))
+        rc = CA_ENOMEM;
+    return rc;
+}
+
 static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
 {
     ca_node *node = ctx;
@@ -452,6 +509,7 @@ int ca__services_register(ca_rt *rt, ca_node *node)
         (rc = ca_rpc_register(rt, "erlang", "whereis", 1, fn_whereis, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "registered", 0, fn_registered, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "is_process_alive", 1, fn_is_process_alive, NULL)) ||
+        (rc = ca_rpc_register(rt, "erlang", "process_info", 2, fn_process_info, NULL)) ||
         (rc = ca_rpc_register(rt, "cactor", "info", 0, fn_info, node)))
         return rc;
     return 0;

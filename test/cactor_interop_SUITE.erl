@@ -590,6 +590,12 @@ rpc_builtins(Config) ->
     {Gone, R} = spawn_monitor(N, erlang, node, []),
     receive {'DOWN', R, process, Gone, normal} -> ok after ?T -> ct:fail(no_down) end,
     ?assertNot(rpc:call(N, erlang, is_process_alive, [Gone], ?T)),
+    ?assertMatch({message_queue_len, L} when is_integer(L),
+                 rpc:call(N, erlang, process_info, [Echo, message_queue_len], ?T)),
+    ?assertMatch([{registered_name, echo}, {message_queue_len, _}],
+                 rpc:call(N, erlang, process_info, [Echo, [registered_name, message_queue_len]], ?T)),
+    ?assertEqual(undefined, rpc:call(N, erlang, process_info, [Gone, message_queue_len], ?T)),
+    ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [Echo, heap_size], ?T)),
     %% a pid of this node is not one of the C node's
     ?assertMatch({badrpc, _}, rpc:call(N, erlang, is_process_alive, [self()], ?T)).
 
