@@ -330,10 +330,14 @@ static const char *const NAMES[] = {"play", "trap", "gen", "rex", "net_kernel", 
 #define NNAMES (sizeof NAMES / sizeof NAMES[0])
 static const char *const NODES[] = {NODE_NAME, PEER_NAME, GHOST_NAME, "nohost", "a@b@c"};
 #define NNODES (sizeof NODES / sizeof NODES[0])
-static const char *const ATOMS[] = {
-    "normal", "kill",      "shutdown",  "noconnection", "noproc", "true",  "false",
-    "ok",     "$gen_call", "$gen_cast", "EXIT",         "DOWN",   "crash", "noreply",
-    "alias",  "undefined", "infinity",  "sync",         "erlang", "node"};
+static const char *const ATOMS[] = {"normal",         "kill",     "shutdown",
+                                    "noconnection",   "noproc",   "true",
+                                    "false",          "ok",       "$gen_call",
+                                    "$gen_cast",      "EXIT",     "DOWN",
+                                    "crash",          "noreply",  "alias",
+                                    "undefined",      "infinity", "sync",
+                                    "erlang",         "node",     "message_queue_len",
+                                    "registered_name"};
 #define NATOMS (sizeof ATOMS / sizeof ATOMS[0])
 
 static void enc_atom(ei_x_buff *x, const char *a)
@@ -517,7 +521,11 @@ static void enc_call_head(ei_x_buff *x, in *s)
 }
 
 static const char *const MODS[] = {"erlang", "cactor", "erpc", "nosuch", ""};
-static const char *const FUNS[] = {"node", "whereis", "info", "execute_call", "apply", "x"};
+static const char *const FUNS[] = {
+    "node",         "whereis",      "info",  "registered", "process_info", "is_process_alive",
+    "execute_call", "execute_cast", "apply", "x"};
+#define NMODS (sizeof MODS / sizeof MODS[0])
+#define NFUNS (sizeof FUNS / sizeof FUNS[0])
 
 /* What the playing actors act on: {Tag, Fields...}, the fields being
  * p a pid, n a name, N a node, r a ref, b 0 or 1, t any term. */
@@ -580,8 +588,8 @@ static void enc_msg(ei_x_buff *x, in *s)
         enc_call_head(x, s);
         ei_x_encode_tuple_header(x, 5);
         enc_atom(x, "call");
-        enc_atom(x, MODS[next(s) % 5]);
-        enc_atom(x, FUNS[next(s) % 6]);
+        enc_atom(x, MODS[next(s) % NMODS]);
+        enc_atom(x, FUNS[next(s) % NFUNS]);
         enc_seq(x, s, 1, next(s) % 3, 0);
         enc_pid(x, next(s));
         break;
@@ -676,8 +684,8 @@ static void enc_field(ei_x_buff *x, in *s, char f)
         break;
     case 'm':
         ei_x_encode_tuple_header(x, 3);
-        enc_atom(x, MODS[b % 5]);
-        enc_atom(x, FUNS[next(s) % 6]);
+        enc_atom(x, MODS[b % NMODS]);
+        enc_atom(x, FUNS[next(s) % NFUNS]);
         ei_x_encode_long(x, next(s) % 6);
         break;
     case 'o':
