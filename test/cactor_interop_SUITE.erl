@@ -354,13 +354,7 @@ c_calls_erlang_errors(Config) ->
     after ?T -> ct:fail(no_timeout)
     end,
     %% a server that dies during the call: its exit reason
-    {caller, N} ! {call, S2, silence, self()},
-    timer:sleep(200),
-    exit(S2, went_away),
-    receive {call_failed, went_away} -> ok;
-            Other3 -> ct:fail({unexpected, Other3})
-    after ?T -> ct:fail(no_down)
-    end.
+    dies_during_call(N, S2, S2).
 
 %% gen_server:call({Name, Node}, ...) from C (ca_gen_call_name): the
 %% reply; a name nobody has: noproc; a server that dies during the call:
@@ -379,11 +373,16 @@ c_calls_erlang_by_name(Config) ->
             Other -> ct:fail({unexpected, Other})
     after ?T -> ct:fail(no_noproc)
     end,
-    {caller, N} ! {call, {ct_doubler, node()}, silence, self()},
+    dies_during_call(N, {ct_doubler, node()}, S).
+
+%% C's caller calls Dest (server S, by pid or name), which dies during the
+%% call: the call fails with S's exit reason.
+dies_during_call(N, Dest, S) ->
+    {caller, N} ! {call, Dest, silence, self()},
     timer:sleep(200),
     exit(S, went_away),
     receive {call_failed, went_away} -> ok;
-            Other2 -> ct:fail({unexpected, Other2})
+            Other -> ct:fail({unexpected, Other})
     after ?T -> ct:fail(no_down)
     end.
 

@@ -976,6 +976,14 @@ static void count_dtor(void *p)
     atomic_fetch_add(&dtor_calls, 1);
 }
 
+/* The destructor of the pointer message just sent ran, exactly once. */
+static void dtor_ran_once(void)
+{
+    for (int i = 0; i < 500 && atomic_load(&dtor_calls) == 0; i++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(atomic_load(&dtor_calls), 1);
+}
+
 static void test_ptr_messages(void)
 {
     before();
@@ -985,9 +993,7 @@ static void test_ptr_messages(void)
     atomic_store(&dtor_calls, 0);
     CU_ASSERT_EQUAL(ca_rt_send_ptr(RT, CA_PID_NONE, pa, 5, &v, count_dtor), 0);
     CU_ASSERT(probe_wait(&P, "a: ptr 5 99", WAIT_MS));
-    for (int i = 0; i < 500 && atomic_load(&dtor_calls) == 0; i++)
-        usleep(1000);
-    CU_ASSERT_EQUAL(atomic_load(&dtor_calls), 1);
+    dtor_ran_once();
     ca_pid remote = pa;
     ca_node_intern("elsewhere@host", &remote.node);
     CU_ASSERT_EQUAL(ca_rt_send_ptr(RT, CA_PID_NONE, remote, 5, &v, count_dtor), CA_ENOTSUP);
@@ -1097,9 +1103,7 @@ static void test_keep_and_forward(void)
     atomic_store(&dtor_calls, 0);
     CU_ASSERT_EQUAL(ca_rt_send_ptr(RT, CA_PID_NONE, rl, 9, &v, count_dtor), 0);
     CU_ASSERT(probe_wait(&P, "sink: ptr 9", WAIT_MS));
-    for (int i = 0; i < 500 && atomic_load(&dtor_calls) == 0; i++)
-        usleep(1000);
-    CU_ASSERT_EQUAL(atomic_load(&dtor_calls), 1);
+    dtor_ran_once();
     /* to a dead pid: dropped, as a send would be */
     ca_kill(RT, CA_PID_NONE, sink, "kill");
     for (int i = 0; i < 1000 && ca_is_alive(RT, sink); i++)
