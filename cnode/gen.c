@@ -354,6 +354,56 @@ int ca_rt_call_name(ca_rt *rt, const char *name, const char *node, const void *r
     return ext_call_run(rt, &e, reply, reply_len);
 }
 
+/* ---- rpc:call to a node's rex ---- */
+
+/*
+ * {call, M, F, Args, user}, what rpc:call asks rex for. The group leader
+ * is the atom `user` (rex takes that node's console): a C actor as group
+ * leader would leave the function waiting for answers to io requests.
+ */
+static int rpc_request(const char *mod, const char *fun, const void *args, size_t len, ei_x_buff *x)
+{
+    if (!ca__name_valid(mod) || !ca__name_valid(fun))
+        return CA_EBADNAME;
+    if (ca__etf_check(args, len))
+        return CA_EBADTERM;
+    /* Checked here, not by the remote apply, whose badarg would not say
+     * which argument was wrong. */
+    char type = ((const char *)args)[1];
+    if (type != ERL_LIST_EXT && type != ERL_NIL_EXT && type != ERL_STRING_EXT)
+        return CA_EINVAL;
+    if (ei_x_new_with_version(x))
+        return CA_ENOMEM;
+    int rc = ca_fmt(x, "{call, ~a, ~a, ~t, user}", mod, fun, (const char *)args, len);
+    if (rc)
+        ei_x_free(x);
+    return rc;
+}
+
+int ca_rpc_call(ca_actor *self, const char *node, const char *mod, const char *fun,
+                const void *args, size_t len, uint64_t timeout_ms, ca_call *call)
+{
+    ei_x_buff x;
+    int rc = rpc_request(mod, fun, args, len, &x);
+    if (rc)
+        return rc;
+    rc = ca_gen_call_name(self, "rex", node, x.buff, (size_t)x.index, timeout_ms, call);
+    ei_x_free(&x);
+    return rc;
+}
+
+int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *mod, const char *fun, const void *args,
+                   size_t len, uint64_t timeout_ms, char **result, size_t *result_len)
+{
+    ei_x_buff x;
+    int rc = rpc_request(mod, fun, args, len, &x);
+    if (rc)
+        return rc;
+    rc = ca_rt_call_name(rt, "rex", node, x.buff, (size_t)x.index, timeout_ms, result, result_len);
+    ei_x_free(&x);
+    return rc;
+}
+
 /* ---- gen_server callbacks over a plain behaviour ---- */
 
 typedef struct gs_state {

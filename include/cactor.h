@@ -841,6 +841,31 @@ int ca_rt_call(ca_rt *rt, ca_pid to, const void *req, size_t len, uint64_t timeo
 int ca_rt_call_name(ca_rt *rt, const char *name, const char *node, const void *req, size_t len,
                     uint64_t timeout_ms, char **reply, size_t *reply_len);
 
+/*
+ * rpc:call from C: run Module:Function(Args...) on `node` (an Erlang or
+ * Elixir node, another C node; NULL: this one) through its `rex` server,
+ * as rpc:call and erl_interface's ei_rpc do: a gen_server call of
+ * {call, Module, Function, Args, user}. `args` is the argument list, ETF
+ * with version byte ([] for none). The group leader is the node's `user`,
+ * so what the function prints goes to that node's console. The result is
+ * whatever rpc:call would return: the function's value, or
+ * {badrpc, Reason} if it raised (an exit, an error with its stack, undef).
+ *
+ * ca_rpc_call is ca_gen_call_name(self, "rex", node, ...) with that
+ * request: the result arrives as {Ref, Result}, or a DOWN (noconnection
+ * if the node cannot be reached; noproc if it runs no rex) or the
+ * timeout, and ca_gen_call_done ends it. ca_rt_rpc_call waits for it from
+ * a program's own thread, as ca_rt_call_name does (same errors; *result
+ * is malloc'd ETF with version byte, the caller frees it).
+ * CA_EBADNAME for a module or function that is not a valid atom,
+ * CA_EBADTERM for a malformed `args`, CA_EINVAL if it is not a list.
+ */
+int ca_rpc_call(ca_actor *self, const char *node, const char *module, const char *function,
+                const void *args, size_t len, uint64_t timeout_ms, ca_call *call);
+int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *module, const char *function,
+                   const void *args, size_t len, uint64_t timeout_ms, char **result,
+                   size_t *result_len);
+
 /* ------------------------------------------------------------------ */
 /* RPC functions (rpc:call, erpc:call, erl_call) and plugins            */
 /* ------------------------------------------------------------------ */

@@ -32,7 +32,7 @@ groups() ->
      {names, [], [send_by_name, send_to_unknown_name, whereis_names, erlang_name_from_c]},
      {gen_server, [], [call_echo, call_by_pid, call_unknown_name, cast_echo, cast_count,
                        call_kv, cast_kv, multi_call_kv, global_name, sys_and_stop_kv, c_calls_erlang, c_calls_erlang_errors,
-                       c_calls_erlang_by_name]},
+                       c_calls_erlang_by_name, c_rpc_calls]},
      {links, [], [erlang_links_c_trap, erlang_links_c_no_trap, c_links_erlang,
                   unlink_c]},
      {monitors, [], [monitor_by_pid, monitor_by_name, monitor_unknown_name,
@@ -374,6 +374,34 @@ c_calls_erlang_by_name(Config) ->
     after ?T -> ct:fail(no_noproc)
     end,
     dies_during_call(N, {ct_doubler, node()}, S).
+
+%% rpc:call from C (ca_rpc_call): a function on this node, errors as
+%% rpc:call gives them, output to this node's console rather than to the
+%% C caller, a function of the C node itself, a node nobody runs.
+c_rpc_calls(Config) ->
+    N = cn(Config),
+    Node = node(),
+    ?assertEqual({called, [1, 2, 3]}, c_rpc(N, Node, lists, seq, [1, 3])),
+    ?assertEqual({called, Node}, c_rpc(N, Node, erlang, node, [])),
+    ?assertEqual({called, <<"abc">>}, c_rpc(N, Node, erlang, list_to_binary, ["abc"])),
+    {called, {badrpc, {'EXIT', {boom, [_ | _]}}}} = c_rpc(N, Node, erlang, error, [boom]),
+    ?assertEqual({called, {badrpc, {'EXIT', bye}}}, c_rpc(N, Node, erlang, exit, [bye])),
+    {called, {badrpc, {'EXIT', {undef, [{nomod, nofun, [], _} | _]}}}} =
+        c_rpc(N, Node, nomod, nofun, []),
+    %% io goes to this node's user, and the call returns
+    ?assertEqual({called, ok}, c_rpc(N, Node, io, format, ["c_rpc_calls: hello from C~n"])),
+    ?assertEqual({called, 3}, c_rpc(N, N, example, add, [1, 2])),
+    ?assertEqual({call_failed, noconnection}, c_rpc(N, 'nobody@127.0.0.1', erlang, node, [])),
+    ?assertEqual({call_failed, einval}, c_rpc(N, Node, erlang, node, not_a_list)),
+    %% and the caller is still there, answering
+    ?assertEqual({called, 6}, c_rpc(N, Node, erlang, '*', [2, 3])).
+
+c_rpc(N, Node, M, F, A) ->
+    {caller, N} ! {rpc, Node, M, F, A, self()},
+    receive {called, _} = R -> R;
+            {call_failed, _} = R -> R
+    after ?T -> ct:fail({no_answer, M, F, A})
+    end.
 
 %% C's caller calls Dest (server S, by pid or name), which dies during the
 %% call: the call fails with S's exit reason.

@@ -4,6 +4,7 @@
  * a callee that dies, a callee that never answers.
  */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -118,6 +119,18 @@ static int cl_handle(ca_actor *self, void *state, ca_msg *m)
         ei_x_new_with_version(&x);
         ca_fmt(&x, "~t", r, rl);
         int rc = ca_gen_call_name(self, name, NULL, x.buff, (size_t)x.index, 1000, &cl->call);
+        ei_x_free(&x);
+        cl->busy = rc == 0;
+        if (rc)
+            probe_say(&P, "client: call failed %s", ca_errname(rc));
+        return 0;
+    }
+    char mod[CA_MAXATOM], fun[CA_MAXATOM];
+    if (ca_match(m, "{rpc, ~a, ~a, ~t}", mod, fun, &r, &rl) == 0) {
+        ei_x_buff x;
+        ei_x_new_with_version(&x);
+        ca_fmt(&x, "~t", r, rl);
+        int rc = ca_rpc_call(self, NULL, mod, fun, x.buff, (size_t)x.index, 1000, &cl->call);
         ei_x_free(&x);
         cl->busy = rc == 0;
         if (rc)
@@ -421,6 +434,92 @@ static void test_calls_from_outside(void)
     CU_ASSERT(probe_wait(&P, "inside: eperm", WAIT_MS));
 }
 
+/* ---- ca_rpc_call, ca_rt_rpc_call: against a rex that says what it got ---- */
+
+static int rex_call(ca_actor *self, void *state, const ca_call_from *from, const char *req,
+                    size_t len)
+{
+    char mod[CA_MAXATOM], fun[CA_MAXATOM];
+    const char *args;
+    size_t al;
+    (void)state;
+    if (ca_match_term(req, len, "{call, ~a, ~a, ~t, user}", mod, fun, &args, &al) == 0)
+        return ca_gen_replyf(self, from, "{ran, ~a, ~a, ~t}", mod, fun, args, al);
+    return ca_gen_replyf(self, from, "{unexpected, ~t}", req, len);
+}
+
+static const ca_gen_server REX = {"rex", NULL, rex_call, NULL, NULL, NULL};
+static const ca_gen_server_spec REX_SPEC = {&REX, NULL};
+
+/* M:F(Args) through rex from this thread: the result printed into out,
+ * or the error's name. */
+static int rpc_outside(const char *mod, const char *fun, const char *args, char *out, size_t cap)
+{
+    ei_x_buff x;
+    char *res = NULL;
+    size_t rl = 0;
+    ei_x_new_with_version(&x);
+    ca_fmt(&x, args);
+    int rc = ca_rt_rpc_call(RT, NULL, mod, fun, x.buff, (size_t)x.index, 1000, &res, &rl);
+    ei_x_free(&x);
+    if (rc == 0)
+        ca_term_print(res, rl, out, cap);
+    else
+        snprintf(out, cap, "%s", ca_errname(rc));
+    free(res);
+    return rc;
+}
+
+static void test_rpc_calls(void)
+{
+    char out[128], *res;
+    size_t rl;
+    /* no rex here yet: at once, not at the timeout */
+    uint64_t t0 = uv_hrtime();
+    CU_ASSERT_EQUAL(rpc_outside("lists", "reverse", "[1, 2]", out, sizeof out), CA_ESRCH);
+    CU_ASSERT(uv_hrtime() - t0 < 500 * 1000000ull);
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "rex";
+    ca_pid rex, cl;
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&REX_SPEC, &o, &rex) == 0);
+    CU_ASSERT_EQUAL(rpc_outside("lists", "reverse", "[1, {a, <<\"b\">>}]", out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "{ran,lists,reverse,[1,{a,<<\"b\">>}]}");
+    CU_ASSERT_EQUAL(rpc_outside("erlang", "node", "[]", out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "{ran,erlang,node,[]}");
+    /* a list of bytes travels as a string: still a list */
+    CU_ASSERT_EQUAL(rpc_outside("m", "f", "\"abc\"", out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "{ran,m,f,\"abc\"}");
+    CU_ASSERT_EQUAL(rpc_outside("caf\xc3\xa9", "f", "[]", out, sizeof out), 0);
+    /* bad input: a clear error, nothing sent */
+    CU_ASSERT_EQUAL(rpc_outside("m", "f", "{1, 2}", out, sizeof out), CA_EINVAL);
+    CU_ASSERT_EQUAL(rpc_outside("m", "f", "atom", out, sizeof out), CA_EINVAL);
+    CU_ASSERT_EQUAL(rpc_outside("", "f", "[]", out, sizeof out), CA_EBADNAME);
+    CU_ASSERT_EQUAL(rpc_outside("m", "\xff", "[]", out, sizeof out), CA_EBADNAME);
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    CU_ASSERT_EQUAL(rpc_outside(big, "f", "[]", out, sizeof out), CA_EBADNAME);
+    CU_ASSERT_EQUAL(ca_rt_rpc_call(RT, NULL, "m", "f", "\x83\x6c\0\0", 4, 1000, &res, &rl),
+                    CA_EBADTERM);
+    CU_ASSERT_EQUAL(ca_rt_rpc_call(RT, NULL, NULL, "f", "\x83\x6a", 2, 1000, &res, &rl),
+                    CA_EBADNAME);
+    CU_ASSERT_EQUAL(ca_rt_rpc_call(NULL, NULL, "m", "f", "\x83\x6a", 2, 1000, &res, &rl),
+                    CA_EINVAL);
+    CU_ASSERT_EQUAL(ca_rt_rpc_call(RT, "", "m", "f", "\x83\x6a", 2, 1000, &res, &rl), CA_EBADNAME);
+    /* another node, and this runtime has no distribution */
+    CU_ASSERT_EQUAL(ca_rt_rpc_call(RT, "n@host", "m", "f", "\x83\x6a", 2, 1000, &res, &rl),
+                    CA_ENOTCONN);
+    /* from an actor, without blocking: the reply as {Ref, Result} */
+    CU_ASSERT_FATAL(ca_spawn(RT, &CLIENT, NULL, NULL, &cl) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc, lists, seq, [1, 3]}");
+    CU_ASSERT(probe_wait(&P, "client: reply {ran,lists,seq,[1,3]}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc, lists, seq, nolist}");
+    CU_ASSERT(probe_wait(&P, "client: call failed einval", WAIT_MS));
+    ca_kill(RT, CA_PID_NONE, rex, "kill");
+    ca_kill(RT, CA_PID_NONE, cl, "kill");
+}
+
 static int setup(void)
 {
     probe_init(&P);
@@ -446,6 +545,7 @@ static void add(void)
     ADD_TEST(s, test_reply_forms);
     ADD_TEST(s, test_sys_messages);
     ADD_TEST(s, test_calls_from_outside);
+    ADD_TEST(s, test_rpc_calls);
 }
 
 int main(void)

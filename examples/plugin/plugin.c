@@ -16,7 +16,10 @@
  *   caller   calls an Erlang gen_server from C without blocking:
  *              {caller, Node} ! {call, Server, Request, ReplyTo}
  *              Server is a pid or {Name, ServerNode} (a registered name);
- *              ReplyTo then gets {called, Reply} or {call_failed, Why}
+ *              ReplyTo then gets {called, Reply} or {call_failed, Why};
+ *              {caller, Node} ! {rpc, OnNode, M, F, Args, ReplyTo} runs
+ *              M:F(Args...) on OnNode as rpc:call does (ca_rpc_call):
+ *              {called, Result} (Result as rpc:call returns it)
  *   example:add(A, B) -> A + B
  *   example:reverse(Binary) -> the bytes in reverse order
  */
@@ -154,30 +157,52 @@ static void finish(ca_actor *self, caller_state *st)
     st->busy = 0;
 }
 
+/* {call, Server, Request, ReplyTo} (Server a pid or {Name, Node}) or
+ * {rpc, Node, M, F, Args, ReplyTo}: started, or why not. */
+static int caller_start(ca_actor *self, caller_state *st, ca_msg *m, ca_pid *reply_to)
+{
+    ca_pid server = CA_PID_NONE;
+    const char *t;
+    size_t tl;
+    char name[CA_MAXATOM], node[CA_MAXATOM], fun[CA_MAXATOM];
+    int rpc = 0;
+    if (ca_match(m, "{call, ~p, ~t, ~p}", &server, &t, &tl, reply_to) &&
+        ca_match(m, "{call, {~a, ~a}, ~t, ~p}", name, node, &t, &tl, reply_to)) {
+        if (ca_match(m, "{rpc, ~a, ~a, ~a, ~t, ~p}", node, name, fun, &t, &tl, reply_to))
+            return 1; /* not a request */
+        rpc = 1;
+    }
+    if (st->busy)
+        return CA_EBUSY;
+    /* ca_gen_call and ca_rpc_call take a whole term with version byte. */
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x) || ca_fmt(&x, "~t", t, tl))
+        return CA_ENOMEM;
+    int rc;
+    if (rpc)
+        rc = ca_rpc_call(self, node, name, fun, x.buff, (size_t)x.index, 5000, &st->call);
+    else if (ca_pid_is_none(server))
+        rc = ca_gen_call_name(self, name, node, x.buff, (size_t)x.index, 5000, &st->call);
+    else
+        rc = ca_gen_call(self, server, x.buff, (size_t)x.index, 5000, &st->call);
+    ei_x_free(&x);
+    return rc;
+}
+
 static int caller_handle(ca_actor *self, void *state, ca_msg *m)
 {
     caller_state *st = state;
-    ca_pid server = CA_PID_NONE, reply_to;
+    ca_pid reply_to;
     ca_ref ref;
     const char *r, *why;
     size_t rl, wl;
-    char name[CA_MAXATOM], node[CA_MAXATOM];
-    if (ca_match(m, "{call, ~p, ~t, ~p}", &server, &r, &rl, &reply_to) == 0 ||
-        ca_match(m, "{call, {~a, ~a}, ~t, ~p}", name, node, &r, &rl, &reply_to) == 0) {
-        if (st->busy)
-            return ca_sendf(self, reply_to, "{call_failed, busy}");
-        /* ca_gen_call takes a whole term with version byte. */
-        ei_x_buff x;
-        if (ei_x_new_with_version(&x) || ca_fmt(&x, "~t", r, rl))
-            return CA_ENOMEM;
-        int rc = ca_pid_is_none(server)
-                     ? ca_gen_call_name(self, name, node, x.buff, (size_t)x.index, 5000, &st->call)
-                     : ca_gen_call(self, server, x.buff, (size_t)x.index, 5000, &st->call);
-        ei_x_free(&x);
-        if (rc)
-            return ca_sendf(self, reply_to, "{call_failed, ~a}", ca_errname(rc));
+    int rc = caller_start(self, st, m, &reply_to);
+    if (rc == 0) {
         st->busy = 1;
         st->reply_to = reply_to;
+    } else if (rc < 0) {
+        return ca_sendf(self, reply_to, "{call_failed, ~a}",
+                        rc == CA_EBUSY ? "busy" : ca_errname(rc));
     } else if (st->busy && ca_match(m, "{~r, ~t}", &ref, &r, &rl) == 0 &&
                ca_ref_eq(&ref, &st->call.ref)) {
         finish(self, st);
