@@ -71,7 +71,11 @@ int ca_send_after(ca_actor *self, uint64_t ms, ca_pid to, const void *etf, size_
         return CA_EUV;
     }
     t->h.data = t;
-    uv_timer_start(&t->h, timer_fired, ms, 0);
+    /* Never early, as Erlang's timers: the loop's clock is read at the
+     * start of an iteration (the handlers since then make it late) and
+     * kept in whole milliseconds, so read it now and round up. */
+    uv_update_time(&self->sched->loop);
+    uv_timer_start(&t->h, timer_fired, ms ? ms + 1 : 0, 0);
     t->next = x->timers;
     x->timers = t;
     if (out)

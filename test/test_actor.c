@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "cactor.h"
 #include "probe.h"
 #include "refmap.h"
@@ -791,6 +793,8 @@ static void test_spawn_child_link(void)
 }
 
 /* Timers. */
+static uint64_t BUSY_T0;
+
 static int timer_handle(ca_actor *self, void *state, ca_msg *m)
 {
     ca_timer *t = state;
@@ -802,6 +806,16 @@ static int timer_handle(ca_actor *self, void *state, ca_msg *m)
         probe_say(&P, "timer: cancel %s", ca_errname(ca_cancel_timer(self, *t)));
     } else if (ca_match(m, "{tick, ~i}", &n) == 0) {
         probe_say(&P, "timer: tick %ld", n);
+    } else if (ca_match(m, "{busy_after, ~i}", &n) == 0) {
+        /* 20 ms of work first: the loop's clock, read before it, is late */
+        uint64_t until = uv_hrtime() + 20 * 1000000ull;
+        while (uv_hrtime() < until)
+            ;
+        BUSY_T0 = uv_hrtime();
+        ca_sendf_after(self, (uint64_t)n, ca_self(self), t, "{busy_tick, ~i}", n);
+    } else if (ca_match(m, "{busy_tick, ~i}", &n) == 0) {
+        uint64_t took = uv_hrtime() - BUSY_T0;
+        probe_say(&P, "timer: busy tick %s", took >= (uint64_t)n * 1000000 ? "on time" : "early");
     } else if (ca_match(m, "{forever, ~i}", &n) == 0) {
         ca_timer unused;
         ca_sendf_after(self, (uint64_t)n, ca_self(self), &unused, "never");
@@ -823,7 +837,11 @@ static void test_timers(void)
     CU_ASSERT(probe_wait(&P, "timer: tick 50", WAIT_MS));
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-    CU_ASSERT(ms >= 49);
+    CU_ASSERT(ms >= 50);
+    /* Never early, even when set late in a busy iteration of the loop. */
+    ca_rt_sendf(RT, CA_PID_NONE, p, "{busy_after, 30}");
+    CU_ASSERT(probe_wait(&P, "timer: busy tick on time", WAIT_MS));
+    CU_ASSERT_EQUAL(probe_count(&P, "timer: busy tick early"), 0);
     /* Cancel after firing: enoent. */
     ca_rt_sendf(RT, CA_PID_NONE, p, "cancel");
     CU_ASSERT(probe_wait(&P, "timer: cancel enoent", WAIT_MS));
