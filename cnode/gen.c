@@ -2,6 +2,7 @@
  * gen_server interop: answering calls the way gen_server:reply does, and
  * making calls without blocking the actor's scheduler.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -409,6 +410,9 @@ int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *mod, const char *fun
 typedef struct gs_state {
     const ca_gen_server *cb;
     void *state;
+    bool suspended;
+    ca_msg **held; /* what came while suspended, in arrival order */
+    size_t nheld, cap;
 } gs_state;
 
 static int gs_init(ca_actor *self, void *arg, void **state)
@@ -426,19 +430,156 @@ static int gs_init(ca_actor *self, void *arg, void **state)
     return g->cb->init ? g->cb->init(self, spec->arg, &g->state) : 0;
 }
 
+/* A message for the callbacks (not a sys request). */
+static int gs_dispatch(ca_actor *self, gs_state *g, ca_msg *m)
+{
+    ca_call_from from;
+    const char *req;
+    size_t len;
+    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
+        if (!g->cb->handle_call)
+            return ca_gen_replyf(self, &from, "{error, not_implemented}");
+        return g->cb->handle_call(self, g->state, &from, req, len);
+    }
+    if (ca_match(m, "{'$gen_cast', ~t}", &req, &len) == 0)
+        return g->cb->handle_cast ? g->cb->handle_cast(self, g->state, req, len) : 0;
+    return g->cb->handle_info ? g->cb->handle_info(self, g->state, m) : 0;
+}
+
+/* Suspended: keep the message being handled for the resume. */
+static int hold(ca_actor *self, gs_state *g)
+{
+    if (g->nheld == g->cap) {
+        size_t cap = g->cap ? 2 * g->cap : 16;
+        ca_msg **h = realloc(g->held, cap * sizeof *h);
+        if (!h)
+            return CA_ENOMEM;
+        g->held = h;
+        g->cap = cap;
+    }
+    g->held[g->nheld++] = ca_msg_keep(self, NULL);
+    return 0;
+}
+
+static void release_held(gs_state *g, size_t from)
+{
+    for (size_t i = from; i < g->nheld; i++)
+        ca_msg_release(g->held[i]);
+    g->nheld = 0;
+}
+
+/*
+ * Resumed: the held messages, in order, before anything still in the
+ * mailbox (all of which came later). Each is made the message being
+ * handled, so that the callbacks can keep or forward it as usual. A
+ * callback that fails or exits ends the replay, as it ends the actor.
+ */
+static int replay(ca_actor *self, gs_state *g)
+{
+    ca_msg *resume = self->cur;
+    int rc = 0;
+    size_t i = 0;
+    while (i < g->nheld && rc == 0 && !(self->flags & CA__A_EXITING)) {
+        ca_msg *m = g->held[i++];
+        self->cur = m;
+        rc = gs_dispatch(self, g, m);
+        if (self->cur == m)
+            ca_msg_release(m);
+    }
+    self->cur = resume;
+    release_held(g, i);
+    return rc;
+}
+
+/* The state as a term, from the callback; `out` is left as it was if
+ * the callback fails. */
+static int state_term(ca_actor *self, gs_state *g, ei_x_buff *out)
+{
+    int start = out->index;
+    int rc = g->cb->format_state(self, g->state, out);
+    if (rc == 0 && ca__term_check(out->buff + start, (size_t)(out->index - start)))
+        rc = CA_EBADTERM;
+    if (rc)
+        out->index = start;
+    return rc;
+}
+
+/*
+ * sys:get_status's answer, in gen_server's shape: {status, Pid, {module,
+ * gen_server}, [PDict, SysState, Parent, Debug, Misc]} where Misc is
+ * [{header, Text}, {data, [{"Status", S}, {"Parent", P}, {"Logged
+ * events", []}]}, {data, [{"State", State}]}]. A C actor has no process
+ * dictionary, debug options or parent (a process started without one
+ * names itself, as here).
+ */
+static int status_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
+{
+    char name[CA_MAXATOM], header[CA_MAXATOM + 64];
+    ca__name_of(ca_actor_rt(self), ca_self(self), name, sizeof name);
+    snprintf(header, sizeof header, "Status for generic server %s",
+             name[0] ? name : (g->cb->name ? g->cb->name : "(C)"));
+    const char *status = g->suspended ? "suspended" : "running";
+    ei_x_buff st;
+    if (ei_x_new(&st))
+        return CA_ENOMEM;
+    int rc = g->cb->format_state ? state_term(self, g, &st) : CA_ENOTSUP;
+    if (rc == 0 || rc == CA_ENOTSUP)
+        rc = ca_gen_replyf(self, from,
+                           rc ? "{status, ~p, {module, gen_server}, [[], ~a, ~p, [], "
+                                "[{header, ~s}, {data, [{\"Status\", ~a}, {\"Parent\", ~p}, "
+                                "{\"Logged events\", []}]}]]}"
+                              : "{status, ~p, {module, gen_server}, [[], ~a, ~p, [], "
+                                "[{header, ~s}, {data, [{\"Status\", ~a}, {\"Parent\", ~p}, "
+                                "{\"Logged events\", []}]}, {data, [{\"State\", ~t}]}]]}",
+                           ca_self(self), status, ca_self(self), header, status, ca_self(self),
+                           st.buff, (size_t)st.index);
+    else
+        rc = ca_gen_replyf(self, from, "{error, {callback_failed, {format_state, ~a}}}",
+                           ca_errname(rc));
+    ei_x_free(&st);
+    return rc;
+}
+
+static int state_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
+{
+    if (!g->cb->format_state)
+        return ca_gen_replyf(self, from, "{error, {not_supported, get_state}}");
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x))
+        return CA_ENOMEM;
+    int rc = state_term(self, g, &x);
+    rc = rc == 0 ? ca_gen_reply(self, from, x.buff, (size_t)x.index)
+                 : ca_gen_replyf(self, from, "{error, {callback_failed, {format_state, ~a}}}",
+                                 ca_errname(rc));
+    ei_x_free(&x);
+    return rc;
+}
+
 /* sys's requests ({system, From, Request}, from sys:get_state,
- * gen_server:stop and the like): {terminate, Reason} is answered ok and
- * stops the server with Reason, as gen_server:stop expects; the others
- * need a state that is a term, which a C server's is not, so they are
- * answered with {error, {not_supported, Request}} at once (sys:get_state
- * raises it) rather than left to time out. */
-static int gs_system(ca_actor *self, const ca_call_from *from, const char *req, size_t len)
+ * gen_server:stop and the like), answered as gen_server answers them
+ * where a C server can; the others with {error, {not_supported,
+ * Request}} at once (sys raises it) rather than left to time out. */
+static int gs_system(ca_actor *self, gs_state *g, const ca_call_from *from, const char *req,
+                     size_t len)
 {
     const char *r;
     size_t rl;
     if (ca_match_term(req, len, "{terminate, ~t}", &r, &rl) == 0) {
         ca_gen_replyf(self, from, "ok"); /* as sys does, before it goes */
         return ca_exit(self, "~t", r, rl);
+    }
+    if (ca__is_atom(req, len, "get_state"))
+        return state_reply(self, g, from);
+    if (ca__is_atom(req, len, "get_status"))
+        return status_reply(self, g, from);
+    if (ca__is_atom(req, len, "suspend")) {
+        g->suspended = true;
+        return ca_gen_replyf(self, from, "ok");
+    }
+    if (ca__is_atom(req, len, "resume")) {
+        int rc = ca_gen_replyf(self, from, "ok");
+        g->suspended = false;
+        return rc ? rc : replay(self, g);
     }
     return ca_gen_replyf(self, from, "{error, {not_supported, ~t}}", req, len);
 }
@@ -450,15 +591,10 @@ static int gs_handle(ca_actor *self, void *state, ca_msg *m)
     const char *req;
     size_t len;
     if (call_match(m, "system", &from, &req, &len) == 0)
-        return gs_system(self, &from, req, len);
-    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
-        if (!g->cb->handle_call)
-            return ca_gen_replyf(self, &from, "{error, not_implemented}");
-        return g->cb->handle_call(self, g->state, &from, req, len);
-    }
-    if (ca_match(m, "{'$gen_cast', ~t}", &req, &len) == 0)
-        return g->cb->handle_cast ? g->cb->handle_cast(self, g->state, req, len) : 0;
-    return g->cb->handle_info ? g->cb->handle_info(self, g->state, m) : 0;
+        return gs_system(self, g, &from, req, len);
+    if (g->suspended)
+        return hold(self, g);
+    return gs_dispatch(self, g, m);
 }
 
 static void gs_terminate(ca_actor *self, void *state, const char *reason, size_t len)
@@ -469,6 +605,8 @@ static void gs_terminate(ca_actor *self, void *state, const char *reason, size_t
         return;
     if (g->cb->terminate)
         g->cb->terminate(self, g->state, reason, len);
+    release_held(g, 0);
+    free(g->held);
     free(g);
 }
 

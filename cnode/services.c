@@ -131,20 +131,6 @@ static int fn_is_process_alive(void *ctx, ca_actor *caller, const char *args, si
 }
 
 /* The name `pid` is registered under, or "" (Erlang's []). */
-static void name_of(ca_rt *rt, ca_pid pid, char *out, size_t cap)
-{
-    char **names;
-    size_t n;
-    ca_pid p;
-    out[0] = 0;
-    if (ca_registered(rt, &names, &n))
-        return;
-    for (size_t i = 0; i < n; i++)
-        if (ca_whereis(rt, names[i], &p) == 0 && ca_pid_eq(p, pid))
-            snprintf(out, cap, "%s", names[i]);
-    ca_names_free(names, n);
-}
-
 /* One {Item, Value} of process_info for a live actor. */
 static int info_item(ca_rt *rt, ca_pid pid, const ca_actor_stats *st, const char *item,
                      ei_x_buff *r)
@@ -154,7 +140,7 @@ static int info_item(ca_rt *rt, ca_pid pid, const ca_actor_stats *st, const char
         return ca_fmt(r, "{message_queue_len, ~u}", (unsigned long)st->queue_len);
     if (strcmp(item, "registered_name") != 0)
         return CA_EINVAL; /* no meaning for a C actor: badarg */
-    name_of(rt, pid, name, sizeof name);
+    ca__name_of(rt, pid, name, sizeof name);
     return name[0] ? ca_fmt(r, "{registered_name, ~a}", name) : ca_fmt(r, "{registered_name, []}");
 }
 

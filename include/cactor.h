@@ -460,8 +460,9 @@ int ca_rt_send_name(ca_rt *rt, ca_pid from, const char *name, const void *etf, s
 typedef uint64_t ca_timer;
 
 /* After `ms` milliseconds, send the term (ETF, copied) to `to` with self
- * as sender. Timers of an actor are cancelled when it exits. *t (may be
- * NULL) identifies the timer. */
+ * as sender: never earlier (as erlang:send_after), later by up to a
+ * millisecond and whatever keeps the scheduler busy. Timers of an actor
+ * are cancelled when it exits. *t (may be NULL) identifies the timer. */
 int ca_send_after(ca_actor *self, uint64_t ms, ca_pid to, const void *etf, size_t len, ca_timer *t);
 int ca_sendf_after(ca_actor *self, uint64_t ms, ca_pid to, ca_timer *t, const char *fmt, ...);
 /* 0 if the timer was pending and is now cancelled, CA_ENOENT if it had
@@ -778,10 +779,21 @@ int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...
  * handle_cast  a cast's request; handle_info  any other message.
  * Each returns 0, or a negative code to crash (as a behaviour's handle);
  * each may be NULL (calls then get {error, not_implemented}).
- * sys messages are answered by the behaviour: gen_server:stop (sys's
- * {terminate, Reason}) stops the server with Reason, terminate runs;
- * sys:get_state and the others, which need the state as a term, get
- * {error, {not_supported, Request}} at once.
+ * format_state  optional: append the state as one term to `out` (no
+ *              version byte) for sys:get_state and sys:get_status;
+ *              without it sys:get_state raises {not_supported, get_state}
+ *              and sys:get_status shows no state. A negative return or a
+ *              malformed term: {callback_failed, {format_state, ErrName}}.
+ *
+ * sys messages are answered by the behaviour, as gen_server does:
+ * gen_server:stop (sys's {terminate, Reason}) stops the server with
+ * Reason, terminate runs; sys:get_state and sys:get_status; sys:suspend
+ * and sys:resume (while suspended, every other message, trapped exits
+ * included, waits, uncounted by mailbox_cap, and is handled in order on
+ * resume). The rest (sys:replace_state, whose fun C cannot run, sys:trace
+ * and the debug options) get {error, {not_supported, Request}} at once.
+ * Fields are positional: initializers written for fewer fields leave the
+ * later ones NULL.
  */
 typedef struct ca_gen_server {
     const char *name; /* for log lines; may be NULL */
@@ -791,6 +803,7 @@ typedef struct ca_gen_server {
     int (*handle_cast)(ca_actor *self, void *state, const char *req, size_t len);
     int (*handle_info)(ca_actor *self, void *state, ca_msg *m);
     void (*terminate)(ca_actor *self, void *state, const char *reason, size_t len);
+    int (*format_state)(ca_actor *self, void *state, ei_x_buff *out);
 } ca_gen_server;
 
 /* What to give as `arg` of the behaviour ca_gen_server_behaviour (e.g. in

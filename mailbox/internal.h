@@ -338,6 +338,8 @@ void ca__registry_free(ca__registry *r);
 void ca__registry_drop(ca_rt *rt, ca_actor *a); /* on exit */
 int ca__name_valid(const char *name);
 int ca__register_actor(ca_rt *rt, const char *name, ca_actor *a);
+/* The name `pid` is registered under, or "" (out holds CA_MAXATOM). */
+void ca__name_of(ca_rt *rt, ca_pid pid, char *out, size_t cap);
 
 /* rpc.c */
 int ca__rpc_new(ca__rpc_table **t);

@@ -3,6 +3,7 @@
  * lookups (whereis, send to a name) share the lock and never wait for each
  * other; registering and unregistering are rare and take it alone.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,4 +266,18 @@ void ca_names_free(char **names, size_t n)
     for (size_t i = 0; names && i < n; i++)
         free(names[i]);
     free(names);
+}
+
+void ca__name_of(ca_rt *rt, ca_pid pid, char *out, size_t cap)
+{
+    char **names;
+    size_t n;
+    ca_pid p;
+    out[0] = 0;
+    if (ca_registered(rt, &names, &n))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (ca_whereis(rt, names[i], &p) == 0 && ca_pid_eq(p, pid))
+            snprintf(out, cap, "%s", names[i]);
+    ca_names_free(names, n);
 }

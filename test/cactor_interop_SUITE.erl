@@ -309,13 +309,39 @@ global_name(Config) ->
     ok = cactor_test_lib:wait_until(
            fun() -> New = whereis_c(N, echo), is_pid(New) andalso New =/= Echo end, ?T).
 
-%% sys on a C gen_server: get_state is refused at once (a C state is no
-%% term), gen_server:stop stops it with its reason, and its supervisor
+%% sys on a C gen_server: get_state and get_status (kv has a format_state),
+%% suspend and resume, replace_state refused at once (C cannot run the
+%% fun); gen_server:stop stops it with its reason, and its supervisor
 %% brings it back.
 sys_and_stop_kv(Config) ->
     N = cn(Config),
-    ?assertError({not_supported, get_state}, sys:get_state({kv, N}, ?T)),
     Old = whereis_c(N, kv),
+    ok = gen_server:call({kv, N}, {put, sys_a, 1}, ?T),
+    %% sys:get_state and sys:get_status, through kv's format_state
+    State = sys:get_state({kv, N}, ?T),
+    ?assertEqual(1, proplists:get_value(sys_a, State)),
+    {status, Old, {module, gen_server}, [[], running, Old, [], Misc]} =
+        sys:get_status({kv, N}, ?T),
+    ?assertMatch([{header, "Status for generic server kv"},
+                  {data, [{"Status", running}, {"Parent", Old}, {"Logged events", []}]},
+                  {data, [{"State", State}]}], Misc),
+    %% suspended: a cast and a call wait, sys still answers; resumed:
+    %% both handled, the cast first
+    ok = sys:suspend({kv, N}, ?T),
+    ok = gen_server:cast({kv, N}, {put, sys_a, 2}),
+    Self = self(),
+    Caller = spawn_link(fun() -> Self ! {got, gen_server:call({kv, N}, {get, sys_a}, ?T)} end),
+    ?assertEqual(1, proplists:get_value(sys_a, sys:get_state({kv, N}, ?T))),
+    {status, Old, _, [_, suspended | _]} = sys:get_status({kv, N}, ?T),
+    receive {got, Early} -> ct:fail({answered_while_suspended, Early})
+    after 300 -> ok
+    end,
+    ok = sys:resume({kv, N}, ?T),
+    receive {got, Got} -> ?assertEqual({ok, 2}, Got)
+    after ?T -> ct:fail({no_reply_after_resume, Caller})
+    end,
+    ?assertError({not_supported, {replace_state, _}},
+                 sys:replace_state({kv, N}, fun(S) -> S end, ?T)),
     ?assertEqual(ok, gen_server:stop({kv, N}, {shutdown, asked}, ?T)),
     New = wait_new(N, kv, Old),
     ?assertEqual(not_found, gen_server:call(New, {get, colour}, ?T)),

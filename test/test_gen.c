@@ -75,7 +75,17 @@ static void c_terminate(ca_actor *self, void *state, const char *reason, size_t 
     free(state);
 }
 
-static const ca_gen_server COUNTER = {"counter", c_init, c_call, c_cast, c_info, c_terminate};
+static int c_format_state(ca_actor *self, void *state, ei_x_buff *out)
+{
+    counter *c = state;
+    (void)self;
+    if (c->n == 666) /* a malformed term, {1, and nothing: refused */
+        return ei_x_append_buf(out, "\x68\x02\x61\x01", 4) ? CA_ENOMEM : 0;
+    return c->n < 0 ? CA_EIO : ca_fmt(out, "{counter, ~i}", c->n);
+}
+
+static const ca_gen_server COUNTER = {"counter", c_init,      c_call,        c_cast,
+                                      c_info,    c_terminate, c_format_state};
 static const ca_gen_server_spec COUNTER_SPEC = {&COUNTER, NULL};
 
 /* ---- the client: one call at a time, reported to the probe ---- */
@@ -352,21 +362,137 @@ static void test_reply_forms(void)
     CU_ASSERT_EQUAL(got, 3);
 }
 
-/* sys's messages to a C gen_server: get_state is refused with its
- * request named, at once; {terminate, Reason} stops it with Reason. */
+/* Prints sys:get_status's answer {Tag, {status, Pid, {module, gen_server},
+ * [PDict, SysState, Parent, Debug, Misc]}} with Pid and Parent checked
+ * against the server's pid. */
+static ca_pid STATUS_OF;
+
+static int status_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    char tag[CA_MAXATOM], sys[CA_MAXATOM], txt[512];
+    ca_pid pid, parent;
+    const char *misc;
+    size_t ml;
+    (void)self, (void)state;
+    if (ca_match(m, "{~a, {status, ~p, {module, gen_server}, [[], ~a, ~p, [], ~t]}}", tag, &pid,
+                 sys, &parent, &misc, &ml)) {
+        probe_say(&P, "status: unexpected");
+        return 0;
+    }
+    ca_term_print(misc, ml, txt, sizeof txt);
+    /* the server's pid, printed, as Self */
+    ei_x_buff x;
+    char pt[128], *at;
+    ei_x_new(&x);
+    ca_fmt(&x, "~p", STATUS_OF);
+    ca_term_print(x.buff, (size_t)x.index, pt, sizeof pt);
+    ei_x_free(&x);
+    if ((at = strstr(txt, pt)) != NULL) {
+        memmove(at + 4, at + strlen(pt), strlen(at + strlen(pt)) + 1);
+        memcpy(at, "Self", 4);
+    }
+    probe_say(&P, "status %s: %s %s %s %s", tag, ca_pid_eq(pid, STATUS_OF) ? "pid" : "other", sys,
+              ca_pid_eq(parent, STATUS_OF) ? "self" : "other", txt);
+    return 0;
+}
+
+static const ca_behaviour STATUS = {"status", NULL, status_handle, NULL};
+
+/* Waits for `line` and reports whether it came after `before`. */
+static int after(const char *line, const char *before)
+{
+    return probe_wait(&P, line, WAIT_MS) && probe_index(&P, before) >= 0 &&
+           probe_index(&P, line) > probe_index(&P, before);
+}
+
+/* sys's messages to a C gen_server: get_state and get_status through
+ * format_state (or refused without it), suspend and resume (what came
+ * meanwhile handled in order on resume, before what came after), the
+ * rest refused with their request named, at once; {terminate, Reason}
+ * stops it with Reason, while suspended too. */
 static void test_sys_messages(void)
 {
-    ca_pid srv, r;
-    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&COUNTER_SPEC, NULL, &srv) == 0);
+    static const ca_gen_server PLAIN = {.name = "plain", .handle_call = c_call};
+    static const ca_gen_server_spec PLAIN_SPEC = {&PLAIN, NULL};
+    ca_pid srv, plain, r, st;
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "sys_counter";
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&COUNTER_SPEC, &o, &srv) == 0);
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&PLAIN_SPEC, NULL, &plain) == 0);
     CU_ASSERT_FATAL(ca_spawn(RT, &REPLIER, NULL, NULL, &r) == 0);
+    CU_ASSERT_FATAL(ca_spawn(RT, &STATUS, NULL, NULL, &st) == 0);
+    STATUS_OF = srv;
     ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, sys1}, get_state}", r);
-    CU_ASSERT(probe_wait(&P, "got {sys1,{error,{not_supported,get_state}}}", WAIT_MS));
-    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, sys2}, {terminate, {shutdown, stopped}}}", r);
-    CU_ASSERT(probe_wait(&P, "got {sys2,ok}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "got {sys1,{counter,0}}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, plain, "{system, {~p, sys2}, get_state}", r);
+    CU_ASSERT(probe_wait(&P, "got {sys2,{error,{not_supported,get_state}}}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, st1}, get_status}", st);
+    CU_ASSERT(probe_wait(&P,
+                         "status st1: pid running self [{header,\"Status for generic server "
+                         "sys_counter\"},{data,[{\"Status\",running},{\"Parent\",Self},"
+                         "{\"Logged events\",[]}]},{data,[{\"State\",{counter,0}}]}]",
+                         WAIT_MS));
+    /* no format_state: no state, the rest as before; unnamed: the behaviour's name */
+    STATUS_OF = plain;
+    ca_rt_sendf(RT, CA_PID_NONE, plain, "{system, {~p, st0}, get_status}", st);
+    CU_ASSERT(probe_wait(&P,
+                         "status st0: pid running self [{header,\"Status for generic server "
+                         "plain\"},{data,[{\"Status\",running},{\"Parent\",Self},"
+                         "{\"Logged events\",[]}]}]",
+                         WAIT_MS));
+
+    /* suspended: sys still answers, nothing else is handled */
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, s1}, suspend}", r);
+    CU_ASSERT(probe_wait(&P, "got {s1,ok}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{'$gen_cast', {add, 5}}");
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{'$gen_call', {~p, c1}, {add, 1}}", r);
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "report");
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, s2}, get_state}", r);
+    CU_ASSERT(probe_wait(&P, "got {s2,{counter,0}}", WAIT_MS));
+    STATUS_OF = srv;
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, st2}, get_status}", st);
+    CU_ASSERT(probe_wait(&P,
+                         "status st2: pid suspended self [{header,\"Status for generic server "
+                         "sys_counter\"},{data,[{\"Status\",suspended},{\"Parent\",Self},"
+                         "{\"Logged events\",[]}]},{data,[{\"State\",{counter,0}}]}]",
+                         WAIT_MS));
+    usleep(20000);
+    CU_ASSERT_EQUAL(probe_count(&P, "got {c1,{ok,6}}"), 0);
+    CU_ASSERT_EQUAL(probe_count(&P, "server: n=6"), 0);
+    /* resumed: the held three in order, then what came after the resume */
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, s3}, resume}", r);
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{'$gen_cast', {add, 10}}");
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "report");
+    CU_ASSERT(after("got {c1,{ok,6}}", "got {s3,ok}"));
+    /* (the report comes from the server itself: ordered with its own
+     * lines only; {ok, 6} already says the cast came first) */
+    CU_ASSERT(probe_wait(&P, "server: n=6", WAIT_MS));
+    CU_ASSERT(after("server: n=16", "server: n=6"));
+
+    /* format_state failing, or giving a malformed term */
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{'$gen_cast', {add, -17}}");
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, f1}, get_state}", r);
+    CU_ASSERT(probe_wait(&P, "got {f1,{error,{callback_failed,{format_state,eio}}}}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{'$gen_cast', {add, 667}}");
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, f2}, get_state}", r);
+    CU_ASSERT(
+        probe_wait(&P, "got {f2,{error,{callback_failed,{format_state,ebadterm}}}}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, f3}, {replace_state, fn}}", r);
+    CU_ASSERT(probe_wait(&P, "got {f3,{error,{not_supported,{replace_state,fn}}}}", WAIT_MS));
+
+    /* stopped while suspended: what it held goes with it (ASan: no leak) */
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, s4}, suspend}", r);
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{'$gen_call', {~p, c2}, {add, 1}}", r);
+    ca_rt_sendf(RT, CA_PID_NONE, srv, "{system, {~p, sys3}, {terminate, {shutdown, stopped}}}", r);
+    CU_ASSERT(probe_wait(&P, "got {sys3,ok}", WAIT_MS));
     CU_ASSERT(probe_wait(&P, "server: terminate {shutdown,stopped}", WAIT_MS));
     for (int i = 0; i < 500 && ca_is_alive(RT, srv); i++)
         usleep(1000);
     CU_ASSERT(!ca_is_alive(RT, srv));
+    CU_ASSERT_EQUAL(probe_count(&P, "got {c2,{ok,667}}"), 0);
+    ca_kill(RT, CA_PID_NONE, plain, "kill");
+    ca_kill(RT, CA_PID_NONE, st, "kill");
 }
 
 /* ---- ca_rt_call: calls from a thread of the program's own ---- */
@@ -448,7 +574,7 @@ static int rex_call(ca_actor *self, void *state, const ca_call_from *from, const
     return ca_gen_replyf(self, from, "{unexpected, ~t}", req, len);
 }
 
-static const ca_gen_server REX = {"rex", NULL, rex_call, NULL, NULL, NULL};
+static const ca_gen_server REX = {.name = "rex", .handle_call = rex_call};
 static const ca_gen_server_spec REX_SPEC = {&REX, NULL};
 
 /* M:F(Args) through rex from this thread: the result printed into out,

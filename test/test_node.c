@@ -376,7 +376,7 @@ static int twice_call(ca_actor *self, void *state, const ca_call_from *from, con
     return ca_exit(self, "{shutdown, asked}");
 }
 
-static const ca_gen_server TWICE = {"twice", NULL, twice_call, NULL, NULL, NULL};
+static const ca_gen_server TWICE = {.name = "twice", .handle_call = twice_call};
 static const ca_gen_server_spec TWICE_SPEC = {&TWICE, NULL};
 
 /* Monitors and calls by name across nodes: the DOWN names {Name, Node};

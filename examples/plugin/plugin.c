@@ -131,8 +131,26 @@ static void kv_terminate(ca_actor *self, void *state, const char *reason, size_t
     }
 }
 
-/* Run by ca_gen_server_behaviour, which answers sys too (gen_server:stop). */
-static const ca_gen_server KV = {"kv", kv_init, kv_call, kv_cast, NULL, kv_terminate};
+/* sys:get_state({kv, Node}): the store as [{Key, Value}], newest first. */
+static int kv_format_state(ca_actor *self, void *state, ei_x_buff *out)
+{
+    kv_item *head = ((kv_state *)state)->head;
+    long n = 0;
+    (void)self;
+    for (kv_item *it = head; it; it = it->next)
+        n++;
+    if (n && ei_x_encode_list_header(out, n))
+        return CA_ENOMEM;
+    for (kv_item *it = head; it; it = it->next)
+        if (ca_fmt(out, "{~t, ~t}", it->key, it->klen, it->val, it->vlen))
+            return CA_ENOMEM;
+    return ei_x_encode_empty_list(out) ? CA_ENOMEM : 0;
+}
+
+/* Run by ca_gen_server_behaviour, which answers sys too (gen_server:stop,
+ * sys:get_state, sys:suspend...). */
+static const ca_gen_server KV = {"kv", kv_init,      kv_call,        kv_cast,
+                                 NULL, kv_terminate, kv_format_state};
 static const ca_gen_server_spec KV_SPEC = {&KV, NULL};
 
 /* ---- caller: one gen_server call at a time, without blocking ---- */
