@@ -504,40 +504,10 @@ static int state_term(ca_actor *self, gs_state *g, ei_x_buff *out)
     return rc;
 }
 
-/*
- * sys:get_status's answer, in gen_server's shape: {status, Pid, {module,
- * gen_server}, [PDict, SysState, Parent, Debug, Misc]} where Misc is
- * [{header, Text}, {data, [{"Status", S}, {"Parent", P}, {"Logged
- * events", []}]}, {data, [{"State", State}]}]. A C actor has no process
- * dictionary, debug options or parent (a process started without one
- * names itself, as here).
- */
-static int status_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
+static int failed_reply(ca_actor *self, const ca_call_from *from, int rc)
 {
-    char name[CA_MAXATOM], header[CA_MAXATOM + 64];
-    ca__name_of(ca_actor_rt(self), ca_self(self), name, sizeof name);
-    snprintf(header, sizeof header, "Status for generic server %s",
-             name[0] ? name : (g->cb->name ? g->cb->name : "(C)"));
-    const char *status = g->suspended ? "suspended" : "running";
-    ei_x_buff st;
-    if (ei_x_new(&st))
-        return CA_ENOMEM;
-    int rc = g->cb->format_state ? state_term(self, g, &st) : CA_ENOTSUP;
-    if (rc == 0 || rc == CA_ENOTSUP)
-        rc = ca_gen_replyf(self, from,
-                           rc ? "{status, ~p, {module, gen_server}, [[], ~a, ~p, [], "
-                                "[{header, ~s}, {data, [{\"Status\", ~a}, {\"Parent\", ~p}, "
-                                "{\"Logged events\", []}]}]]}"
-                              : "{status, ~p, {module, gen_server}, [[], ~a, ~p, [], "
-                                "[{header, ~s}, {data, [{\"Status\", ~a}, {\"Parent\", ~p}, "
-                                "{\"Logged events\", []}]}, {data, [{\"State\", ~t}]}]]}",
-                           ca_self(self), status, ca_self(self), header, status, ca_self(self),
-                           st.buff, (size_t)st.index);
-    else
-        rc = ca_gen_replyf(self, from, "{error, {callback_failed, {format_state, ~a}}}",
-                           ca_errname(rc));
-    ei_x_free(&st);
-    return rc;
+    return ca_gen_replyf(self, from, "{error, {callback_failed, {format_state, ~a}}}",
+                         ca_errname(rc));
 }
 
 static int state_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
@@ -548,10 +518,42 @@ static int state_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
     if (ei_x_new_with_version(&x))
         return CA_ENOMEM;
     int rc = state_term(self, g, &x);
-    rc = rc == 0 ? ca_gen_reply(self, from, x.buff, (size_t)x.index)
-                 : ca_gen_replyf(self, from, "{error, {callback_failed, {format_state, ~a}}}",
-                                 ca_errname(rc));
+    rc = rc ? failed_reply(self, from, rc) : ca_gen_reply(self, from, x.buff, (size_t)x.index);
     ei_x_free(&x);
+    return rc;
+}
+
+/*
+ * sys:get_status's answer, in gen_server's shape: {status, Pid, {module,
+ * gen_server}, [PDict, SysState, Parent, Debug, Misc]} where Misc is
+ * [{header, Text}, {data, [{"Status", S}, {"Parent", P}, {"Logged
+ * events", []}]}, {data, [{"State", State}]}], the last without
+ * format_state. A C actor has no process dictionary, debug options or
+ * parent (a process started without one names itself, as here).
+ */
+#define STATUS_HEAD                                                                                \
+    "{status, ~p, {module, gen_server}, [[], ~a, ~p, [], [{header, ~s}, "                          \
+    "{data, [{\"Status\", ~a}, {\"Parent\", ~p}, {\"Logged events\", []}]}"
+
+static int status_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
+{
+    char name[CA_MAXATOM], header[CA_MAXATOM + 64];
+    ca__name_of(ca_actor_rt(self), ca_self(self), name, sizeof name);
+    snprintf(header, sizeof header, "Status for generic server %s",
+             name[0] ? name : (g->cb->name ? g->cb->name : "(C)"));
+    const char *status = g->suspended ? "suspended" : "running";
+    ca_pid me = ca_self(self);
+    ei_x_buff st;
+    if (ei_x_new(&st))
+        return CA_ENOMEM;
+    int rc = g->cb->format_state ? state_term(self, g, &st) : 0;
+    /* without format_state the pattern stops before the state's ~t */
+    const char *fmt =
+        g->cb->format_state ? STATUS_HEAD ", {data, [{\"State\", ~t}]}]]}" : STATUS_HEAD "]]}";
+    rc = rc ? failed_reply(self, from, rc)
+            : ca_gen_replyf(self, from, fmt, me, status, me, header, status, me, st.buff,
+                            (size_t)st.index);
+    ei_x_free(&st);
     return rc;
 }
 
