@@ -255,8 +255,15 @@ static int gen_cast(ca_actor *self, void *st, const char *req, size_t len)
     return 0;
 }
 
+/* sys:get_state, sys:get_status */
+static int gen_state(ca_actor *self, void *st, ei_x_buff *out)
+{
+    (void)self, (void)st;
+    return ca_fmt(out, "{fz_gen, ~p}", ca_self(self));
+}
+
 static const ca_gen_server GEN_CB = {
-    .name = "fz_gen", .handle_call = gen_call, .handle_cast = gen_cast};
+    .name = "fz_gen", .handle_call = gen_call, .handle_cast = gen_cast, .format_state = gen_state};
 static const ca_gen_server_spec GEN = {&GEN_CB, NULL};
 
 /* {Pid, N} -> Pid ! {sync, N} */
@@ -330,14 +337,16 @@ static const char *const NAMES[] = {"play", "trap", "gen", "rex", "net_kernel", 
 #define NNAMES (sizeof NAMES / sizeof NAMES[0])
 static const char *const NODES[] = {NODE_NAME, PEER_NAME, GHOST_NAME, "nohost", "a@b@c"};
 #define NNODES (sizeof NODES / sizeof NODES[0])
-static const char *const ATOMS[] = {"normal",         "kill",     "shutdown",
-                                    "noconnection",   "noproc",   "true",
-                                    "false",          "ok",       "$gen_call",
-                                    "$gen_cast",      "EXIT",     "DOWN",
-                                    "crash",          "noreply",  "alias",
-                                    "undefined",      "infinity", "sync",
-                                    "erlang",         "node",     "message_queue_len",
-                                    "registered_name"};
+static const char *const ATOMS[] = {"normal",          "kill",       "shutdown",
+                                    "noconnection",    "noproc",     "true",
+                                    "false",           "ok",         "$gen_call",
+                                    "$gen_cast",       "EXIT",       "DOWN",
+                                    "crash",           "noreply",    "alias",
+                                    "undefined",       "infinity",   "sync",
+                                    "erlang",          "node",       "message_queue_len",
+                                    "registered_name", "suspend",    "resume",
+                                    "get_state",       "get_status", "terminate",
+                                    "replace_state"};
 #define NATOMS (sizeof ATOMS / sizeof ATOMS[0])
 
 static void enc_atom(ei_x_buff *x, const char *a)
