@@ -109,6 +109,18 @@ defmodule CactorTest do
     assert GenServer.cast({:kv, n}, {:put, :cast, [1, 2]}) == :ok
     assert GenServer.call({:kv, n}, {:get, :cast}) == {:ok, [1, 2]}
     assert GenServer.call({:kv, n}, {:get, :nothing}) == :not_found
+    # :sys through kv's format_state; suspended, a cast waits for the resume
+    assert {"elixir", %{from: :elixir}} in :sys.get_state({:kv, n})
+    assert :sys.suspend({:kv, n}) == :ok
+    GenServer.cast({:kv, n}, {:put, :cast, :later})
+    assert {:cast, [1, 2]} in :sys.get_state({:kv, n})
+    assert :sys.resume({:kv, n}) == :ok
+    assert GenServer.call({:kv, n}, {:get, :cast}) == {:ok, :later}
+  end
+
+  test "a C actor runs an Elixir function through rpc", %{cnode: n} do
+    send({:caller, n}, {:rpc, node(), String, :upcase, ["from c"], self()})
+    assert_receive {:called, "FROM C"}, @t
   end
 
   test "a C actor calls an Elixir GenServer", %{cnode: n} do
