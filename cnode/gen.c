@@ -358,11 +358,16 @@ int ca_rt_call_name(ca_rt *rt, const char *name, const char *node, const void *r
 /* ---- rpc:call to a node's rex ---- */
 
 /*
- * {call, M, F, Args, user}, what rpc:call asks rex for. The group leader
- * is the atom `user` (rex takes that node's console): a C actor as group
- * leader would leave the function waiting for answers to io requests.
+ * {call, M, F, Args, user}, what rpc:call asks rex for (RPC_CALL), or the
+ * cast of rpc:cast (RPC_CAST). The group leader is the atom `user` (rex
+ * takes that node's console): a C actor as group leader would leave the
+ * function waiting for answers to io requests.
  */
-static int rpc_request(const char *mod, const char *fun, const void *args, size_t len, ei_x_buff *x)
+#define RPC_CALL "{call, ~a, ~a, ~t, user}"
+#define RPC_CAST "{'$gen_cast', {cast, ~a, ~a, ~t, user}}"
+
+static int rpc_request(const char *fmt, const char *mod, const char *fun, const void *args,
+                       size_t len, ei_x_buff *x)
 {
     if (!ca__name_valid(mod) || !ca__name_valid(fun))
         return CA_EBADNAME;
@@ -375,7 +380,7 @@ static int rpc_request(const char *mod, const char *fun, const void *args, size_
         return CA_EINVAL;
     if (ei_x_new_with_version(x))
         return CA_ENOMEM;
-    int rc = ca_fmt(x, "{call, ~a, ~a, ~t, user}", mod, fun, (const char *)args, len);
+    int rc = ca_fmt(x, fmt, mod, fun, (const char *)args, len);
     if (rc)
         ei_x_free(x);
     return rc;
@@ -385,10 +390,25 @@ int ca_rpc_call(ca_actor *self, const char *node, const char *mod, const char *f
                 const void *args, size_t len, uint64_t timeout_ms, ca_call *call)
 {
     ei_x_buff x;
-    int rc = rpc_request(mod, fun, args, len, &x);
+    int rc = rpc_request(RPC_CALL, mod, fun, args, len, &x);
     if (rc)
         return rc;
     rc = ca_gen_call_name(self, "rex", node, x.buff, (size_t)x.index, timeout_ms, call);
+    ei_x_free(&x);
+    return rc;
+}
+
+int ca_rpc_cast(ca_actor *self, const char *node, const char *mod, const char *fun,
+                const void *args, size_t len)
+{
+    if (!self)
+        return CA_EINVAL;
+    ei_x_buff x;
+    int rc = rpc_request(RPC_CAST, mod, fun, args, len, &x);
+    if (rc)
+        return rc;
+    call_dest d = {.name = "rex", .node = node};
+    rc = call_send(self, &d, x.buff, (size_t)x.index);
     ei_x_free(&x);
     return rc;
 }
@@ -397,7 +417,7 @@ int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *mod, const char *fun
                    size_t len, uint64_t timeout_ms, char **result, size_t *result_len)
 {
     ei_x_buff x;
-    int rc = rpc_request(mod, fun, args, len, &x);
+    int rc = rpc_request(RPC_CALL, mod, fun, args, len, &x);
     if (rc)
         return rc;
     rc = ca_rt_call_name(rt, "rex", node, x.buff, (size_t)x.index, timeout_ms, result, result_len);

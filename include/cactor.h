@@ -878,6 +878,12 @@ int ca_rpc_call(ca_actor *self, const char *node, const char *module, const char
 int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *module, const char *function,
                    const void *args, size_t len, uint64_t timeout_ms, char **result,
                    size_t *result_len);
+/* rpc:cast from C: the same function run by `node`'s rex, with nothing
+ * coming back. 0 once sent; the
+ * errors of ca_send_reg (CA_ENOENT: no rex here) and those of
+ * ca_rpc_call's arguments. */
+int ca_rpc_cast(ca_actor *self, const char *node, const char *module, const char *function,
+                const void *args, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* RPC functions (rpc:call, erpc:call, erl_call) and plugins            */

@@ -401,9 +401,10 @@ c_calls_erlang_by_name(Config) ->
     end,
     dies_during_call(N, {ct_doubler, node()}, S).
 
-%% rpc:call from C (ca_rpc_call): a function on this node, errors as
-%% rpc:call gives them, output to this node's console rather than to the
-%% C caller, a function of the C node itself, a node nobody runs.
+%% rpc:call and rpc:cast from C (ca_rpc_call, ca_rpc_cast): a function on
+%% this node, errors as rpc:call gives them, output to this node's console
+%% rather than to the C caller, a function of the C node itself, a node
+%% nobody runs.
 c_rpc_calls(Config) ->
     N = cn(Config),
     Node = node(),
@@ -420,7 +421,17 @@ c_rpc_calls(Config) ->
     ?assertEqual({call_failed, noconnection}, c_rpc(N, 'nobody@127.0.0.1', erlang, node, [])),
     ?assertEqual({call_failed, einval}, c_rpc(N, Node, erlang, node, not_a_list)),
     %% and the caller is still there, answering
-    ?assertEqual({called, 6}, c_rpc(N, Node, erlang, '*', [2, 3])).
+    ?assertEqual({called, 6}, c_rpc(N, Node, erlang, '*', [2, 3])),
+    %% rpc:cast from C (ca_rpc_cast): run here, and by the C node's own rex
+    Self = self(),
+    {caller, N} ! {rpc_cast, Node, erlang, send, [Self, cast_from_c], self()},
+    receive {cast, ok} -> ok after ?T -> ct:fail(no_cast_sent) end,
+    receive cast_from_c -> ok after ?T -> ct:fail(cast_not_run) end,
+    {caller, N} ! {rpc_cast, N, example, notify, [Self, cast_on_c], self()},
+    receive {cast, ok} -> ok after ?T -> ct:fail(no_cast_sent) end,
+    receive cast_on_c -> ok after ?T -> ct:fail(cast_not_run_on_c) end,
+    {caller, N} ! {rpc_cast, Node, erlang, send, not_a_list, self()},
+    receive {cast, einval} -> ok after ?T -> ct:fail(no_einval) end.
 
 c_rpc(N, Node, M, F, A) ->
     {caller, N} ! {rpc, Node, M, F, A, self()},

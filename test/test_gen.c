@@ -136,6 +136,15 @@ static int cl_handle(ca_actor *self, void *state, ca_msg *m)
         return 0;
     }
     char mod[CA_MAXATOM], fun[CA_MAXATOM];
+    if (ca_match(m, "{rpc_cast, ~a, ~a, ~t}", mod, fun, &r, &rl) == 0) {
+        ei_x_buff x;
+        ei_x_new_with_version(&x);
+        ca_fmt(&x, "~t", r, rl);
+        int rc = ca_rpc_cast(self, NULL, mod, fun, x.buff, (size_t)x.index);
+        ei_x_free(&x);
+        probe_say(&P, "client: cast %s", ca_errname(rc));
+        return 0;
+    }
     if (ca_match(m, "{rpc, ~a, ~a, ~t}", mod, fun, &r, &rl) == 0) {
         ei_x_buff x;
         ei_x_new_with_version(&x);
@@ -587,7 +596,16 @@ static int rex_call(ca_actor *self, void *state, const ca_call_from *from, const
     return ca_gen_replyf(self, from, "{unexpected, ~t}", req, len);
 }
 
-static const ca_gen_server REX = {.name = "rex", .handle_call = rex_call};
+static int rex_cast(ca_actor *self, void *state, const char *req, size_t len)
+{
+    char txt[128];
+    (void)self, (void)state;
+    ca_term_print(req, len, txt, sizeof txt);
+    probe_say(&P, "rex: cast %s", txt);
+    return 0;
+}
+
+static const ca_gen_server REX = {.name = "rex", .handle_call = rex_call, .handle_cast = rex_cast};
 static const ca_gen_server_spec REX_SPEC = {&REX, NULL};
 
 /* M:F(Args) through rex from this thread: the result printed into out,
@@ -655,7 +673,17 @@ static void test_rpc_calls(void)
     CU_ASSERT(probe_wait(&P, "client: reply {ran,lists,seq,[1,3]}", WAIT_MS));
     ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc, lists, seq, nolist}");
     CU_ASSERT(probe_wait(&P, "client: call failed einval", WAIT_MS));
+    /* rpc:cast: the cast rex gets; nothing comes back */
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc_cast, io, format, [\"hello\", [1]]}");
+    CU_ASSERT(probe_wait(&P, "client: cast ok", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "rex: cast {cast,io,format,[\"hello\",[1]],user}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc_cast, io, format, bad}");
+    CU_ASSERT(probe_wait(&P, "client: cast einval", WAIT_MS));
     ca_kill(RT, CA_PID_NONE, rex, "kill");
+    for (int i = 0; i < 500 && ca_is_alive(RT, rex); i++)
+        usleep(1000);
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc_cast, m, f, []}");
+    CU_ASSERT(probe_wait(&P, "client: cast enoent", WAIT_MS));
     ca_kill(RT, CA_PID_NONE, cl, "kill");
 }
 

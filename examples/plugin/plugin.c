@@ -19,7 +19,9 @@
  *              ReplyTo then gets {called, Reply} or {call_failed, Why};
  *              {caller, Node} ! {rpc, OnNode, M, F, Args, ReplyTo} runs
  *              M:F(Args...) on OnNode as rpc:call does (ca_rpc_call):
- *              {called, Result} (Result as rpc:call returns it)
+ *              {called, Result} (Result as rpc:call returns it);
+ *              {rpc_cast, OnNode, M, F, Args, ReplyTo} as rpc:cast does
+ *              (ca_rpc_cast): {cast, ok} once sent
  *   example:add(A, B) -> A + B
  *   example:reverse(Binary) -> the bytes in reverse order
  */
@@ -207,6 +209,23 @@ static int caller_start(ca_actor *self, caller_state *st, ca_msg *m, ca_pid *rep
     return rc;
 }
 
+/* {rpc_cast, OnNode, M, F, Args, ReplyTo}: ReplyTo gets {cast, ok | Why}. */
+static int caller_cast(ca_actor *self, ca_msg *m)
+{
+    char node[CA_MAXATOM], mod[CA_MAXATOM], fun[CA_MAXATOM];
+    const char *a;
+    size_t al;
+    ca_pid reply_to;
+    if (ca_match(m, "{rpc_cast, ~a, ~a, ~a, ~t, ~p}", node, mod, fun, &a, &al, &reply_to))
+        return 1;
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x) || ca_fmt(&x, "~t", a, al))
+        return CA_ENOMEM;
+    int rc = ca_rpc_cast(self, node, mod, fun, x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    return ca_sendf(self, reply_to, "{cast, ~a}", ca_errname(rc));
+}
+
 static int caller_handle(ca_actor *self, void *state, ca_msg *m)
 {
     caller_state *st = state;
@@ -214,7 +233,10 @@ static int caller_handle(ca_actor *self, void *state, ca_msg *m)
     ca_ref ref;
     const char *r, *why;
     size_t rl, wl;
-    int rc = caller_start(self, st, m, &reply_to);
+    int rc = caller_cast(self, m);
+    if (rc <= 0)
+        return rc;
+    rc = caller_start(self, st, m, &reply_to);
     if (rc == 0) {
         st->busy = 1;
         st->reply_to = reply_to;
