@@ -324,6 +324,10 @@ int ca__node_intern_n(const char *name, size_t len, uint32_t *idx);
  * version byte is skipped), checked without recursion and never reading
  * past len; else CA_EBADTERM. Use it on anything not built here. */
 int ca__term_check(const char *buf, size_t len);
+/* ca_vmatch_term without the check, for a message's term: every one was
+ * checked or built here before it became a message (sends check what
+ * they copy, the distribution layer what it reads, signals are built). */
+int ca__vmatch_msg(const char *buf, size_t len, const char *pattern, va_list ap);
 /* A complete ETF buffer: version byte, then exactly one term. */
 static inline int ca__etf_check(const void *etf, size_t len)
 {

@@ -451,7 +451,7 @@ int ca_match(const ca_msg *m, const char *pattern, ...)
         return CA_ENOMATCH;
     va_list ap;
     va_start(ap, pattern);
-    int rc = ca_vmatch_term(m->data, m->len, pattern, ap);
+    int rc = ca__vmatch_msg(m->data, m->len, pattern, ap);
     va_end(ap);
     return rc;
 }

@@ -665,10 +665,17 @@ static int lex_atom(const char **pp, char *scratch, const char **name, size_t *l
     if (*p != '\'') {
         if (!atom_start(*p))
             return CA_EBADPAT;
-        for (start = p; ident_char(*p);)
-            p++;
+        unsigned high = 0;
+        for (start = p; ident_char(*p); p++)
+            high |= (unsigned char)*p;
         *name = start;
         *len = (size_t)(p - start);
+        if (high < 0x80) { /* ASCII: one character a byte, nothing to decode */
+            if (*len > MAXATOMCHARS)
+                return CA_EBADPAT;
+            *pp = p;
+            return 0;
+        }
     } else {
         start = ++p;
         while (*p && *p != '\'' && *p != '\\')
@@ -1051,9 +1058,18 @@ static ival ival_of(long long v)
     return r;
 }
 
+/* name[0..len) is valid UTF-8 of at most 255 characters (checked by the
+ * callers). Up to 255 bytes, written here as ei would write them
+ * (SMALL_ATOM_UTF8_EXT): ei's encoder converts and checks again. */
 static int put_atom(ei_x_buff *x, const char *name, size_t len)
 {
-    return xcheck(ei_x_encode_atom_len_as(x, name, (int)len, ERLANG_UTF8, ERLANG_UTF8));
+    if (len > 255)
+        return xcheck(ei_x_encode_atom_len_as(x, name, (int)len, ERLANG_UTF8, ERLANG_UTF8));
+    char b[2 + 255];
+    b[0] = (char)ERL_SMALL_ATOM_UTF8_EXT;
+    b[1] = (char)len;
+    memcpy(b + 2, name, len);
+    return xcheck(ei_x_append_buf(x, b, (int)len + 2));
 }
 
 /* Code points from a string literal (quote '"') or from a C string
@@ -2070,13 +2086,8 @@ static int match_one(mst *m, tref *t)
     }
 }
 
-int ca_vmatch_term(const char *buf, size_t len, const char *pattern, va_list ap)
+static int vmatch(const char *buf, size_t len, int start, const char *pattern, va_list ap)
 {
-    int start;
-    if (pattern == NULL)
-        return CA_EINVAL;
-    if (check_whole(buf, len, &start) != 0)
-        return CA_EBADTERM;
     mst m = {.p = pattern, .buf = buf, .len = len};
     tref t = {start, 0};
     va_copy(m.ap, ap);
@@ -2090,6 +2101,23 @@ int ca_vmatch_term(const char *buf, size_t len, const char *pattern, va_list ap)
     if (err == CA_ENOMATCH && check_pattern(pattern, MODE_MATCH) != 0)
         return CA_EBADPAT;
     return err;
+}
+
+int ca_vmatch_term(const char *buf, size_t len, const char *pattern, va_list ap)
+{
+    int start;
+    if (pattern == NULL)
+        return CA_EINVAL;
+    if (check_whole(buf, len, &start) != 0)
+        return CA_EBADTERM;
+    return vmatch(buf, len, start, pattern, ap);
+}
+
+int ca__vmatch_msg(const char *buf, size_t len, const char *pattern, va_list ap)
+{
+    if (pattern == NULL)
+        return CA_EINVAL;
+    return vmatch(buf, len, (unsigned char)buf[0] == VERSION_MAGIC, pattern, ap);
 }
 
 int ca_match_term(const char *buf, size_t len, const char *pattern, ...)

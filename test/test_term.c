@@ -434,6 +434,40 @@ static void test_fmt_literal_forms(void)
     /* a list whose tail is given */
     static const unsigned char tail[] = {131, 108, 0, 0, 0, 1, 97, 1, 107, 0, 2, 2, 3};
     fmt_is(B(tail), "[1 | [2, 3]]");
+
+    /* atoms at the limits, byte for byte as ei encodes them: 255 ASCII
+     * characters (the short form), 100 three-byte ones (300 bytes, the
+     * long form); one more character is refused */
+    char a255[256], euro[301], pat[300];
+    memset(a255, 'a', 255);
+    a255[255] = 0;
+    for (int i = 0; i < 100; i++)
+        memcpy(euro + 3 * i, "\xe2\x82\xac", 3);
+    euro[300] = 0;
+    const char *atoms[] = {a255, euro};
+    for (int i = 0; i < 2; i++) {
+        ei_x_buff x, e;
+        ei_x_new_with_version(&e);
+        ei_x_encode_atom_len_as(&e, atoms[i], (int)strlen(atoms[i]), ERLANG_UTF8, ERLANG_UTF8);
+        CU_ASSERT_EQUAL(fmt(&x, "~a", atoms[i]), 0);
+        CU_ASSERT(same_bytes(&x, (const unsigned char *)e.buff, (size_t)e.index));
+        ei_x_free(&x);
+        snprintf(pat, sizeof pat, "%s", atoms[i]);
+        if (i == 0) { /* the same, unquoted in the pattern */
+            CU_ASSERT_EQUAL(fmt(&x, pat), 0);
+            CU_ASSERT(same_bytes(&x, (const unsigned char *)e.buff, (size_t)e.index));
+            ei_x_free(&x);
+        }
+        ei_x_free(&e);
+    }
+    char a256[258];
+    memset(a256, 'a', 256);
+    a256[256] = 0;
+    ei_x_buff x;
+    CU_ASSERT_EQUAL(fmt(&x, "~a", a256), CA_EINVAL);
+    ei_x_free(&x);
+    CU_ASSERT_EQUAL(fmt(&x, a256), CA_EBADPAT);
+    ei_x_free(&x);
 }
 
 static void test_fmt_errors(void)
