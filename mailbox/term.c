@@ -1206,10 +1206,56 @@ static int fmt_bytes(fst *s, uint32_t n, const char *end)
 
 /* Elements of a tuple or list until `close`; the header is written
  * first, so they are counted (and checked) before being encoded. */
+/*
+ * A tuple in one pass: its header written for the arity 0 and mended at
+ * the end, elements formatted as they are read (a count first would lex
+ * each nested tuple once per level around it).
+ */
+static int fmt_tuple(fst *s)
+{
+    int hdr = s->x->index, err;
+    static const char small[2] = {ERL_SMALL_TUPLE_EXT, 0};
+    if (ei_x_append_buf(s->x, small, 2) < 0)
+        return CA_ENOMEM;
+    uint32_t n = 0;
+    ws(&s->p);
+    if (*s->p == '}') {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if ((err = fmt_one(s)) != 0)
+            return err;
+        n++;
+        ws(&s->p);
+        if (*s->p == '}')
+            break;
+        if (*s->p != ',')
+            return CA_EBADPAT;
+        s->p++;
+    }
+    s->p++;
+    if (n < 256) {
+        s->x->buff[hdr + 1] = (char)n;
+        return 0;
+    }
+    /* LARGE_TUPLE_EXT: 3 more bytes of header */
+    static const char pad[3] = {0};
+    if (ei_x_append_buf(s->x, pad, 3) < 0)
+        return CA_ENOMEM;
+    char *h = s->x->buff + hdr;
+    memmove(h + 5, h + 2, (size_t)(s->x->index - hdr - 5));
+    h[0] = (char)ERL_LARGE_TUPLE_EXT;
+    ca__put32((unsigned char *)h + 1, n);
+    return 0;
+}
+
 static int fmt_seq(fst *s, char close, int list)
 {
     uint32_t n;
     int tail, err;
+    if (!list)
+        return fmt_tuple(s);
     const char *q = s->p;
     if ((err = skip_seq(&q, close, list, MODE_FMT, 0, &n, &tail)) != 0)
         return err;

@@ -468,18 +468,42 @@ static void test_fmt_literal_forms(void)
     ei_x_free(&x);
     CU_ASSERT_EQUAL(fmt(&x, a256), CA_EBADPAT);
     ei_x_free(&x);
+
+    /* tuples around the small form's limit of 255 elements, nested */
+    static const int arities[] = {0, 1, 255, 256, 300};
+    for (size_t i = 0; i < sizeof arities / sizeof arities[0]; i++) {
+        int n = arities[i];
+        char *p = malloc(8 * (size_t)n + 16), *w = p;
+        ei_x_buff e;
+        ei_x_new_with_version(&e);
+        ei_x_encode_tuple_header(&e, 2);
+        ei_x_encode_tuple_header(&e, n);
+        w += sprintf(w, "{{");
+        for (int k = 0; k < n; k++) {
+            ei_x_encode_long(&e, k);
+            w += sprintf(w, k ? ", %d" : "%d", k);
+        }
+        ei_x_encode_atom(&e, "end");
+        sprintf(w, "}, end}");
+        CU_ASSERT_EQUAL(fmt(&x, p), 0);
+        CU_ASSERT(same_bytes(&x, (const unsigned char *)e.buff, (size_t)e.index));
+        ei_x_free(&x);
+        ei_x_free(&e);
+        free(p);
+    }
 }
 
 static void test_fmt_errors(void)
 {
     ei_x_buff x;
-    const char *bad[] = {"",         "{a",   "{a,}",    "{a b}",     "[a |]",
-                         "[| a]",    "#{a}", "#{a =>}", "<<256>>",   "<<-1>>",
-                         "<<a>>",    "'abc", "\"abc",   "Var",       "_",
-                         "~q",       "~",    "1.",      "1.5e",      "12abc",
-                         "{a} junk", "{a}}", "#a",      "<a",        "99999999999999999999",
-                         "36#",      "37#1", "\"\\x\"", "<<\"Ϩ\">>", "'\xff'",
-                         "16#fg"};
+    const char *bad[] = {"",          "{a",        "{a,}",    "{a b}",     "[a |]",
+                         "[| a]",     "#{a}",      "#{a =>}", "<<256>>",   "<<-1>>",
+                         "<<a>>",     "'abc",      "\"abc",   "Var",       "_",
+                         "~q",        "~",         "1.",      "1.5e",      "12abc",
+                         "{a} junk",  "{a}}",      "#a",      "<a",        "99999999999999999999",
+                         "36#",       "37#1",      "\"\\x\"", "<<\"Ϩ\">>", "'\xff'",
+                         "16#fg",     "{a, {b,}}", "{,}",     "{a,,b}",    "{{a}",
+                         "{a, {b c}}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int rc = fmt(&x, bad[i]);
         if (rc != CA_EBADPAT)
