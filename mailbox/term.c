@@ -2132,6 +2132,35 @@ static int match_one(mst *m, tref *t)
     }
 }
 
+/*
+ * Patterns found well-formed, per thread: after a mismatch (an actor
+ * trying its patterns in turn) the whole pattern is checked, to tell a
+ * bad pattern from a term that does not match, and that costs more than
+ * the match. Kept by content, so a pattern rebuilt in the same buffer is
+ * checked anew.
+ */
+#define GOOD_SLOTS 32
+#define GOOD_LEN   64
+
+typedef struct good_pattern {
+    char text[GOOD_LEN];
+} good_pattern;
+
+static _Thread_local good_pattern good[GOOD_SLOTS];
+
+static int pattern_ok(const char *pattern)
+{
+    good_pattern *g = &good[((uintptr_t)pattern >> 3) % GOOD_SLOTS];
+    if (g->text[0] && strcmp(g->text, pattern) == 0)
+        return 1;
+    if (check_pattern(pattern, MODE_MATCH) != 0)
+        return 0;
+    size_t n = strlen(pattern);
+    if (n > 0 && n < GOOD_LEN)
+        memcpy(g->text, pattern, n + 1);
+    return 1;
+}
+
 static int vmatch(const char *buf, size_t len, int start, const char *pattern, va_list ap)
 {
     mst m = {.p = pattern, .buf = buf, .len = len};
@@ -2144,7 +2173,7 @@ static int vmatch(const char *buf, size_t len, int start, const char *pattern, v
         return *m.p ? CA_EBADPAT : 0;
     }
     /* A mismatch stops early; a bad pattern must say so whatever the term. */
-    if (err == CA_ENOMATCH && check_pattern(pattern, MODE_MATCH) != 0)
+    if (err == CA_ENOMATCH && !pattern_ok(pattern))
         return CA_EBADPAT;
     return err;
 }

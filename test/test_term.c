@@ -839,6 +839,22 @@ static void test_match_bad_patterns(void)
         CU_ASSERT_EQUAL(ca_match_term(B(erl_mixed), bad[i]), CA_EBADPAT);
     }
     CU_ASSERT_EQUAL(ca_match_term(B(erl_default_atoms), NULL), CA_EINVAL);
+    /* a good pattern, then a bad one written into the same buffer: the
+     * second is not taken for the first (mismatches remember good ones) */
+    char pat[32];
+    long n;
+    for (int i = 0; i < 3; i++) {
+        snprintf(pat, sizeof pat, "{sub, ~i}");
+        CU_ASSERT_EQUAL(ca_match_term(B(erl_mixed), pat, &n), CA_ENOMATCH);
+        snprintf(pat, sizeof pat, "{sub, ~q}");
+        CU_ASSERT_EQUAL(ca_match_term(B(erl_mixed), pat, &n), CA_EBADPAT);
+    }
+    /* and a long one, past what is remembered */
+    char longpat[200];
+    snprintf(longpat, sizeof longpat, "{sub, %0150d, ~i}", 0);
+    CU_ASSERT_EQUAL(ca_match_term(B(erl_mixed), longpat, &n), CA_ENOMATCH);
+    longpat[7] = 'x';
+    CU_ASSERT_EQUAL(ca_match_term(B(erl_mixed), longpat, &n), CA_EBADPAT);
 }
 
 /* ---- malformed terms ---- */
