@@ -146,7 +146,8 @@ int ca_decode_ref(const char *buf, int *index, ca_ref *ref);
  *                         version byte 131 is skipped)
  *
  * Returns 0, CA_EBADPAT for a malformed format, CA_EINVAL for bad
- * arguments (an invalid atom, a NULL string), CA_ENOMEM.
+ * arguments (an invalid atom, a NULL string) and for a map given the same
+ * key twice (which Erlang would refuse), CA_ENOMEM.
  * On error `x` may hold a partial term: discard it.
  */
 int ca_fmt(ei_x_buff *x, const char *fmt, ...);

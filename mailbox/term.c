@@ -1283,6 +1283,19 @@ static int fmt_seq(fst *s, char close, int list)
     return 0;
 }
 
+/* CA_EINVAL if key i (keys[2i]..keys[2i+1] in buf) is one of the keys
+ * before it: Erlang refuses a map that has a key twice. Equal terms built
+ * here are equal bytes; terms embedded with ~t are compared as given. */
+static int key_again(const char *buf, const int *keys, uint32_t i)
+{
+    int len = keys[2 * i + 1] - keys[2 * i];
+    for (uint32_t j = 0; j < i; j++)
+        if (keys[2 * j + 1] - keys[2 * j] == len &&
+            memcmp(buf + keys[2 * j], buf + keys[2 * i], (size_t)len) == 0)
+            return CA_EINVAL;
+    return 0;
+}
+
 static int fmt_map(fst *s)
 {
     uint32_t n;
@@ -1296,17 +1309,26 @@ static int fmt_map(fst *s)
         s->p = q;
         return 0;
     }
-    for (uint32_t i = 0; i < n; i++) {
+    /* where each key's bytes start and end, to refuse one given twice */
+    int local[2 * 16], *keys = n <= 16 ? local : malloc(2 * n * sizeof *keys);
+    if (!keys)
+        return CA_ENOMEM;
+    for (uint32_t i = 0; i < n && err == 0; i++) {
+        keys[2 * i] = s->x->index;
         if ((err = fmt_one(s)) != 0)
-            return err;
+            break;
+        keys[2 * i + 1] = s->x->index;
+        err = key_again(s->x->buff, keys, i);
         ws(&s->p);
         s->p += 2; /* => */
-        if ((err = fmt_one(s)) != 0)
-            return err;
-        ws(&s->p);
-        s->p++; /* ',' or '}' */
+        if (err == 0 && (err = fmt_one(s)) == 0) {
+            ws(&s->p);
+            s->p++; /* ',' or '}' */
+        }
     }
-    return 0;
+    if (keys != local)
+        free(keys);
+    return err;
 }
 
 static int fmt_embed(fst *s)

@@ -532,6 +532,15 @@ static void test_fmt_errors(void)
     CU_ASSERT_EQUAL(fmt(&x, "~t", "\x83\x68", (size_t)2), CA_EINVAL);
     ei_x_free(&x);
     CU_ASSERT_EQUAL(ca_fmt(NULL, "ok"), CA_EINVAL);
+    /* a map with a key twice, which Erlang would refuse to decode */
+    CU_ASSERT_EQUAL(fmt(&x, "#{a => 1, a => 2}"), CA_EINVAL);
+    ei_x_free(&x);
+    CU_ASSERT_EQUAL(fmt(&x, "#{~a => 1, b => 2}", "b"), CA_EINVAL);
+    ei_x_free(&x);
+    CU_ASSERT_EQUAL(fmt(&x, "#{k => #{\"s\" => 1, [115] => 2}}"), CA_EINVAL);
+    ei_x_free(&x);
+    CU_ASSERT_EQUAL(fmt(&x, "#{a => 1, b => 1, 1 => a, 1.0 => a}"), 0);
+    ei_x_free(&x);
 }
 
 /* ---- placeholders: format, then match back ---- */
