@@ -103,6 +103,24 @@ static int cl_init(ca_actor *self, void *arg, void **state)
     return *state ? 0 : CA_ENOMEM;
 }
 
+/* t (no version byte) as the whole term with version byte that the call
+ * functions take */
+static void versioned(ei_x_buff *x, const char *t, size_t tl)
+{
+    ei_x_new_with_version(x);
+    ca_fmt(x, "~t", t, tl);
+}
+
+/* A call started (or not: reported) with the request in x. */
+static int started(client *cl, ei_x_buff *x, int rc)
+{
+    ei_x_free(x);
+    cl->busy = rc == 0;
+    if (rc)
+        probe_say(&P, "client: call failed %s", ca_errname(rc));
+    return 0;
+}
+
 static int cl_handle(ca_actor *self, void *state, ca_msg *m)
 {
     client *cl = state;
@@ -110,50 +128,30 @@ static int cl_handle(ca_actor *self, void *state, ca_msg *m)
     ca_ref ref;
     const char *r;
     size_t rl;
-    char txt[128];
+    char txt[128], name[CA_MAXATOM], mod[CA_MAXATOM], fun[CA_MAXATOM];
     long timeout;
+    ei_x_buff x;
+    int rc;
     if (ca_match(m, "{call, ~p, ~t, ~i}", &to, &r, &rl, &timeout) == 0) {
-        ei_x_buff x;
-        ei_x_new_with_version(&x);
-        ca_fmt(&x, "~t", r, rl);
-        int rc = ca_gen_call(self, to, x.buff, (size_t)x.index, (uint64_t)timeout, &cl->call);
-        ei_x_free(&x);
-        cl->busy = rc == 0;
-        if (rc)
-            probe_say(&P, "client: call failed %s", ca_errname(rc));
-        return 0;
+        versioned(&x, r, rl);
+        rc = ca_gen_call(self, to, x.buff, (size_t)x.index, (uint64_t)timeout, &cl->call);
+        return started(cl, &x, rc);
     }
-    char name[CA_MAXATOM];
     if (ca_match(m, "{call_name, ~a, ~t}", name, &r, &rl) == 0) {
-        ei_x_buff x;
-        ei_x_new_with_version(&x);
-        ca_fmt(&x, "~t", r, rl);
-        int rc = ca_gen_call_name(self, name, NULL, x.buff, (size_t)x.index, 1000, &cl->call);
-        ei_x_free(&x);
-        cl->busy = rc == 0;
-        if (rc)
-            probe_say(&P, "client: call failed %s", ca_errname(rc));
-        return 0;
-    }
-    char mod[CA_MAXATOM], fun[CA_MAXATOM];
-    if (ca_match(m, "{rpc_cast, ~a, ~a, ~t}", mod, fun, &r, &rl) == 0) {
-        ei_x_buff x;
-        ei_x_new_with_version(&x);
-        ca_fmt(&x, "~t", r, rl);
-        int rc = ca_rpc_cast(self, NULL, mod, fun, x.buff, (size_t)x.index);
-        ei_x_free(&x);
-        probe_say(&P, "client: cast %s", ca_errname(rc));
-        return 0;
+        versioned(&x, r, rl);
+        rc = ca_gen_call_name(self, name, NULL, x.buff, (size_t)x.index, 1000, &cl->call);
+        return started(cl, &x, rc);
     }
     if (ca_match(m, "{rpc, ~a, ~a, ~t}", mod, fun, &r, &rl) == 0) {
-        ei_x_buff x;
-        ei_x_new_with_version(&x);
-        ca_fmt(&x, "~t", r, rl);
-        int rc = ca_rpc_call(self, NULL, mod, fun, x.buff, (size_t)x.index, 1000, &cl->call);
+        versioned(&x, r, rl);
+        rc = ca_rpc_call(self, NULL, mod, fun, x.buff, (size_t)x.index, 1000, &cl->call);
+        return started(cl, &x, rc);
+    }
+    if (ca_match(m, "{rpc_cast, ~a, ~a, ~t}", mod, fun, &r, &rl) == 0) {
+        versioned(&x, r, rl);
+        rc = ca_rpc_cast(self, NULL, mod, fun, x.buff, (size_t)x.index);
         ei_x_free(&x);
-        cl->busy = rc == 0;
-        if (rc)
-            probe_say(&P, "client: call failed %s", ca_errname(rc));
+        probe_say(&P, "client: cast %s", ca_errname(rc));
         return 0;
     }
     if (!cl->busy)
