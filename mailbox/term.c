@@ -1204,8 +1204,6 @@ static int fmt_bytes(fst *s, uint32_t n, const char *end)
     return 0;
 }
 
-/* Elements of a tuple or list until `close`; the header is written
- * first, so they are counted (and checked) before being encoded. */
 /*
  * A tuple in one pass: its header written for the arity 0 and mended at
  * the end, elements formatted as they are read (a count first would lex
@@ -1250,6 +1248,9 @@ static int fmt_tuple(fst *s)
     return 0;
 }
 
+/* Elements of a list until `close` (tuples: fmt_tuple). The header is
+ * written first, and a list of small integers may become a string, so
+ * they are counted (and checked) before being encoded. */
 static int fmt_seq(fst *s, char close, int list)
 {
     uint32_t n;
