@@ -177,6 +177,18 @@ static void finish(ca_actor *self, caller_state *st)
     st->busy = 0;
 }
 
+/* t (a term inside a message, no version byte) as the whole term with
+ * version byte that ca_gen_call, ca_rpc_call and ca_rpc_cast take. */
+static int versioned(ei_x_buff *x, const char *t, size_t tl)
+{
+    if (ei_x_new_with_version(x))
+        return CA_ENOMEM;
+    if (ca_fmt(x, "~t", t, tl) == 0)
+        return 0;
+    ei_x_free(x);
+    return CA_ENOMEM;
+}
+
 /* {call, Server, Request, ReplyTo} (Server a pid or {Name, Node}) or
  * {rpc, Node, M, F, Args, ReplyTo}: started, or why not. */
 static int caller_start(ca_actor *self, caller_state *st, ca_msg *m, ca_pid *reply_to)
@@ -194,11 +206,10 @@ static int caller_start(ca_actor *self, caller_state *st, ca_msg *m, ca_pid *rep
     }
     if (st->busy)
         return CA_EBUSY;
-    /* ca_gen_call and ca_rpc_call take a whole term with version byte. */
     ei_x_buff x;
-    if (ei_x_new_with_version(&x) || ca_fmt(&x, "~t", t, tl))
-        return CA_ENOMEM;
-    int rc;
+    int rc = versioned(&x, t, tl);
+    if (rc)
+        return rc;
     if (rpc)
         rc = ca_rpc_call(self, node, name, fun, x.buff, (size_t)x.index, 5000, &st->call);
     else if (ca_pid_is_none(server))
@@ -219,9 +230,10 @@ static int caller_cast(ca_actor *self, ca_msg *m)
     if (ca_match(m, "{rpc_cast, ~a, ~a, ~a, ~t, ~p}", node, mod, fun, &a, &al, &reply_to))
         return 1;
     ei_x_buff x;
-    if (ei_x_new_with_version(&x) || ca_fmt(&x, "~t", a, al))
-        return CA_ENOMEM;
-    int rc = ca_rpc_cast(self, node, mod, fun, x.buff, (size_t)x.index);
+    int rc = versioned(&x, a, al);
+    if (rc)
+        return rc;
+    rc = ca_rpc_cast(self, node, mod, fun, x.buff, (size_t)x.index);
     ei_x_free(&x);
     return ca_sendf(self, reply_to, "{cast, ~a}", ca_errname(rc));
 }
