@@ -599,27 +599,33 @@ ca_node *ca_rt_node_of(ca_rt *rt)
 
 /* ---- public sends ---- */
 
-int ca_send_reg(ca_actor *self, const char *name, const char *node, const void *etf, size_t len)
+int ca_rt_send_reg(ca_rt *rt, ca_pid from, const char *name, const char *node, const void *etf,
+                   size_t len)
 {
     uint32_t idx;
-    if (!self || !name || !node)
+    if (!rt || !name || !node)
         return CA_EINVAL;
-    ca_rt *rt = ca_actor_rt(self);
     int rc = ca_node_intern(node, &idx);
     if (rc)
         return rc;
     if (idx == rt->node)
-        return ca_send_name(self, name, etf, len);
+        return ca_rt_send_name(rt, from, name, etf, len);
     if (len > INT32_MAX)
         return CA_ETOOBIG;
     if (ca__etf_check(etf, len))
         return CA_EBADTERM;
     if (!rt->dist)
         return CA_ENOTCONN;
-    ca_msg *m = ca__msg_term(ca_self(self), etf, len);
+    ca_msg *m = ca__msg_term(from, etf, len);
     if (!m)
         return CA_ENOMEM;
     return rt->dist->send_name(rt->dist_ctx, m, name, idx);
+}
+
+int ca_send_reg(ca_actor *self, const char *name, const char *node, const void *etf, size_t len)
+{
+    return self ? ca_rt_send_reg(ca_actor_rt(self), ca_self(self), name, node, etf, len)
+                : CA_EINVAL;
 }
 
 int ca_sendf_reg(ca_actor *self, const char *name, const char *node, const char *fmt, ...)

@@ -730,6 +730,10 @@ void ca_node_stats_get(ca_node *node, ca_node_stats *st);
  */
 int ca_send_reg(ca_actor *self, const char *name, const char *node, const void *etf, size_t len);
 int ca_sendf_reg(ca_actor *self, const char *name, const char *node, const char *fmt, ...);
+/* The same from any thread, as ca_rt_send: `from` is the sender the
+ * receiver sees (CA_PID_NONE: the node itself, a pid that runs nothing). */
+int ca_rt_send_reg(ca_rt *rt, ca_pid from, const char *name, const char *node, const void *etf,
+                   size_t len);
 
 /* Send to a process alias (ALIAS_SEND), e.g. the reply to an OTP 24+
  * gen_server:call whose From tag is [alias | Alias]. A local alias gives
@@ -880,9 +884,8 @@ int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *module, const char *
                    const void *args, size_t len, uint64_t timeout_ms, char **result,
                    size_t *result_len);
 /* rpc:cast from C: the same function run by `node`'s rex, with nothing
- * coming back. 0 once sent; the
- * errors of ca_send_reg (CA_ENOENT: no rex here) and those of
- * ca_rpc_call's arguments. */
+ * coming back. 0 once sent; the errors of ca_send_reg (CA_ENOENT: no rex
+ * here) and those of ca_rpc_call's arguments. */
 int ca_rpc_cast(ca_actor *self, const char *node, const char *module, const char *function,
                 const void *args, size_t len);
 

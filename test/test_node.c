@@ -306,6 +306,23 @@ static void test_reg_send_and_reply(void)
     cmd(&A, a1, "{send_reg, nobody, '" NB "', {hello, 3}}");
     cmd(&A, a1, "{send_reg, b1, '" NB "', {hello, 4}}");
     CU_ASSERT(probe_wait(&P, "a1: {world,4}", 5000));
+    /* from this thread (ca_rt_send_reg): in a1's name, so the answer
+     * comes back to a1; sender-less; to this node's own name, locally */
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    ca_fmt(&x, "{hello, 5}");
+    CU_ASSERT_EQUAL(ca_rt_send_reg(A.rt, a1, "b1", NB, x.buff, (size_t)x.index), 0);
+    CU_ASSERT(probe_wait(&P, "a1: {world,5}", 5000));
+    x.index = 1;
+    ca_fmt(&x, "{from_thread, 6}");
+    CU_ASSERT_EQUAL(ca_rt_send_reg(A.rt, CA_PID_NONE, "b1", NB, x.buff, (size_t)x.index), 0);
+    CU_ASSERT(probe_wait(&P, "b1: {from_thread,6}", 5000));
+    CU_ASSERT_EQUAL(ca_rt_send_reg(A.rt, CA_PID_NONE, "a1", NA, x.buff, (size_t)x.index), 0);
+    CU_ASSERT(probe_wait(&P, "a1: {from_thread,6}", 5000));
+    CU_ASSERT_EQUAL(ca_rt_send_reg(NULL, CA_PID_NONE, "b1", NB, x.buff, (size_t)x.index),
+                    CA_EINVAL);
+    CU_ASSERT_EQUAL(ca_rt_send_reg(A.rt, CA_PID_NONE, "b1", NB, "\x83\x68", 2), CA_EBADTERM);
+    ei_x_free(&x);
 }
 
 /* The node's sockets are on scheduler 0: an actor there writes its frames
