@@ -1019,11 +1019,17 @@ static int check_pattern(const char *p, int mode)
 /* ca_fmt                                                              */
 /* ------------------------------------------------------------------ */
 
+typedef struct fmt_prog fmt_prog;
+
 typedef struct fst {
     const char *p;
     va_list ap;
     ei_x_buff *x;
+    fmt_prog *rec; /* compiling: placeholders are recorded, not formatted */
 } fst;
+
+/* fmt_one when compiling: this format is formatted each time instead */
+#define NOCACHE 1
 
 static int xcheck(int eirc)
 {
@@ -1237,6 +1243,8 @@ static int fmt_tuple(fst *s)
         s->x->buff[hdr + 1] = (char)n;
         return 0;
     }
+    if (s->rec)
+        return NOCACHE; /* the move would shift what was recorded */
     /* LARGE_TUPLE_EXT: 3 more bytes of header */
     static const char pad[3] = {0};
     if (ei_x_append_buf(s->x, pad, 3) < 0)
@@ -1299,6 +1307,8 @@ static int key_again(const char *buf, const int *keys, uint32_t i)
 
 static int fmt_map(fst *s)
 {
+    if (s->rec)
+        return NOCACHE; /* keys given by placeholders are compared when formatted */
     uint32_t n;
     const char *q = s->p;
     int err = skip_map(&q, MODE_FMT, 0, &n);
@@ -1342,8 +1352,12 @@ static int fmt_embed(fst *s)
     return xcheck(ei_x_append_buf(s->x, t + start, (int)len - start));
 }
 
+static int prog_record(fst *s);
+
 static int fmt_ph(fst *s)
 {
+    if (s->rec)
+        return prog_record(s);
     char c = s->p[1];
     s->p += 2;
     switch (c) {
@@ -1452,10 +1466,117 @@ static int fmt_one(fst *s)
     }
 }
 
-int ca_vfmt(ei_x_buff *x, const char *fmt, va_list ap)
+/*
+ * Formats compiled once per thread. A format is formatted in a dry run
+ * that writes its constant parts and notes where each placeholder goes;
+ * later calls copy the constant bytes and format only the placeholders,
+ * with the same code and checks as ever. Kept by content (a format
+ * rebuilt in the same buffer is compiled anew), for formats of up to 63
+ * bytes whose constant parts fit PROG_BYTES; maps (whose keys are
+ * compared once formatted) and tuples of 256 elements or more are
+ * formatted each time.
+ */
+#define PROG_SLOTS 16
+#define PROG_TEXT  64
+#define PROG_OPS   8
+#define PROG_BYTES 128
+
+struct fmt_prog {
+    char text[PROG_TEXT]; /* the format; "" for a free slot */
+    uint8_t nocache;      /* formatted each time */
+    uint8_t nops;
+    uint8_t hits;          /* keeps a busy slot from being taken over */
+    uint8_t nbytes;        /* constant bytes in all */
+    uint8_t end[PROG_OPS]; /* constant bytes before placeholder i end here */
+    uint8_t at[PROG_OPS];  /* placeholder i is at text[at[i]] */
+    unsigned char bytes[PROG_BYTES];
+};
+
+static _Thread_local fmt_prog progs[PROG_SLOTS];
+
+static int prog_record(fst *s)
 {
-    if (x == NULL || fmt == NULL)
-        return CA_EINVAL;
+    fmt_prog *g = s->rec;
+    char c = s->p[1];
+    if (!c || !strchr("asiulfbprt", c))
+        return CA_EBADPAT;
+    if (g->nops == PROG_OPS || s->x->index > PROG_BYTES)
+        return NOCACHE;
+    g->end[g->nops] = (uint8_t)s->x->index;
+    g->at[g->nops++] = (uint8_t)(s->p - g->text);
+    s->p += 2;
+    return 0;
+}
+
+/* Compile fmt (n bytes) into g: 0, NOCACHE, or the format's error. */
+static int prog_compile(fmt_prog *g, const char *fmt, size_t n)
+{
+    ei_x_buff x;
+    if (ei_x_new(&x))
+        return CA_ENOMEM;
+    memcpy(g->text, fmt, n + 1);
+    g->nops = 0;
+    g->hits = 0;
+    fst s = {.p = g->text, .x = &x, .rec = g};
+    int err = fmt_one(&s);
+    if (err == 0) {
+        ws(&s.p);
+        err = *s.p ? CA_EBADPAT : 0;
+    }
+    if (err == 0 && x.index > PROG_BYTES)
+        err = NOCACHE;
+    if (err == 0) {
+        memcpy(g->bytes, x.buff, (size_t)x.index);
+        g->nbytes = (uint8_t)x.index;
+    }
+    ei_x_free(&x);
+    g->nocache = err != 0;
+    return err;
+}
+
+/* The compiled form of fmt, or NULL: format it the long way. */
+static fmt_prog *prog_for(const char *fmt)
+{
+    fmt_prog *g = &progs[((uintptr_t)fmt >> 4) % PROG_SLOTS];
+    if (g->text[0] && strcmp(g->text, fmt) == 0) {
+        if (g->hits < UINT8_MAX)
+            g->hits++;
+        return g->nocache ? NULL : g;
+    }
+    size_t n = strnlen(fmt, PROG_TEXT);
+    if (n == PROG_TEXT || n == 0)
+        return NULL;
+    if (g->text[0] && g->hits) { /* another format's, in use: not yet */
+        g->hits /= 2;
+        return NULL;
+    }
+    return prog_compile(g, fmt, n) == 0 ? g : NULL;
+}
+
+static int prog_run(const fmt_prog *g, ei_x_buff *x, va_list ap)
+{
+    fst s = {.x = x};
+    va_copy(s.ap, ap);
+    int err = 0, from = 0;
+    for (int i = 0; i < g->nops && err == 0; i++) {
+        if (g->end[i] > from &&
+            ei_x_append_buf(x, (const char *)g->bytes + from, g->end[i] - from) < 0)
+            err = CA_ENOMEM;
+        from = g->end[i];
+        s.p = g->text + g->at[i];
+        if (err == 0)
+            err = fmt_ph(&s);
+    }
+    va_end(s.ap);
+    if (err == 0 && g->nbytes > from &&
+        ei_x_append_buf(x, (const char *)g->bytes + from, g->nbytes - from) < 0)
+        err = CA_ENOMEM;
+    return err;
+}
+
+/* The long way: parse and format at once. */
+static int vfmt(ei_x_buff *x, const char *fmt, va_list ap)
+{
     fst s = {.p = fmt, .x = x};
     va_copy(s.ap, ap);
     int err = fmt_one(&s);
@@ -1464,6 +1585,14 @@ int ca_vfmt(ei_x_buff *x, const char *fmt, va_list ap)
         return err;
     ws(&s.p);
     return *s.p ? CA_EBADPAT : 0;
+}
+
+int ca_vfmt(ei_x_buff *x, const char *fmt, va_list ap)
+{
+    if (x == NULL || fmt == NULL)
+        return CA_EINVAL;
+    const fmt_prog *g = prog_for(fmt);
+    return g ? prog_run(g, x, ap) : vfmt(x, fmt, ap);
 }
 
 int ca_fmt(ei_x_buff *x, const char *fmt, ...)

@@ -545,6 +545,101 @@ static void test_fmt_errors(void)
 
 /* ---- placeholders: format, then match back ---- */
 
+/* ---- formats compiled once per thread ---- */
+
+/* {ping, N, [A, S], <<B>>, T} as ei writes it */
+static void ping_by_ei(ei_x_buff *e, long n, const char *a, const char *str, const char *b,
+                       const char *t, size_t tl)
+{
+    ei_x_new_with_version(e);
+    ei_x_encode_tuple_header(e, 5);
+    ei_x_encode_atom_len_as(e, "ping", 4, ERLANG_UTF8, ERLANG_UTF8);
+    ei_x_encode_long(e, n);
+    ei_x_encode_list_header(e, 2);
+    ei_x_encode_atom_len_as(e, a, (int)strlen(a), ERLANG_UTF8, ERLANG_UTF8);
+    ei_x_encode_string(e, str);
+    ei_x_encode_empty_list(e);
+    ei_x_encode_binary(e, b, (long)strlen(b));
+    ei_x_append_buf(e, t, (int)tl);
+}
+
+static void test_compiled_formats(void)
+{
+    static const char t1[] = {97, 7}, t2[] = {104, 0};
+    ei_x_buff x, e;
+    /* the same format many times, its arguments changing, each result
+     * byte for byte as ei writes it; an argument refused in between */
+    for (long i = 0; i < 50; i++) {
+        const char *a = i % 2 ? "x" : "yy", *str = i % 3 ? "s" : "", *b = i % 5 ? "bin" : "";
+        const char *t = i % 2 ? t1 : t2;
+        CU_ASSERT_EQUAL(fmt(&x, "{ping, ~i, [~a, ~s], ~b, ~t}", i * 1000003, a, str, b, strlen(b),
+                            t, (size_t)2),
+                        0);
+        ping_by_ei(&e, i * 1000003, a, str, b, t, 2);
+        CU_ASSERT(same_bytes(&x, (const unsigned char *)e.buff, (size_t)e.index));
+        ei_x_free(&x);
+        ei_x_free(&e);
+        if (i == 20) {
+            CU_ASSERT_EQUAL(fmt(&x, "{ping, ~i, [~a, ~s], ~b, ~t}", 1L, (const char *)NULL, "s",
+                                "b", (size_t)1, t1, (size_t)2),
+                            CA_EINVAL);
+            ei_x_free(&x);
+        }
+    }
+    /* a format rebuilt in the same buffer is a new format, good or bad */
+    char buf[64];
+    const char *forms[] = {"{a, ~i}", "{b, ~i, ~i}", "{a, ~q}", "[~i | ~i]", "{a, ~i}"};
+    const char *want[] = {"{a,1}", "{b,1,2}", NULL, "[1|2]", "{a,1}"};
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 5; i++) {
+            snprintf(buf, sizeof buf, "%s", forms[i]);
+            int rc = fmt(&x, buf, 1L, 2L);
+            char out[64];
+            if (want[i]) {
+                CU_ASSERT_EQUAL(rc, 0);
+                ca_term_print(x.buff, (size_t)x.index, out, sizeof out);
+                CU_ASSERT_STRING_EQUAL(out, want[i]);
+            } else {
+                CU_ASSERT_EQUAL(rc, CA_EBADPAT);
+            }
+            ei_x_free(&x);
+        }
+    }
+    /* many formats at once (more than are kept), each right every time */
+    char many[40][32];
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 40; i++) {
+            snprintf(many[i], sizeof many[i], "{f%d, ~i, ~a}", i);
+            CU_ASSERT_EQUAL(fmt(&x, many[i], (long)(i * round), "z"), 0);
+            char out[64], exp[64];
+            ca_term_print(x.buff, (size_t)x.index, out, sizeof out);
+            snprintf(exp, sizeof exp, "{f%d,%d,z}", i, i * round);
+            CU_ASSERT_STRING_EQUAL(out, exp);
+            ei_x_free(&x);
+        }
+    /* what is formatted the long way each time: more placeholders than
+     * are kept, long constant parts, maps, large tuples */
+    for (int round = 0; round < 2; round++) {
+        char out[512];
+        CU_ASSERT_EQUAL(
+            fmt(&x, "[~i,~i,~i,~i,~i,~i,~i,~i,~i,~i]", 1L, 2L, 3L, 4L, 5L, 6L, 7L, 8L, 9L, 300L),
+            0);
+        ca_term_print(x.buff, (size_t)x.index, out, sizeof out);
+        CU_ASSERT_STRING_EQUAL(out, "[1,2,3,4,5,6,7,8,9,300]");
+        ei_x_free(&x);
+        CU_ASSERT_EQUAL(fmt(&x, "#{~a => 1, k => ~i}", "a", 2L), 0);
+        ca_term_print(x.buff, (size_t)x.index, out, sizeof out);
+        CU_ASSERT_STRING_EQUAL(out, "#{a => 1,k => 2}");
+        ei_x_free(&x);
+        CU_ASSERT_EQUAL(fmt(&x, "#{~a => 1, k => ~i}", "k", 2L), CA_EINVAL);
+        ei_x_free(&x);
+        CU_ASSERT_EQUAL(fmt(&x, "{\"0123456789012345678901234567890123456789\", ~i}", 5L), 0);
+        ca_term_print(x.buff, (size_t)x.index, out, sizeof out);
+        CU_ASSERT_STRING_EQUAL(out, "{\"0123456789012345678901234567890123456789\",5}");
+        ei_x_free(&x);
+    }
+}
+
 static void test_placeholders_roundtrip(void)
 {
     ei_x_buff x, inner;
@@ -1065,6 +1160,7 @@ static void add(void)
     CU_add_test(s, "fmt literal forms", test_fmt_literal_forms);
     CU_add_test(s, "fmt errors", test_fmt_errors);
     CU_add_test(s, "placeholders round trip", test_placeholders_roundtrip);
+    CU_add_test(s, "compiled formats", test_compiled_formats);
     CU_add_test(s, "match literals", test_match_literals);
     CU_add_test(s, "match atoms in any encoding", test_match_atoms_any_encoding);
     CU_add_test(s, "match failures", test_match_failures);
