@@ -148,7 +148,9 @@ int ca_decode_ref(const char *buf, int *index, ca_ref *ref);
  * Returns 0, CA_EBADPAT for a malformed format, CA_EINVAL for bad
  * arguments (an invalid atom, a NULL string) and for a map given the same
  * key twice (which Erlang would refuse), CA_ENOMEM.
- * On error `x` may hold a partial term: discard it.
+ * On error `x` may hold a partial term: discard it. Each thread keeps the
+ * formats it used last compiled (by content, up to 63 bytes): a format
+ * written once in the code costs its placeholders only.
  */
 int ca_fmt(ei_x_buff *x, const char *fmt, ...);
 int ca_vfmt(ei_x_buff *x, const char *fmt, va_list ap);
