@@ -869,7 +869,8 @@ int ca_rt_call_name(ca_rt *rt, const char *name, const char *node, const void *r
  * with version byte ([] for none). The group leader is the node's `user`,
  * so what the function prints goes to that node's console. The result is
  * whatever rpc:call would return: the function's value, or
- * {badrpc, Reason} if it raised (an exit, an error with its stack, undef).
+ * {badrpc, Reason} if it raised (an exit, an error with its stack, undef;
+ * a throw gives the value thrown, as rpc:call does).
  *
  * ca_rpc_call is ca_gen_call_name(self, "rex", node, ...) with that
  * request: the result arrives as {Ref, Result}, or a DOWN (noconnection

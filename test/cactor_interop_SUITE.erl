@@ -413,6 +413,7 @@ c_rpc_calls(Config) ->
     ?assertEqual({called, <<"abc">>}, c_rpc(N, Node, erlang, list_to_binary, ["abc"])),
     {called, {badrpc, {'EXIT', {boom, [_ | _]}}}} = c_rpc(N, Node, erlang, error, [boom]),
     ?assertEqual({called, {badrpc, {'EXIT', bye}}}, c_rpc(N, Node, erlang, exit, [bye])),
+    ?assertEqual({called, ball}, c_rpc(N, Node, erlang, throw, [ball])),
     {called, {badrpc, {'EXIT', {undef, [{nomod, nofun, [], _} | _]}}}} =
         c_rpc(N, Node, nomod, nofun, []),
     %% io goes to this node's user, and the call returns
