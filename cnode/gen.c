@@ -413,6 +413,21 @@ int ca_rpc_cast(ca_actor *self, const char *node, const char *mod, const char *f
     return rc;
 }
 
+int ca_rt_rpc_cast(ca_rt *rt, const char *node, const char *mod, const char *fun, const void *args,
+                   size_t len)
+{
+    if (!rt)
+        return CA_EINVAL;
+    ei_x_buff x;
+    int rc = rpc_request(RPC_CAST, mod, fun, args, len, &x);
+    if (rc)
+        return rc;
+    rc = node ? ca_rt_send_reg(rt, CA_PID_NONE, "rex", node, x.buff, (size_t)x.index)
+              : ca_rt_send_name(rt, CA_PID_NONE, "rex", x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    return rc;
+}
+
 int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *mod, const char *fun, const void *args,
                    size_t len, uint64_t timeout_ms, char **result, size_t *result_len)
 {

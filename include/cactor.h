@@ -891,6 +891,9 @@ int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *module, const char *
  * here) and those of ca_rpc_call's arguments. */
 int ca_rpc_cast(ca_actor *self, const char *node, const char *module, const char *function,
                 const void *args, size_t len);
+/* The same from any thread (a program's own), sent in the node's name. */
+int ca_rt_rpc_cast(ca_rt *rt, const char *node, const char *module, const char *function,
+                   const void *args, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* RPC functions (rpc:call, erpc:call, erl_call) and plugins            */

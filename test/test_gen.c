@@ -677,11 +677,22 @@ static void test_rpc_calls(void)
     CU_ASSERT(probe_wait(&P, "rex: cast {cast,io,format,[\"hello\",[1]],user}", WAIT_MS));
     ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc_cast, io, format, bad}");
     CU_ASSERT(probe_wait(&P, "client: cast einval", WAIT_MS));
+    /* and from this thread */
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    ca_fmt(&x, "[from_thread]");
+    CU_ASSERT_EQUAL(ca_rt_rpc_cast(RT, NULL, "m", "f", x.buff, (size_t)x.index), 0);
+    CU_ASSERT(probe_wait(&P, "rex: cast {cast,m,f,[from_thread],user}", WAIT_MS));
+    CU_ASSERT_EQUAL(ca_rt_rpc_cast(RT, "n@host", "m", "f", x.buff, (size_t)x.index), CA_ENOTCONN);
+    CU_ASSERT_EQUAL(ca_rt_rpc_cast(RT, NULL, "m", "f", "\x83\x64\x00\x01x", 5), CA_EINVAL);
+    CU_ASSERT_EQUAL(ca_rt_rpc_cast(NULL, NULL, "m", "f", x.buff, (size_t)x.index), CA_EINVAL);
     ca_kill(RT, CA_PID_NONE, rex, "kill");
     for (int i = 0; i < 500 && ca_is_alive(RT, rex); i++)
         usleep(1000);
     ca_rt_sendf(RT, CA_PID_NONE, cl, "{rpc_cast, m, f, []}");
     CU_ASSERT(probe_wait(&P, "client: cast enoent", WAIT_MS));
+    CU_ASSERT_EQUAL(ca_rt_rpc_cast(RT, NULL, "m", "f", x.buff, (size_t)x.index), CA_ENOENT);
+    ei_x_free(&x);
     ca_kill(RT, CA_PID_NONE, cl, "kill");
 }
 
