@@ -1498,7 +1498,7 @@ static int prog_record(fst *s)
 {
     fmt_prog *g = s->rec;
     char c = s->p[1];
-    if (!c || !strchr("asiulfbprt", c))
+    if (!is_ph_letter(c))
         return CA_EBADPAT;
     if (g->nops == PROG_OPS || s->x->index > PROG_BYTES)
         return NOCACHE;
