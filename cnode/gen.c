@@ -398,34 +398,30 @@ int ca_rpc_call(ca_actor *self, const char *node, const char *mod, const char *f
     return rc;
 }
 
-int ca_rpc_cast(ca_actor *self, const char *node, const char *mod, const char *fun,
-                const void *args, size_t len)
+/* rpc:cast in `from`'s name: to {rex, node}, or the local rex. */
+static int rpc_cast(ca_rt *rt, ca_pid from, const char *node, const char *mod, const char *fun,
+                    const void *args, size_t len)
 {
-    if (!self)
-        return CA_EINVAL;
     ei_x_buff x;
     int rc = rpc_request(RPC_CAST, mod, fun, args, len, &x);
     if (rc)
         return rc;
-    call_dest d = {.name = "rex", .node = node};
-    rc = call_send(self, &d, x.buff, (size_t)x.index);
+    rc = node ? ca_rt_send_reg(rt, from, "rex", node, x.buff, (size_t)x.index)
+              : ca_rt_send_name(rt, from, "rex", x.buff, (size_t)x.index);
     ei_x_free(&x);
     return rc;
+}
+
+int ca_rpc_cast(ca_actor *self, const char *node, const char *mod, const char *fun,
+                const void *args, size_t len)
+{
+    return self ? rpc_cast(ca_actor_rt(self), ca_self(self), node, mod, fun, args, len) : CA_EINVAL;
 }
 
 int ca_rt_rpc_cast(ca_rt *rt, const char *node, const char *mod, const char *fun, const void *args,
                    size_t len)
 {
-    if (!rt)
-        return CA_EINVAL;
-    ei_x_buff x;
-    int rc = rpc_request(RPC_CAST, mod, fun, args, len, &x);
-    if (rc)
-        return rc;
-    rc = node ? ca_rt_send_reg(rt, CA_PID_NONE, "rex", node, x.buff, (size_t)x.index)
-              : ca_rt_send_name(rt, CA_PID_NONE, "rex", x.buff, (size_t)x.index);
-    ei_x_free(&x);
-    return rc;
+    return rt ? rpc_cast(rt, CA_PID_NONE, node, mod, fun, args, len) : CA_EINVAL;
 }
 
 int ca_rt_rpc_call(ca_rt *rt, const char *node, const char *mod, const char *fun, const void *args,
