@@ -130,7 +130,6 @@ static int fn_is_process_alive(void *ctx, ca_actor *caller, const char *args, si
     return ca_fmt(r, ca_is_alive(rt, pid) ? "true" : "false");
 }
 
-/* The name `pid` is registered under, or "" (Erlang's []). */
 /* One {Item, Value} of process_info for a live actor. */
 static int info_item(ca_rt *rt, ca_pid pid, const ca_actor_stats *st, const char *item,
                      ei_x_buff *r)

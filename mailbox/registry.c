@@ -268,16 +268,18 @@ void ca_names_free(char **names, size_t n)
     free(names);
 }
 
+/* An actor has one name at most, which its `name` points to while the
+ * entry lives: read under the lock that unregistering takes. */
 void ca__name_of(ca_rt *rt, ca_pid pid, char *out, size_t cap)
 {
-    char **names;
-    size_t n;
-    ca_pid p;
     out[0] = 0;
-    if (ca_registered(rt, &names, &n))
+    ca_actor *a = ca__actor_get(rt, pid);
+    if (!a)
         return;
-    for (size_t i = 0; i < n; i++)
-        if (ca_whereis(rt, names[i], &p) == 0 && ca_pid_eq(p, pid))
-            snprintf(out, cap, "%s", names[i]);
-    ca_names_free(names, n);
+    pthread_rwlock_rdlock(&rt->reg->lock);
+    const char *name = atomic_load(&a->name);
+    if (name)
+        snprintf(out, cap, "%s", name);
+    pthread_rwlock_unlock(&rt->reg->lock);
+    ca__actor_unref(a);
 }
