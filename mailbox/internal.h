@@ -328,6 +328,9 @@ int ca__term_check(const char *buf, size_t len);
  * checked or built here before it became a message (sends check what
  * they copy, the distribution layer what it reads, signals are built). */
 int ca__vmatch_msg(const char *buf, size_t len, const char *pattern, va_list ap);
+/* Whether this thread compiles formats and patterns (on by default): the
+ * tests run with it off too, through the interpreter alone. */
+void ca__term_compiled(int on);
 /* A complete ETF buffer: version byte, then exactly one term. */
 static inline int ca__etf_check(const void *etf, size_t len)
 {

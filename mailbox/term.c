@@ -1467,28 +1467,70 @@ static int fmt_one(fst *s)
 }
 
 /*
- * Formats compiled once per thread. A format is formatted in a dry run
- * that writes its constant parts and notes where each placeholder goes;
- * later calls copy the constant bytes and format only the placeholders,
- * with the same code and checks as ever. Kept by content (a format
- * rebuilt in the same buffer is compiled anew), for formats of up to 63
- * bytes whose constant parts fit PROG_BYTES; maps (whose keys are
- * compared once formatted) and tuples of 256 elements or more are
- * formatted each time.
+ * Formats and patterns compiled once per thread, kept by content (one
+ * rebuilt in the same buffer is compiled anew) in slots picked by
+ * address. Only texts of up to 63 bytes are kept. The slot count is
+ * prime so that string literals laid out next to each other (as an
+ * actor's patterns are) land in different slots.
  */
-#define PROG_SLOTS 16
+#define PROG_SLOTS 31
 #define PROG_TEXT  64
+
+typedef struct prog_slot {
+    char text[PROG_TEXT]; /* "" for a free slot */
+    uint8_t nocache;      /* done the long way each time */
+    uint8_t hits;         /* keeps a busy slot from being taken over */
+} prog_slot;
+
+enum { SLOT_HIT, SLOT_FILL, SLOT_SKIP };
+
+static _Thread_local int progs_off;
+
+void ca__term_compiled(int on)
+{
+    progs_off = !on;
+}
+
+/* SLOT_HIT: h holds text, compiled; SLOT_FILL: text copied into h, to be
+ * compiled; SLOT_SKIP: do it the long way. */
+static int slot_use(prog_slot *h, const char *text)
+{
+    if (progs_off)
+        return SLOT_SKIP;
+    if (h->text[0] && strcmp(h->text, text) == 0) {
+        if (h->hits < UINT8_MAX)
+            h->hits++;
+        return h->nocache ? SLOT_SKIP : SLOT_HIT;
+    }
+    size_t n = strnlen(text, PROG_TEXT);
+    if (n == PROG_TEXT || n == 0)
+        return SLOT_SKIP;
+    if (h->text[0] && h->hits) { /* another text's, in use: not yet */
+        h->hits /= 2;
+        return SLOT_SKIP;
+    }
+    memcpy(h->text, text, n + 1);
+    h->hits = 0;
+    return SLOT_FILL;
+}
+
+/*
+ * A format is formatted in a dry run that writes its constant parts and
+ * notes where each placeholder goes; later calls copy the constant bytes
+ * and format only the placeholders, with the same code and checks as
+ * ever. Formats whose constant parts do not fit PROG_BYTES, maps (whose
+ * keys are compared once formatted) and tuples of 256 elements or more
+ * are formatted each time.
+ */
 #define PROG_OPS   8
 #define PROG_BYTES 128
 
 struct fmt_prog {
-    char text[PROG_TEXT]; /* the format; "" for a free slot */
-    uint8_t nocache;      /* formatted each time */
+    prog_slot h;
     uint8_t nops;
-    uint8_t hits;          /* keeps a busy slot from being taken over */
     uint8_t nbytes;        /* constant bytes in all */
     uint8_t end[PROG_OPS]; /* constant bytes before placeholder i end here */
-    uint8_t at[PROG_OPS];  /* placeholder i is at text[at[i]] */
+    uint8_t at[PROG_OPS];  /* placeholder i is at h.text[at[i]] */
     unsigned char bytes[PROG_BYTES];
 };
 
@@ -1503,21 +1545,19 @@ static int prog_record(fst *s)
     if (g->nops == PROG_OPS || s->x->index > PROG_BYTES)
         return NOCACHE;
     g->end[g->nops] = (uint8_t)s->x->index;
-    g->at[g->nops++] = (uint8_t)(s->p - g->text);
+    g->at[g->nops++] = (uint8_t)(s->p - g->h.text);
     s->p += 2;
     return 0;
 }
 
-/* Compile fmt (n bytes) into g: 0, NOCACHE, or the format's error. */
-static int prog_compile(fmt_prog *g, const char *fmt, size_t n)
+/* Compile g's format: 0, NOCACHE, or the format's error. */
+static int prog_compile(fmt_prog *g)
 {
     ei_x_buff x;
     if (ei_x_new(&x))
         return CA_ENOMEM;
-    memcpy(g->text, fmt, n + 1);
     g->nops = 0;
-    g->hits = 0;
-    fst s = {.p = g->text, .x = &x, .rec = g};
+    fst s = {.p = g->h.text, .x = &x, .rec = g};
     int err = fmt_one(&s);
     if (err == 0) {
         ws(&s.p);
@@ -1530,27 +1570,22 @@ static int prog_compile(fmt_prog *g, const char *fmt, size_t n)
         g->nbytes = (uint8_t)x.index;
     }
     ei_x_free(&x);
-    g->nocache = err != 0;
+    g->h.nocache = err != 0;
     return err;
 }
 
 /* The compiled form of fmt, or NULL: format it the long way. */
 static fmt_prog *prog_for(const char *fmt)
 {
-    fmt_prog *g = &progs[((uintptr_t)fmt >> 4) % PROG_SLOTS];
-    if (g->text[0] && strcmp(g->text, fmt) == 0) {
-        if (g->hits < UINT8_MAX)
-            g->hits++;
-        return g->nocache ? NULL : g;
-    }
-    size_t n = strnlen(fmt, PROG_TEXT);
-    if (n == PROG_TEXT || n == 0)
-        return NULL;
-    if (g->text[0] && g->hits) { /* another format's, in use: not yet */
-        g->hits /= 2;
+    fmt_prog *g = &progs[(uintptr_t)fmt % PROG_SLOTS];
+    switch (slot_use(&g->h, fmt)) {
+    case SLOT_HIT:
+        return g;
+    case SLOT_FILL:
+        return prog_compile(g) == 0 ? g : NULL;
+    default:
         return NULL;
     }
-    return prog_compile(g, fmt, n) == 0 ? g : NULL;
 }
 
 static int prog_run(const fmt_prog *g, ei_x_buff *x, va_list ap)
@@ -1563,7 +1598,7 @@ static int prog_run(const fmt_prog *g, ei_x_buff *x, va_list ap)
             ei_x_append_buf(x, (const char *)g->bytes + from, g->end[i] - from) < 0)
             err = CA_ENOMEM;
         from = g->end[i];
-        s.p = g->text + g->at[i];
+        s.p = g->h.text + g->at[i];
         if (err == 0)
             err = fmt_ph(&s);
     }
@@ -2068,9 +2103,17 @@ static int match_bin(mst *m, tref *t)
     return 0;
 }
 
+static int int_is(const mst *m, tref *t, ival lit)
+{
+    ival v;
+    if (term_int(m, t, &v) != 0)
+        return CA_ENOMATCH;
+    return v.neg == lit.neg && v.mag == lit.mag ? 0 : CA_ENOMATCH;
+}
+
 static int match_num(mst *m, tref *t)
 {
-    ival lit, v;
+    ival lit;
     double d, f;
     int is_float;
     int err = lex_num(&m->p, &lit, &d, &is_float);
@@ -2081,24 +2124,26 @@ static int match_num(mst *m, tref *t)
             return CA_ENOMATCH;
         return f == d ? 0 : CA_ENOMATCH;
     }
-    if (term_int(m, t, &v) != 0)
+    return int_is(m, t, lit);
+}
+
+static int atom_is(const mst *m, tref *t, const char *name, size_t len)
+{
+    const unsigned char *s;
+    size_t n;
+    int latin1;
+    if (term_atom(m, t, &s, &n, &latin1) != 0 || !atom_eq(s, n, latin1, name, len))
         return CA_ENOMATCH;
-    return v.neg == lit.neg && v.mag == lit.mag ? 0 : CA_ENOMATCH;
+    return 0;
 }
 
 static int match_atom(mst *m, tref *t)
 {
     char scratch[CA_MAXATOM];
     const char *name;
-    size_t len, n;
-    const unsigned char *s;
-    int latin1;
+    size_t len;
     int err = lex_atom(&m->p, scratch, &name, &len);
-    if (err)
-        return err;
-    if (term_atom(m, t, &s, &n, &latin1) != 0 || !atom_eq(s, n, latin1, name, len))
-        return CA_ENOMATCH;
-    return 0;
+    return err ? err : atom_is(m, t, name, len);
 }
 
 static int ph_int(mst *m, tref *t, char c)
@@ -2170,11 +2215,10 @@ static int ph_term(mst *m, tref *t)
     return 0;
 }
 
-static int match_ph(mst *m, tref *t)
+/* The placeholder at m->p, known to be well-formed. */
+static int ph_match(mst *m, tref *t)
 {
     char c = m->p[1];
-    if (m->key || !is_ph_letter(c))
-        return CA_EBADPAT;
     m->p += 2;
     switch (c) {
     case 'a':
@@ -2250,6 +2294,11 @@ static int match_ph(mst *m, tref *t)
     }
 }
 
+static int match_ph(mst *m, tref *t)
+{
+    return m->key || !is_ph_letter(m->p[1]) ? CA_EBADPAT : ph_match(m, t);
+}
+
 static int match_one(mst *m, tref *t)
 {
     ws(&m->p);
@@ -2285,6 +2334,198 @@ static int match_one(mst *m, tref *t)
 }
 
 /*
+ * Patterns compiled once per thread (slots as for formats), into a list
+ * of steps in the order of the term's encoding: a tuple's arity, an atom
+ * or integer literal, a wildcard, a placeholder. Each step reads one
+ * term, a tuple's only its header (its elements are the next steps), so
+ * matching is a walk along the term with no lexing. Lists, strings,
+ * maps, binaries and floats are matched by the interpreter from their
+ * place in the pattern's text (a MOP_SUB step). Only well-formed
+ * patterns are compiled, so a mismatch needs no check of the pattern.
+ */
+#define MPROG_OPS   16
+#define MPROG_NAMES PROG_TEXT /* escapes only shorten a name */
+
+enum { MOP_TUPLE, MOP_ATOM, MOP_INT, MOP_ANY, MOP_PH, MOP_SUB };
+
+typedef struct mop {
+    uint8_t kind;
+    uint8_t n;   /* MOP_TUPLE: arity (< 32 in 63 bytes); MOP_ATOM: name length */
+    uint8_t at;  /* MOP_ATOM: name in names; MOP_PH, MOP_SUB: in h.text */
+    uint8_t neg; /* MOP_INT */
+    uint64_t mag;
+} mop;
+
+typedef struct match_prog {
+    prog_slot h;
+    uint8_t nops;
+    uint8_t nnames;
+    mop ops[MPROG_OPS];
+    char names[MPROG_NAMES];
+} match_prog;
+
+static _Thread_local match_prog mprogs[PROG_SLOTS];
+
+static int mcomp_one(match_prog *g, const char **pp);
+
+static int mcomp_tuple(match_prog *g, const char **pp, mop *o)
+{
+    const char *p = *pp + 1;
+    unsigned n = 0;
+    ws(&p);
+    while (*p != '}') {
+        int err = mcomp_one(g, &p);
+        if (err)
+            return err;
+        n++;
+        ws(&p);
+        if (*p == ',')
+            p++;
+        else if (*p != '}')
+            return CA_EBADPAT;
+    }
+    o->n = (uint8_t)n;
+    *pp = p + 1;
+    return 0;
+}
+
+static int mcomp_atom(match_prog *g, const char **pp, mop *o)
+{
+    char scratch[CA_MAXATOM];
+    const char *name;
+    size_t len;
+    int err = lex_atom(pp, scratch, &name, &len);
+    if (err)
+        return err;
+    if (len > (size_t)(MPROG_NAMES - g->nnames))
+        return NOCACHE;
+    memcpy(g->names + g->nnames, name, len);
+    o->kind = MOP_ATOM;
+    o->at = g->nnames;
+    o->n = (uint8_t)len;
+    g->nnames = (uint8_t)(g->nnames + len);
+    return 0;
+}
+
+/* One term of the pattern at *pp: 0, NOCACHE, or the pattern's error. */
+static int mcomp_one(match_prog *g, const char **pp)
+{
+    ws(pp);
+    const char *p = *pp;
+    if (g->nops == MPROG_OPS)
+        return NOCACHE;
+    mop *o = &g->ops[g->nops++];
+    o->at = (uint8_t)(p - g->h.text);
+    if (*p == '~') {
+        o->kind = MOP_PH;
+        *pp = p + 2;
+        return 0;
+    }
+    if (*p == '_') {
+        o->kind = MOP_ANY;
+        while (ident_char(*p))
+            p++;
+        *pp = p;
+        return 0;
+    }
+    if (*p == '{') {
+        o->kind = MOP_TUPLE;
+        return mcomp_tuple(g, pp, o);
+    }
+    if (*p == '\'' || atom_start(*p))
+        return mcomp_atom(g, pp, o);
+    if (*p == '-' || *p == '$' || is_digit(*p)) {
+        ival v;
+        double d;
+        int is_float;
+        int err = lex_num(pp, &v, &d, &is_float);
+        if (err)
+            return err;
+        if (!is_float) {
+            o->kind = MOP_INT;
+            o->neg = (uint8_t)v.neg;
+            o->mag = v.mag;
+            return 0;
+        }
+        *pp = p;
+    }
+    o->kind = MOP_SUB;
+    return skip_one(pp, MODE_MATCH, 0);
+}
+
+/* The compiled form of pattern, or NULL: match it the long way. */
+static const match_prog *mprog_for(const char *pattern)
+{
+    match_prog *g = &mprogs[(uintptr_t)pattern % PROG_SLOTS];
+    switch (slot_use(&g->h, pattern)) {
+    case SLOT_HIT:
+        return g;
+    case SLOT_FILL:
+        break;
+    default:
+        return NULL;
+    }
+    const char *p = g->h.text;
+    g->nops = g->nnames = 0;
+    g->h.nocache = check_pattern(p, MODE_MATCH) != 0 || mcomp_one(g, &p) != 0;
+    return g->h.nocache ? NULL : g;
+}
+
+static int tuple_head(const char *buf, tref *t, unsigned arity)
+{
+    const unsigned char *b = (const unsigned char *)buf + t->idx;
+    if (b[0] == ERL_SMALL_TUPLE_EXT && b[1] == arity) {
+        t->idx += 2;
+        return 0;
+    }
+    if (b[0] == ERL_LARGE_TUPLE_EXT && ca__get32(b + 1) == arity) {
+        t->idx += 5;
+        return 0;
+    }
+    return CA_ENOMATCH;
+}
+
+/* atom_is, the encoding of ca_fmt and of the distribution read in line */
+static int op_atom(const mst *m, tref *t, const char *name, uint8_t n)
+{
+    const unsigned char *b = (const unsigned char *)m->buf + t->idx;
+    if (b[0] != ERL_SMALL_ATOM_UTF8_EXT || b[1] != n)
+        return atom_is(m, t, name, n);
+    t->idx += 2 + n;
+    return memcmp(b + 2, name, n) == 0 ? 0 : CA_ENOMATCH;
+}
+
+static int mprog_run(const match_prog *g, mst *m, tref *t)
+{
+    int err = 0;
+    for (const mop *o = g->ops; err == 0 && o < g->ops + g->nops; o++) {
+        switch (o->kind) {
+        case MOP_TUPLE:
+            err = tuple_head(m->buf, t, o->n);
+            break;
+        case MOP_ATOM:
+            err = op_atom(m, t, g->names + o->at, o->n);
+            break;
+        case MOP_INT:
+            err = int_is(m, t, (ival){.neg = o->neg, .mag = o->mag});
+            break;
+        case MOP_ANY:
+            t->idx = term_end(m->buf, m->len, t->idx);
+            break;
+        case MOP_PH:
+            m->p = g->h.text + o->at;
+            err = ph_match(m, t);
+            break;
+        default:
+            m->p = g->h.text + o->at;
+            err = match_one(m, t);
+            break;
+        }
+    }
+    return err;
+}
+
+/*
  * Patterns found well-formed, per thread: after a mismatch (an actor
  * trying its patterns in turn) the whole pattern is checked, to tell a
  * bad pattern from a term that does not match, and that costs more than
@@ -2317,9 +2558,12 @@ static int vmatch(const char *buf, size_t len, int start, const char *pattern, v
 {
     mst m = {.p = pattern, .buf = buf, .len = len};
     tref t = {start, 0};
+    const match_prog *g = mprog_for(pattern);
     va_copy(m.ap, ap);
-    int err = match_one(&m, &t);
+    int err = g ? mprog_run(g, &m, &t) : match_one(&m, &t);
     va_end(m.ap);
+    if (g)
+        return err;
     if (err == 0) {
         ws(&m.p);
         return *m.p ? CA_EBADPAT : 0;

@@ -15,6 +15,7 @@
 #include <CUnit/Basic.h>
 
 #include "cactor.h"
+#include "internal.h"
 #include "probe.h"
 
 /* {binary_to_term(NEW_PID_EXT foo@bar 42 3 7), binary_to_term(NEWER_REFERENCE_EXT
@@ -961,6 +962,85 @@ static void test_match_bad_patterns(void)
     CU_ASSERT_EQUAL(ca_match_term(B(erl_mixed), longpat, &n), CA_EBADPAT);
 }
 
+/* ---- patterns compiled once per thread ---- */
+
+static void test_compiled_patterns(void)
+{
+    ei_x_buff x;
+    long n;
+    char a[CA_MAXATOM];
+    /* the same patterns many times, the term changing; outputs, literals,
+     * arities and the parts left to the interpreter (list, float, string)
+     * each decide */
+    for (long i = 0; i < 20; i++) {
+        const char *name = i % 2 ? "x" : "yy";
+        CU_ASSERT_EQUAL(fmt(&x, "{ping, ~i, ~a, [1], 2.5, \"s\"}", i, name), 0);
+        const char *t = x.buff;
+        size_t tl = (size_t)x.index;
+        n = -1;
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, ~i, ~a, [1], 2.5, \"s\"}", &n, a), 0);
+        CU_ASSERT(n == i && strcmp(a, name) == 0);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, _, _, [1], 2.5, \"t\"}"), CA_ENOMATCH);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, _, _, [1], 2.0, _}"), CA_ENOMATCH);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, _, _, [2], _, _}"), CA_ENOMATCH);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, _, _, _, _}"), CA_ENOMATCH);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{pong, _, _, _, _, _}"), CA_ENOMATCH);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, 7, _, _, _, _}"), i == 7 ? 0 : CA_ENOMATCH);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, _, x, _Rest, _, _}"), i % 2 ? 0 : CA_ENOMATCH);
+        CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, -1, _, _, _, _}"), CA_ENOMATCH);
+        ei_x_free(&x);
+    }
+    /* a pattern rewritten in the same buffer is a new pattern, good or bad */
+    char buf[64];
+    const char *forms[] = {"{a, ~i}", "{b, ~i}", "{a, ~q}", "{a, 1}", "{a, 2}", "{a, ~i} x"};
+    const int want[] = {0, CA_ENOMATCH, CA_EBADPAT, 0, CA_ENOMATCH, CA_EBADPAT};
+    CU_ASSERT_EQUAL(fmt(&x, "{a, 1}"), 0);
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 6; i++) {
+            snprintf(buf, sizeof buf, "%s", forms[i]);
+            CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, buf, &n), want[i]);
+        }
+    /* patterns 31 bytes apart share a slot: they take turns, each right */
+    char pair[100];
+    memset(pair, 0, sizeof pair);
+    strcpy(pair, "{a, ~i}");
+    strcpy(pair + 31, "{b, ~i}");
+    strcpy(pair + 62, "{a, ~p}");
+    for (int i = 0; i < 100; i++) {
+        n = 0;
+        CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, pair, &n), 0);
+        CU_ASSERT_EQUAL(n, 1);
+        CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, pair + 31, &n), CA_ENOMATCH);
+        if (i % 7 == 0)
+            CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, pair + 62, NULL), CA_ENOMATCH);
+    }
+    ei_x_free(&x);
+    /* a tuple in the large encoding, as another encoder may write it */
+    static const unsigned char large[] = {131, 105, 0, 0, 0, 2, 119, 1, 'a', 97, 5};
+    CU_ASSERT_EQUAL(ca_match_term(B(large), "{a, 5}"), 0);
+    CU_ASSERT_EQUAL(ca_match_term(B(large), "{a, ~i}", &n), 0);
+    CU_ASSERT_EQUAL(n, 5);
+    CU_ASSERT_EQUAL(ca_match_term(B(large), "{a, 5, _}"), CA_ENOMATCH);
+    CU_ASSERT_EQUAL(ca_match_term(B(large), "{a}"), CA_ENOMATCH);
+    /* more patterns than are kept, and some too long to be, each right
+     * every time */
+    char many[40][80];
+    for (int i = 0; i < 40; i++)
+        snprintf(many[i], sizeof many[i], "%*s{f%d, ~i}", i % 3 ? 0 : 60, "", i);
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 40; i++) {
+            char name[16];
+            snprintf(name, sizeof name, "f%d", i);
+            CU_ASSERT_EQUAL(fmt(&x, "{~a, ~i}", name, (long)(i * round)), 0);
+            n = -1;
+            CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, many[i], &n), 0);
+            CU_ASSERT_EQUAL(n, i * round);
+            CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, many[(i + 1) % 40], &n),
+                            CA_ENOMATCH);
+            ei_x_free(&x);
+        }
+}
+
 /* ---- malformed terms ---- */
 
 static void all_truncations(const char *t, size_t n, const char *pattern)
@@ -1147,20 +1227,27 @@ static void test_print(void)
     CU_ASSERT_STRING_EQUAL(out, "<malformed term>");
 }
 
-static void add(void)
+static int compiled_off(void)
 {
-    CU_pSuite s = CU_add_suite("term", NULL, NULL);
-    CU_add_test(s, "node intern", test_node_intern);
-    CU_add_test(s, "node table threads", test_node_threads);
-    CU_add_test(s, "pid/ref equality", test_pid_ref_eq);
-    CU_add_test(s, "decode Erlang pids and refs", test_decode_erlang_pid_ref);
-    CU_add_test(s, "pids and refs decoded in place as ei does", test_decode_pid_ref_as_ei);
-    CU_add_test(s, "encode pids and refs", test_encode_pid_ref);
+    ca__term_compiled(0);
+    return 0;
+}
+
+static int compiled_on(void)
+{
+    ca__term_compiled(1);
+    return 0;
+}
+
+/* Formats and patterns, run compiled and through the interpreter alone. */
+static void add_fmt_match(CU_pSuite s)
+{
     CU_add_test(s, "fmt literals vs term_to_binary", test_fmt_literals);
     CU_add_test(s, "fmt literal forms", test_fmt_literal_forms);
     CU_add_test(s, "fmt errors", test_fmt_errors);
     CU_add_test(s, "placeholders round trip", test_placeholders_roundtrip);
     CU_add_test(s, "compiled formats", test_compiled_formats);
+    CU_add_test(s, "compiled patterns", test_compiled_patterns);
     CU_add_test(s, "match literals", test_match_literals);
     CU_add_test(s, "match atoms in any encoding", test_match_atoms_any_encoding);
     CU_add_test(s, "match failures", test_match_failures);
@@ -1170,7 +1257,21 @@ static void add(void)
     CU_add_test(s, "truncated terms", test_truncated_terms);
     CU_add_test(s, "garbage terms", test_garbage_terms);
     CU_add_test(s, "deep nesting", test_deep_nesting);
+}
+
+static void add(void)
+{
+    CU_pSuite s = CU_add_suite("term", NULL, NULL);
+    CU_add_test(s, "node intern", test_node_intern);
+    CU_add_test(s, "node table threads", test_node_threads);
+    CU_add_test(s, "pid/ref equality", test_pid_ref_eq);
+    CU_add_test(s, "decode Erlang pids and refs", test_decode_erlang_pid_ref);
+    CU_add_test(s, "pids and refs decoded in place as ei does", test_decode_pid_ref_as_ei);
+    CU_add_test(s, "encode pids and refs", test_encode_pid_ref);
     CU_add_test(s, "print", test_print);
+    add_fmt_match(CU_add_suite("term: formats and patterns, compiled", NULL, NULL));
+    add_fmt_match(
+        CU_add_suite("term: formats and patterns, interpreted", compiled_off, compiled_on));
 }
 
 int main(void)
