@@ -234,9 +234,8 @@ int ca__vfmt_tls(const char *fmt, va_list ap, const char **buf, size_t *len)
         return CA_EINVAL;
     if (!x)
         return CA_ENOMEM;
-    x->index = 0;
-    if (ei_x_encode_version(x))
-        return CA_ENOMEM;
+    x->buff[0] = (char)131; /* the version byte: ei_x_new left room, and it only grows */
+    x->index = 1;
     int rc = ca_vfmt(x, fmt, ap);
     if (rc)
         return rc;

@@ -1036,6 +1036,18 @@ static int xcheck(int eirc)
     return eirc < 0 ? CA_ENOMEM : 0;
 }
 
+/* ei_x_append_buf, in line when the bytes fit (most of formatting's
+ * writes are a few bytes into a buffer with room) */
+static int xput(ei_x_buff *x, const void *p, size_t n)
+{
+    if ((size_t)(x->buffsz - x->index) >= n) {
+        memcpy(x->buff + x->index, p, n);
+        x->index += (int)n;
+        return 0;
+    }
+    return xcheck(ei_x_append_buf(x, p, (int)n));
+}
+
 /* Integers as term_to_binary writes them (ei's long long encoder uses
  * bignums from 2^27 on): SMALL_INTEGER, INTEGER, or the shortest
  * SMALL_BIG. */
@@ -1055,7 +1067,7 @@ static int put_int(ei_x_buff *x, ival v)
             b[n++] = (unsigned char)m;
         b[1] = (unsigned char)(n - 3);
     }
-    return xcheck(ei_x_append_buf(x, (const char *)b, n));
+    return xput(x, b, (size_t)n);
 }
 
 static ival ival_of(long long v)
@@ -1075,7 +1087,7 @@ static int put_atom(ei_x_buff *x, const char *name, size_t len)
     b[0] = (char)ERL_SMALL_ATOM_UTF8_EXT;
     b[1] = (char)len;
     memcpy(b + 2, name, len);
-    return xcheck(ei_x_append_buf(x, b, (int)len + 2));
+    return xput(x, b, len + 2);
 }
 
 /* Code points from a string literal (quote '"') or from a C string
@@ -1121,11 +1133,11 @@ static int put_string(ei_x_buff *x, cpit it)
     it = first;
     if (max <= 255 && n <= 65535) {
         char hdr[3] = {ERL_STRING_EXT, (char)(n >> 8), (char)n};
-        if (ei_x_append_buf(x, hdr, 3) < 0)
+        if (xput(x, hdr, 3) != 0)
             return CA_ENOMEM;
         while (cp_next(&it, &cp) == 1) {
             char byte = (char)cp;
-            if (ei_x_append_buf(x, &byte, 1) < 0)
+            if (xput(x, &byte, 1) != 0)
                 return CA_ENOMEM;
         }
         return 0;
@@ -1142,7 +1154,7 @@ static int put_string(ei_x_buff *x, cpit it)
 
 static int bin_append(void *ctx, const unsigned char *bytes, size_t n)
 {
-    return xcheck(ei_x_append_buf(ctx, (const char *)bytes, (int)n));
+    return xput(ctx, bytes, n);
 }
 
 /* BINARY_EXT with the length patched in once the segments are out. */
@@ -1150,7 +1162,7 @@ static int fmt_bin(fst *s)
 {
     char hdr[5] = {ERL_BINARY_EXT, 0, 0, 0, 0};
     int at = s->x->index;
-    if (ei_x_append_buf(s->x, hdr, 5) < 0)
+    if (xput(s->x, hdr, 5) != 0)
         return CA_ENOMEM;
     s->p += 2;
     int err = bin_walk(&s->p, bin_append, s->x);
@@ -1187,7 +1199,7 @@ static int fmt_bytes(fst *s, uint32_t n, const char *end)
     char hdr[3] = {ERL_STRING_EXT, (char)(n >> 8), (char)n};
     char bytes[256];
     int at = 0;
-    if (ei_x_append_buf(s->x, hdr, 3) < 0)
+    if (xput(s->x, hdr, 3) != 0)
         return CA_ENOMEM;
     /* in chunks, through a small buffer: no allocation for a literal */
     const char *p = s->p;
@@ -1203,7 +1215,7 @@ static int fmt_bytes(fst *s, uint32_t n, const char *end)
             ws(&p);
             p++;
         }
-        if (ei_x_append_buf(s->x, bytes, at) < 0)
+        if (xput(s->x, bytes, at) != 0)
             return CA_ENOMEM;
     }
     s->p = end;
@@ -1219,7 +1231,7 @@ static int fmt_tuple(fst *s)
 {
     int hdr = s->x->index, err;
     static const char small[2] = {ERL_SMALL_TUPLE_EXT, 0};
-    if (ei_x_append_buf(s->x, small, 2) < 0)
+    if (xput(s->x, small, 2) != 0)
         return CA_ENOMEM;
     uint32_t n = 0;
     ws(&s->p);
@@ -1247,7 +1259,7 @@ static int fmt_tuple(fst *s)
         return NOCACHE; /* the move would shift what was recorded */
     /* LARGE_TUPLE_EXT: 3 more bytes of header */
     static const char pad[3] = {0};
-    if (ei_x_append_buf(s->x, pad, 3) < 0)
+    if (xput(s->x, pad, 3) != 0)
         return CA_ENOMEM;
     char *h = s->x->buff + hdr;
     memmove(h + 5, h + 2, (size_t)(s->x->index - hdr - 5));
@@ -1349,7 +1361,7 @@ static int fmt_embed(fst *s)
     int start;
     if (t == NULL || check_whole(t, len, &start) != 0)
         return CA_EINVAL;
-    return xcheck(ei_x_append_buf(s->x, t + start, (int)len - start));
+    return xput(s->x, t + start, len - (size_t)start);
 }
 
 static int prog_record(fst *s);
@@ -1594,8 +1606,7 @@ static int prog_run(const fmt_prog *g, ei_x_buff *x, va_list ap)
     va_copy(s.ap, ap);
     int err = 0, from = 0;
     for (int i = 0; i < g->nops && err == 0; i++) {
-        if (g->end[i] > from &&
-            ei_x_append_buf(x, (const char *)g->bytes + from, g->end[i] - from) < 0)
+        if (g->end[i] > from && xput(x, (const char *)g->bytes + from, g->end[i] - from) != 0)
             err = CA_ENOMEM;
         from = g->end[i];
         s.p = g->h.text + g->at[i];
@@ -1604,7 +1615,7 @@ static int prog_run(const fmt_prog *g, ei_x_buff *x, va_list ap)
     }
     va_end(s.ap);
     if (err == 0 && g->nbytes > from &&
-        ei_x_append_buf(x, (const char *)g->bytes + from, g->nbytes - from) < 0)
+        xput(x, (const char *)g->bytes + from, g->nbytes - from) != 0)
         err = CA_ENOMEM;
     return err;
 }
