@@ -319,7 +319,7 @@ static int replier_handle(ca_actor *self, void *state, ca_msg *m)
     } else if (ca_match_term(req, len, "versioned") == 0) {
         rc = ca_gen_replyf(self, &from, "~t", v, len + 1);
     } else if (ca_match_term(req, len, "big") == 0) {
-        static char big[1000];
+        static char big[5000];
         rc = ca_gen_replyf(self, &from, "{big, ~b}", big, sizeof big); /* over the stack buffer */
     } else if (ca_match_term(req, len, "garbage") == 0) {
         int r1 = ca_gen_replyf(self, &from, "~t", garbage + 1, sizeof garbage - 1);
@@ -356,7 +356,7 @@ static void test_reply_forms(void)
         ca_rt_sendf(RT, CA_PID_NONE, p, "{'$gen_call', {~p, {tag, ~i}}, ~a}", p, (long)i, reqs[i]);
     CU_ASSERT(probe_wait(&P, "got {{tag,0},as_is}", WAIT_MS));
     CU_ASSERT(probe_wait(&P, "got {{tag,1},versioned}", WAIT_MS));
-    CU_ASSERT(probe_wait(&P, "got big, 1024 bytes", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "got big, 5024 bytes", WAIT_MS));
     CU_ASSERT(probe_wait(&P, "garbage ebadterm ebadterm ebadterm einval", WAIT_MS));
     CU_ASSERT(probe_wait(&P, "tampered einval einval einval", WAIT_MS));
     usleep(20000);
