@@ -176,7 +176,9 @@ int ca_vfmt(ei_x_buff *x, const char *fmt, va_list ap);
  *
  * Returns 0 on a match, CA_ENOMATCH when the term does not match (what
  * was stored so far is unspecified), CA_EBADTERM when buf is not a valid
- * term, CA_EBADPAT for a malformed pattern.
+ * term, CA_EBADPAT for a malformed pattern. Patterns are kept compiled
+ * per thread like formats: a pattern written once in the code is not
+ * parsed again.
  */
 int ca_match_term(const char *buf, size_t len, const char *pattern, ...);
 int ca_vmatch_term(const char *buf, size_t len, const char *pattern, va_list ap);
