@@ -557,7 +557,13 @@ extern const ca_behaviour ca_supervisor;
 
 /* Start a supervisor (e.g. the root of a tree) from any thread. `spec`
  * is copied; `name` may be NULL. Children start in order as the
- * supervisor initialises; a child whose init fails counts as a crash. */
+ * supervisor initialises; a child whose init fails counts as a crash.
+ * Erlang's supervisor module works on it as on its own: which_children
+ * (modules: [BehaviourName]), count_children, terminate_child (by id or
+ * pid), restart_child, delete_child, and for simple_one_for_one
+ * start_child(Sup, []) with the template's arg; start_child with a child
+ * spec or extra arguments (Erlang code), get_childspec and other calls
+ * answer {error, {not_supported, Request}}. */
 int ca_sup_start(ca_rt *rt, const ca_sup_spec *spec, const char *name, ca_pid *pid);
 
 /* Supervisor calls. They wait for the supervisor's answer, so they must
@@ -570,7 +576,8 @@ int ca_sup_start(ca_rt *rt, const ca_sup_spec *spec, const char *name, ca_pid *p
  * template's behaviour instead of its arg. */
 int ca_sup_start_child(ca_rt *rt, ca_pid sup, const ca_child_spec *spec, void *arg, ca_pid *pid);
 /* Stop a child by id (the spec is kept, except for temporary children),
- * or, for simple_one_for_one, by pid (id NULL). CA_ENOENT if unknown. */
+ * or by pid (id NULL; the only way for simple_one_for_one). CA_ENOENT if
+ * unknown. */
 int ca_sup_terminate_child(ca_rt *rt, ca_pid sup, const char *id, ca_pid pid);
 /* Start a stopped child again; CA_EBUSY if it runs. */
 int ca_sup_restart_child(ca_rt *rt, ca_pid sup, const char *id, ca_pid *pid);

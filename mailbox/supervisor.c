@@ -9,6 +9,11 @@
  *
  * Children are freed only between jobs (purge), so a job's lists of
  * children never dangle; a child to be forgotten is marked `doomed`.
+ *
+ * Erlang's supervisor module works on it too (which_children,
+ * count_children, terminate_child, restart_child, delete_child, and
+ * start_child with no extra arguments for simple_one_for_one): its calls
+ * become requests like the C API's, answered as OTP's supervisor answers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +45,16 @@ typedef struct sup_req {
     ca_pid reply_to, sup;
     ca_ref tag;
     ca_child_spec spec_copy;
+    /* From Erlang's supervisor module: answered with ca_gen_reply. */
+    struct gen_call *gen;
 } sup_req;
+
+typedef struct gen_call {
+    ca_actor *self; /* the supervisor: requests end in its turns */
+    ca_call_from from;
+    ei_x_buff which; /* which_children's answer, built while the children are at hand */
+    bool restarting; /* restart or delete refused: the child is about to restart */
+} gen_call;
 
 typedef struct child {
     struct child *prev, *next; /* start order */
@@ -201,9 +215,15 @@ static void answer_async(sup_req *r, int rc)
     req_free_async(r);
 }
 
+static void answer_gen(sup_req *r, int rc);
+
 /* Exactly once per request; an asynchronous one is freed here. */
 static void req_done(sup_req *r, int rc)
 {
+    if (r->gen) {
+        answer_gen(r, rc);
+        return;
+    }
     if (!ca_pid_is_none(r->reply_to)) {
         answer_async(r, rc);
         return;
@@ -624,8 +644,14 @@ static void stop_all(ca_actor *self, sup *s, const char *reason, size_t len)
 
 /* ---- requests ---- */
 
+static int gen_which(sup *s, ei_x_buff *x);
+
 static void fill_which(sup *s, sup_req *r)
 {
+    if (r->gen) {
+        req_done(r, gen_which(s, &r->gen->which));
+        return;
+    }
     size_t n = 0;
     for (child *c = s->head; c; c = c->next)
         n += !c->doomed;
@@ -697,11 +723,13 @@ static void req_start(ca_actor *self, sup *s, sup_req *r)
     req_done(r, rc);
 }
 
+/* By id, or by pid (as OTP's terminate_child takes either; ids mean
+ * nothing to simple_one_for_one). */
 static child *req_target(sup *s, sup_req *r)
 {
-    if (s->strategy == CA_SIMPLE_ONE_FOR_ONE)
-        return r->id ? NULL : hash_find(s, r->pid);
-    return r->id ? child_by_id(s, r->id) : NULL;
+    if (!r->id)
+        return hash_find(s, r->pid);
+    return s->strategy == CA_SIMPLE_ONE_FOR_ONE ? NULL : child_by_id(s, r->id);
 }
 
 static void handle_request(ca_actor *self, sup *s, job *j)
@@ -738,9 +766,11 @@ static void handle_request(ca_actor *self, sup *s, job *j)
     case R_DELETE:
         if (s->strategy == CA_SIMPLE_ONE_FOR_ONE) {
             req_done(r, CA_ENOTSUP);
-        } else if (!r->id || !(c = child_by_id(s, r->id))) {
+        } else if (!(c = req_target(s, r))) {
             req_done(r, CA_ENOENT);
         } else if (!ca_pid_is_none(c->pid) || c->pending) {
+            if (r->gen)
+                r->gen->restarting = ca_pid_is_none(c->pid);
             req_done(r, CA_EBUSY);
         } else if (r->op == R_DELETE) {
             doom(s, c);
@@ -863,6 +893,160 @@ static void on_timeout(ca_actor *self, sup *s, unsigned long seq)
     ca_kill(ca_actor_rt(self), ca_self(self), s->stopping->pid, "kill");
 }
 
+/* ---- Erlang's supervisor module ---- */
+
+/* A child's modules, as which_children lists them: its behaviour's name. */
+static int put_modules(ei_x_buff *x, const child *c)
+{
+    const char *name = c->spec.behaviour ? c->spec.behaviour->name : NULL;
+    int at = x->index;
+    if (name && ca_fmt(x, "[~a]", name) == 0)
+        return 0;
+    x->index = at;
+    return ca_fmt(x, "dynamic");
+}
+
+/* [{Id | undefined, Pid | restarting | undefined, Type, Modules}], the
+ * last started first, as OTP lists them. */
+static int gen_which(sup *s, ei_x_buff *x)
+{
+    bool simple = s->strategy == CA_SIMPLE_ONE_FOR_ONE;
+    long n = 0;
+    for (child *c = s->head; c; c = c->next)
+        n += !c->doomed;
+    int rc = ei_x_new_with_version(x) || ei_x_encode_list_header(x, n) ? CA_ENOMEM : 0;
+    for (child *c = s->tail; c && rc == 0; c = c->prev) {
+        if (c->doomed)
+            continue;
+        const char *type = c->spec.type == CA_SUPERVISOR ? "supervisor" : "worker";
+        rc = ei_x_encode_tuple_header(x, 4) ? CA_ENOMEM
+             : simple                       ? ca_fmt(x, "undefined")
+                                            : ca_fmt(x, "~a", c->spec.id);
+        if (rc == 0)
+            rc = !ca_pid_is_none(c->pid) ? ca_fmt(x, "~p", c->pid)
+                                         : ca_fmt(x, c->pending ? "restarting" : "undefined");
+        if (rc == 0)
+            rc = ca_fmt(x, "~a", type);
+        if (rc == 0)
+            rc = put_modules(x, c);
+    }
+    if (rc == 0 && n && ei_x_encode_empty_list(x)) /* the tail */
+        rc = CA_ENOMEM;
+    return rc;
+}
+
+/* {error, Why} for what the request could not do, in OTP's words. */
+static const char *gen_error(int rc, bool restarting)
+{
+    switch (rc) {
+    case CA_ENOENT:
+        return "not_found";
+    case CA_ENOTSUP:
+        return "simple_one_for_one";
+    case CA_EBUSY:
+        return restarting ? "restarting" : "running";
+    default:
+        return ca_errname(rc);
+    }
+}
+
+static void answer_gen(sup_req *r, int rc)
+{
+    gen_call *g = r->gen;
+    const ca_sup_counts *c = &r->counts;
+    /* CA_ESRCH: the supervisor is going with the request; the caller's
+     * monitor tells it so. */
+    if (rc == CA_ESRCH)
+        ;
+    else if (rc)
+        ca_gen_replyf(g->self, &g->from, "{error, ~a}", gen_error(rc, g->restarting));
+    else if (r->op == R_START || r->op == R_RESTART)
+        ca_gen_replyf(g->self, &g->from, "{ok, ~p}", r->out);
+    else if (r->op == R_WHICH)
+        ca_gen_reply(g->self, &g->from, g->which.buff, (size_t)g->which.index);
+    else if (r->op == R_COUNT)
+        ca_gen_replyf(g->self, &g->from,
+                      "[{specs, ~u}, {active, ~u}, {supervisors, ~u}, {workers, ~u}]",
+                      (unsigned long)c->specs, (unsigned long)c->active,
+                      (unsigned long)c->supervisors, (unsigned long)c->workers);
+    else
+        ca_gen_replyf(g->self, &g->from, "ok");
+    if (g->which.buff)
+        ei_x_free(&g->which);
+    free((char *)r->id);
+    free(g);
+    free(r);
+}
+
+/* What the request names: an atom (an id) or a pid; 0, or the answer's
+ * error (as OTP finds nothing for any other term). */
+static int gen_target(sup *s, const char *t, size_t tl, char *id, ca_pid *pid)
+{
+    bool simple = s->strategy == CA_SIMPLE_ONE_FOR_ONE;
+    if (ca_match_term(t, tl, "~p", pid) == 0)
+        return 0;
+    if (ca_match_term(t, tl, "~a", id) != 0)
+        return CA_ENOENT;
+    return simple ? CA_ENOTSUP : 0;
+}
+
+/* supervisor:Fun(Sup, ...) from Erlang: a request like the C API's, or
+ * an answer at once. */
+static void on_gen_call(ca_actor *self, sup *s, const ca_call_from *from, const char *req,
+                        size_t len)
+{
+    char id[CA_MAXATOM] = "";
+    const char *t;
+    size_t tl;
+    sup_req proto = {.pid = CA_PID_NONE};
+    int rc = 0;
+    bool simple = s->strategy == CA_SIMPLE_ONE_FOR_ONE;
+    if (ca__is_atom(req, len, "which_children")) {
+        proto.op = R_WHICH;
+    } else if (ca__is_atom(req, len, "count_children")) {
+        proto.op = R_COUNT;
+    } else if (ca_match_term(req, len, "{terminate_child, ~t}", &t, &tl) == 0) {
+        proto.op = R_TERMINATE;
+        rc = gen_target(s, t, tl, id, &proto.pid);
+    } else if (ca_match_term(req, len, "{restart_child, ~t}", &t, &tl) == 0) {
+        proto.op = R_RESTART;
+        rc = simple ? CA_ENOTSUP : gen_target(s, t, tl, id, &proto.pid);
+    } else if (ca_match_term(req, len, "{delete_child, ~t}", &t, &tl) == 0) {
+        proto.op = R_DELETE;
+        rc = simple ? CA_ENOTSUP : gen_target(s, t, tl, id, &proto.pid);
+    } else if (ca_match_term(req, len, "{start_child, []}") == 0 && simple) {
+        proto.op = R_START;
+        proto.arg = s->tmpl->arg; /* the spec's own, as start_child(Sup, []) has it */
+    } else {
+        /* A child spec or extra arguments name Erlang code, which a C
+         * supervisor cannot start; the rest is no supervisor call. */
+        ca_gen_replyf(self, from, "{error, {not_supported, ~t}}", req, len);
+        return;
+    }
+    if (rc) {
+        ca_gen_replyf(self, from, "{error, ~a}", gen_error(rc, false));
+        return;
+    }
+    sup_req *r = calloc(1, sizeof *r);
+    gen_call *g = calloc(1, sizeof *g);
+    char *idc = id[0] ? strdup(id) : NULL;
+    job *j = r && g && (idc || !id[0]) ? job_new(J_REQ) : NULL;
+    if (!j) {
+        free(r);
+        free(g);
+        free(idc);
+        ca_gen_replyf(self, from, "{error, enomem}");
+        return;
+    }
+    *r = proto;
+    r->id = idc;
+    r->gen = g;
+    g->self = self;
+    g->from = *from;
+    j->req = r;
+    enqueue(s, j, false);
+}
+
 static int sup_handle(ca_actor *self, void *state, ca_msg *m)
 {
     sup *s = state;
@@ -872,6 +1056,7 @@ static int sup_handle(ca_actor *self, void *state, ca_msg *m)
     size_t rlen;
     unsigned long seq;
     uint64_t tag;
+    ca_call_from call;
 
     if (ca_msg_type(m) == CA_MSG_PTR) {
         if (!ca_msg_ptr(m, &tag) || tag != SUP_REQ_TAG)
@@ -884,6 +1069,8 @@ static int sup_handle(ca_actor *self, void *state, ca_msg *m)
         }
         j->req = req;
         enqueue(s, j, false);
+    } else if (ca_gen_call_match(m, &call, &r, &rlen) == 0) {
+        on_gen_call(self, s, &call, r, rlen);
     } else if (ca_match(m, "{'EXIT', ~p, ~t}", &from, &r, &rlen) == 0) {
         on_exit_msg(self, s, from, r, rlen);
     } else if (ca_match(m, "{'EXIT', undefined, ~t}", &r, &rlen) == 0) {

@@ -730,6 +730,132 @@ static void test_simple_one_for_one_many(void)
     after();
 }
 
+/* ---- Erlang's supervisor module ---- */
+
+/* A gen_server call's request, formatted (one at a time). */
+static ei_x_buff REQ;
+
+static const ei_x_buff *req(const char *fmt, ...)
+{
+    if (REQ.buff)
+        ei_x_free(&REQ);
+    ei_x_new_with_version(&REQ);
+    va_list ap;
+    va_start(ap, fmt);
+    CU_ASSERT_EQUAL(ca_vfmt(&REQ, fmt, ap), 0);
+    va_end(ap);
+    return &REQ;
+}
+
+/* supervisor:Fun(Sup, ...) as Erlang sends it: the reply, checked against
+ * `pattern` (its placeholders fill the variadic pointers). */
+static int erl_call(ca_pid sup, const ei_x_buff *rq, const char *pattern, ...)
+{
+    char *reply = NULL;
+    size_t rlen = 0;
+    int rc = ca_rt_call(RT, sup, rq->buff, (size_t)rq->index, WAIT_MS, &reply, &rlen);
+    if (rc == 0) {
+        va_list ap;
+        va_start(ap, pattern);
+        rc = ca_vmatch_term(reply, rlen, pattern, ap);
+        va_end(ap);
+        if (rc) {
+            char txt[512], rtxt[256];
+            ca_term_print(reply, rlen, txt, sizeof txt);
+            ca_term_print(rq->buff, (size_t)rq->index, rtxt, sizeof rtxt);
+            printf("\n  %s answered %s, not %s\n", rtxt, txt, pattern);
+        }
+    }
+    free(reply);
+    return rc;
+}
+
+static void test_erlang_calls(void)
+{
+    before();
+    wcfg a = {.tag = "a"}, b = {.tag = "b"};
+    ca_child_spec cs[] = {child("a", &a, CA_PERMANENT), child("b", &b, CA_TEMPORARY)};
+    cs[1].type = CA_SUPERVISOR; /* only as listed: it is a worker really */
+    ca_pid sup = start_sup(CA_ONE_FOR_ONE, cs, 2, 10), pa, pb, p, q;
+    CU_ASSERT(probe_wait(&P, "b: start", WAIT_MS));
+    /* the last started first, as OTP lists them; modules: the behaviour */
+    CU_ASSERT_EQUAL(erl_call(sup, req("which_children"),
+                             "[{b, ~p, supervisor, [worker]}, {a, ~p, worker, [worker]}]", &pb,
+                             &pa),
+                    0);
+    CU_ASSERT(ca_pid_eq(pa, whereis("a")) && ca_pid_eq(pb, whereis("b")));
+    CU_ASSERT_EQUAL(erl_call(sup, req("count_children"),
+                             "[{specs, 2}, {active, 2}, {supervisors, 1}, {workers, 1}]"),
+                    0);
+    /* stopped, restarted, refused while running, deleted once stopped */
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, a}"), "ok"), 0);
+    CU_ASSERT(probe_wait(&P, "a: stop shutdown", WAIT_MS));
+    CU_ASSERT_EQUAL(erl_call(sup, req("which_children"), "[_, {a, undefined, worker, _}]"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{restart_child, a}"), "{ok, ~p}", &p), 0);
+    CU_ASSERT(ca_pid_eq(p, whereis("a")) && !ca_pid_eq(p, pa));
+    CU_ASSERT_EQUAL(erl_call(sup, req("{restart_child, a}"), "{error, running}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{restart_child, ~p}", p), "{error, running}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, ~p}", p), "{error, running}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, a}"), "{error, running}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, a}"), "ok"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, a}"), "ok"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, a}"), "{error, not_found}"), 0);
+    /* by pid too, as OTP takes it (a temporary child is then forgotten) */
+    ca_rt_sendf(RT, CA_PID_NONE, pb, "ping");
+    CU_ASSERT(probe_wait(&P, "b: pong", WAIT_MS));
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, ~p}", pb), "ok"), 0);
+    CU_ASSERT(probe_wait(&P, "b: stop shutdown", WAIT_MS));
+    CU_ASSERT_EQUAL(erl_call(sup, req("which_children"), "[]"), 0);
+    /* unknown ids, other terms, what a C supervisor cannot do */
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, nosuch}"), "{error, not_found}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, \"a\"}"), "{error, not_found}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{restart_child, 42}"), "{error, not_found}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{start_child, #{id => x, start => {m, f, []}}}"),
+                             "{error, {not_supported, {start_child, _}}}"),
+                    0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, a}"), "{error, {not_supported, _}}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("what"), "{error, {not_supported, what}}"), 0);
+    ca_kill(RT, CA_PID_NONE, sup, "shutdown");
+
+    /* simple_one_for_one: started with the template's own arg, known by pid */
+    wcfg d = {.tag = "d"};
+    ca_child_spec tmpl = child("d", &d, CA_TEMPORARY);
+    tmpl.name = NULL;
+    ca_sup_spec spec = {CA_SIMPLE_ONE_FOR_ONE, 10, 5000, &tmpl, 1, 0};
+    CU_ASSERT_FATAL(ca_sup_start(RT, &spec, NULL, &sup) == 0);
+    probe_reset(&P);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{start_child, []}"), "{ok, ~p}", &p), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{start_child, []}"), "{ok, ~p}", &q), 0);
+    CU_ASSERT(probe_wait_n(&P, "d: start", 2, WAIT_MS));
+    CU_ASSERT_EQUAL(
+        erl_call(sup, req("which_children"),
+                 "[{undefined, ~p, worker, [worker]}, {undefined, ~p, worker, [worker]}]", &pb,
+                 &pa),
+        0);
+    CU_ASSERT(ca_pid_eq(pa, p) && ca_pid_eq(pb, q));
+    CU_ASSERT_EQUAL(erl_call(sup, req("count_children"),
+                             "[{specs, 1}, {active, 2}, {supervisors, 0}, {workers, 2}]"),
+                    0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{start_child, [x]}"), "{error, {not_supported, _}}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, d}"), "{error, simple_one_for_one}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{restart_child, d}"), "{error, simple_one_for_one}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, d}"), "{error, simple_one_for_one}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, ~p}", p), "ok"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, ~p}", p), "{error, not_found}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("which_children"), "[{undefined, ~p, worker, _}]", &pa), 0);
+    CU_ASSERT(ca_pid_eq(pa, q));
+    ca_kill(RT, CA_PID_NONE, sup, "shutdown");
+    /* and the C API stops a one_for_one child by pid as well */
+    wcfg c = {.tag = "c"};
+    ca_child_spec cc = child("c", &c, CA_PERMANENT);
+    sup = start_sup(CA_ONE_FOR_ONE, &cc, 1, 10);
+    CU_ASSERT_EQUAL(ca_sup_terminate_child(RT, sup, NULL, whereis("c")), 0);
+    CU_ASSERT(probe_wait(&P, "c: stop shutdown", WAIT_MS));
+    CU_ASSERT_EQUAL(ca_sup_terminate_child(RT, sup, NULL, pa), CA_ENOENT);
+    ei_x_free(&REQ);
+    after();
+}
+
 static int setup(void)
 {
     probe_init(&P);
@@ -757,6 +883,7 @@ static void add(void)
     ADD_TEST(s, test_async_calls);
     ADD_TEST(s, test_mailbox_overflow_restart);
     ADD_TEST(s, test_simple_one_for_one_many);
+    ADD_TEST(s, test_erlang_calls);
 }
 
 int main(void)
