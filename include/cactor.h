@@ -559,7 +559,8 @@ extern const ca_behaviour ca_supervisor;
  * is copied; `name` may be NULL. Children start in order as the
  * supervisor initialises; a child whose init fails counts as a crash.
  * Erlang's supervisor module works on it as on its own: which_children
- * (modules: [BehaviourName]), count_children, terminate_child (by id or
+ * (modules: [Name], a gen_server's callbacks' name or else the
+ * behaviour's), count_children, terminate_child (by id or
  * pid), restart_child, delete_child, and for simple_one_for_one
  * start_child(Sup, []) with the template's arg; start_child with a child
  * spec or extra arguments (Erlang code), get_childspec and other calls

@@ -895,10 +895,13 @@ static void on_timeout(ca_actor *self, sup *s, unsigned long seq)
 
 /* ---- Erlang's supervisor module ---- */
 
-/* A child's modules, as which_children lists them: its behaviour's name. */
+/* A child's modules, as which_children lists them: its behaviour's name,
+ * or for a gen_server its callbacks' (as OTP lists the callback module). */
 static int put_modules(ei_x_buff *x, const child *c)
 {
-    const char *name = c->spec.behaviour ? c->spec.behaviour->name : NULL;
+    const ca_behaviour *b = c->spec.behaviour;
+    const ca_gen_server_spec *gs = b == &ca_gen_server_behaviour ? c->arg : NULL;
+    const char *name = gs && gs->cb && gs->cb->name ? gs->cb->name : b ? b->name : NULL;
     int at = x->index;
     if (name && ca_fmt(x, "[~a]", name) == 0)
         return 0;

@@ -38,7 +38,8 @@ groups() ->
      {monitors, [], [monitor_by_pid, monitor_by_name, monitor_unknown_name,
                      monitor_dead_pid, demonitor, c_monitors_erlang,
                      c_monitors_erlang_by_name]},
-     {restarts, [], [supervisor_restarts_echo, supervisor_restarts_kv]},
+     {restarts, [], [supervisor_restarts_echo, supervisor_restarts_kv,
+                      supervisor_module, supervisor_module_pool]},
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
                 rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns]}].
 
@@ -632,6 +633,64 @@ supervisor_restarts_kv(Config) ->
     _ = wait_new(N, kv, Old),
     %% a new incarnation starts empty
     ?assertEqual(not_found, gen_server:call({kv, N}, {get, k}, ?T)).
+
+%% Erlang's supervisor module on the C node's root supervisor.
+supervisor_module(Config) ->
+    N = cn(Config),
+    Sup = {cactor_sup, N},
+    Kids = supervisor:which_children(Sup),
+    ct:log("which_children: ~p", [Kids]),
+    Echo = whereis_c(N, echo),
+    ?assertEqual({echo, Echo, worker, [echo]}, lists:keyfind(echo, 1, Kids)),
+    ?assertMatch({kv, P, worker, [kv]} when is_pid(P), lists:keyfind(kv, 1, Kids)),
+    ?assertMatch({kv_pool, P, supervisor, [supervisor]} when is_pid(P),
+                 lists:keyfind(kv_pool, 1, Kids)),
+    Counts = supervisor:count_children(Sup),
+    ?assertEqual([specs, active, supervisors, workers], [K || {K, _} <- Counts]),
+    ?assertEqual(length(Kids), proplists:get_value(specs, Counts)),
+    ?assertEqual(1, proplists:get_value(supervisors, Counts)),
+    ?assertEqual({error, running}, supervisor:restart_child(Sup, echo)),
+    ?assertEqual({error, running}, supervisor:delete_child(Sup, echo)),
+    ?assertEqual({error, not_found}, supervisor:terminate_child(Sup, nobody)),
+    ?assertEqual({error, not_found}, supervisor:restart_child(Sup, "echo")),
+    ?assertMatch({error, {not_supported, {start_child, _}}},
+                 supervisor:start_child(Sup, #{id => x, start => {m, f, []}})),
+    ?assertMatch({error, {not_supported, _}}, supervisor:get_childspec(Sup, echo)),
+    %% stopped and started again by id
+    Caller = whereis_c(N, caller),
+    Ref = erlang:monitor(process, Caller),
+    ?assertEqual(ok, supervisor:terminate_child(Sup, caller)),
+    receive {'DOWN', Ref, process, Caller, shutdown} -> ok after ?T -> ct:fail(no_down) end,
+    ?assertEqual({caller, undefined, worker, [caller]},
+                 lists:keyfind(caller, 1, supervisor:which_children(Sup))),
+    {ok, Caller2} = supervisor:restart_child(Sup, caller),
+    ?assertEqual(Caller2, whereis_c(N, caller)),
+    ?assertEqual(N, node(Caller2)).
+
+%% A simple_one_for_one pool of C gen_servers, grown and shrunk from Erlang.
+supervisor_module_pool(Config) ->
+    N = cn(Config),
+    Pool = {kv_pool, N},
+    {ok, K1} = supervisor:start_child(Pool, []),
+    {ok, K2} = supervisor:start_child(Pool, []),
+    ?assertEqual(N, node(K1)),
+    ok = gen_server:call(K1, {put, a, 1}, ?T),
+    ?assertEqual({ok, 1}, gen_server:call(K1, {get, a}, ?T)),
+    ?assertEqual(not_found, gen_server:call(K2, {get, a}, ?T)),
+    ?assertEqual(lists:sort([{undefined, K, worker, [kv]} || K <- [K1, K2]]),
+                 lists:sort(supervisor:which_children(Pool))),
+    ?assertEqual([{specs, 1}, {active, 2}, {supervisors, 0}, {workers, 2}],
+                 supervisor:count_children(Pool)),
+    ?assertMatch({error, {not_supported, _}}, supervisor:start_child(Pool, [extra])),
+    ?assertEqual({error, simple_one_for_one}, supervisor:terminate_child(Pool, kv)),
+    ?assertEqual({error, simple_one_for_one}, supervisor:restart_child(Pool, kv)),
+    Ref = erlang:monitor(process, K1),
+    ?assertEqual(ok, supervisor:terminate_child(Pool, K1)),
+    receive {'DOWN', Ref, process, K1, shutdown} -> ok after ?T -> ct:fail(no_down) end,
+    ?assertEqual({error, not_found}, supervisor:terminate_child(Pool, K1)),
+    ?assertEqual([{undefined, K2, worker, [kv]}], supervisor:which_children(Pool)),
+    ?assertEqual(ok, supervisor:terminate_child(Pool, K2)),
+    ?assertEqual([], supervisor:which_children(Pool)).
 
 %% ---- ping, rpc, erpc ----
 

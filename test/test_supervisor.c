@@ -770,23 +770,33 @@ static int erl_call(ca_pid sup, const ei_x_buff *rq, const char *pattern, ...)
     return rc;
 }
 
+static const ca_gen_server NOP_GS = {"nop_server", NULL, NULL, NULL, NULL, NULL, NULL};
+static const ca_gen_server_spec NOP_SPEC = {&NOP_GS, NULL};
+
 static void test_erlang_calls(void)
 {
     before();
     wcfg a = {.tag = "a"}, b = {.tag = "b"};
-    ca_child_spec cs[] = {child("a", &a, CA_PERMANENT), child("b", &b, CA_TEMPORARY)};
+    ca_child_spec cs[] = {child("a", &a, CA_PERMANENT), child("b", &b, CA_TEMPORARY),
+                          child("g", NULL, CA_PERMANENT)};
     cs[1].type = CA_SUPERVISOR; /* only as listed: it is a worker really */
-    ca_pid sup = start_sup(CA_ONE_FOR_ONE, cs, 2, 10), pa, pb, p, q;
+    cs[2].behaviour = &ca_gen_server_behaviour;
+    cs[2].arg = (void *)&NOP_SPEC;
+    ca_pid sup = start_sup(CA_ONE_FOR_ONE, cs, 3, 10), pa, pb, p, q;
     CU_ASSERT(probe_wait(&P, "b: start", WAIT_MS));
-    /* the last started first, as OTP lists them; modules: the behaviour */
+    /* the last started first, as OTP lists them; modules: the behaviour,
+     * or a gen_server's callbacks */
     CU_ASSERT_EQUAL(erl_call(sup, req("which_children"),
-                             "[{b, ~p, supervisor, [worker]}, {a, ~p, worker, [worker]}]", &pb,
-                             &pa),
+                             "[{g, _, worker, [nop_server]}, {b, ~p, supervisor, [worker]},"
+                             " {a, ~p, worker, [worker]}]",
+                             &pb, &pa),
                     0);
     CU_ASSERT(ca_pid_eq(pa, whereis("a")) && ca_pid_eq(pb, whereis("b")));
     CU_ASSERT_EQUAL(erl_call(sup, req("count_children"),
-                             "[{specs, 2}, {active, 2}, {supervisors, 1}, {workers, 1}]"),
+                             "[{specs, 3}, {active, 3}, {supervisors, 1}, {workers, 2}]"),
                     0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, g}"), "ok"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, g}"), "ok"), 0);
     /* stopped, restarted, refused while running, deleted once stopped */
     CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, a}"), "ok"), 0);
     CU_ASSERT(probe_wait(&P, "a: stop shutdown", WAIT_MS));

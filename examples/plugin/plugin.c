@@ -3,7 +3,7 @@
  *
  *     cactor-node --sname demo --load build/example_plugin.so
  *
- * It adds two actors under the node's root supervisor and two functions
+ * It adds three actors under the node's root supervisor and functions
  * callable with rpc:call / erpc:call:
  *
  *   kv       a key-value store written as a gen_server (ca_gen_server):
@@ -22,6 +22,11 @@
  *              {called, Result} (Result as rpc:call returns it);
  *              {rpc_cast, OnNode, M, F, Args, ReplyTo} as rpc:cast does
  *              (ca_rpc_cast): {cast, ok} once sent
+ *   kv_pool  a supervisor (simple_one_for_one) of unnamed kv stores, which
+ *            Erlang's supervisor module grows and shrinks:
+ *              {ok, Pid} = supervisor:start_child({kv_pool, Node}, [])
+ *              supervisor:terminate_child({kv_pool, Node}, Pid)
+ *              supervisor:which_children({kv_pool, Node})
  *   example:add(A, B) -> A + B
  *   example:reverse(Binary) -> the bytes in reverse order
  */
@@ -329,6 +334,15 @@ static int notify(void *ctx, ca_actor *caller, const char *args, size_t len, ei_
 
 /* ---- entry point ---- */
 
+/* ---- kv_pool ---- */
+
+static const ca_child_spec KV_WORKER = {.id = "kv",
+                                        .behaviour = &ca_gen_server_behaviour,
+                                        .arg = (void *)&KV_SPEC,
+                                        .restart = CA_TEMPORARY};
+static const ca_sup_spec KV_POOL = {
+    .strategy = CA_SIMPLE_ONE_FOR_ONE, .intensity = 10, .children = &KV_WORKER, .nchildren = 1};
+
 int cactor_plugin_init(ca_plugin *p)
 {
     ca_rt *rt = ca_plugin_rt(p);
@@ -339,8 +353,16 @@ int cactor_plugin_init(ca_plugin *p)
                         .restart = CA_PERMANENT};
     ca_child_spec caller = {
         .id = "caller", .behaviour = &CALLER, .name = "caller", .restart = CA_PERMANENT};
+    ca_child_spec pool = {.id = "kv_pool",
+                          .behaviour = &ca_supervisor,
+                          .arg = (void *)&KV_POOL,
+                          .name = "kv_pool",
+                          .restart = CA_PERMANENT,
+                          .shutdown_ms = CA_SHUTDOWN_INFINITY,
+                          .type = CA_SUPERVISOR};
     int rc;
     if ((rc = ca_plugin_add_child(p, &kv)) || (rc = ca_plugin_add_child(p, &caller)) ||
+        (rc = ca_plugin_add_child(p, &pool)) ||
         (rc = ca_rpc_register(rt, "example", "add", 2, add, NULL)) ||
         (rc = ca_rpc_register(rt, "example", "reverse", 1, reverse, NULL)) ||
         (rc = ca_rpc_register(rt, "example", "notify", 2, notify, NULL)))

@@ -156,6 +156,20 @@ defmodule CactorTest do
     assert GenServer.call({:echo, n}, :back) == :back
   end
 
+  test "Elixir's Supervisor functions on C supervisors", %{cnode: n} do
+    kids = Supervisor.which_children({:cactor_sup, n})
+    assert {:echo, whereis_c(n, :echo), :worker, [:echo]} in kids
+    assert %{specs: specs, supervisors: 1} = Supervisor.count_children({:cactor_sup, n})
+    assert specs == length(kids)
+    pool = {:kv_pool, n}
+    {:ok, kv} = Supervisor.start_child(pool, [])
+    assert GenServer.call(kv, {:put, :k, "v"}) == :ok
+    assert GenServer.call(kv, {:get, :k}) == {:ok, "v"}
+    assert Supervisor.which_children(pool) == [{:undefined, kv, :worker, [:kv]}]
+    assert Supervisor.terminate_child(pool, kv) == :ok
+    assert Supervisor.which_children(pool) == []
+  end
+
   test "kill -9 of the C node: nodedown, then the Erlang supervisor restarts it", %{cnode: n} do
     {:ok, os_pid} = :cactor.os_pid(n)
     Node.monitor(n, true)
