@@ -85,6 +85,9 @@ run() ->
                end, 100),
     say("the C supervisor restarted echo: new pid ~p; it answers: ~p",
         [New, gen_server:call({echo, N}, still_there)]),
+    say("the C supervisor, as Erlang's supervisor module sees it: "
+        "supervisor:which_children({cactor_sup, ~p}) ->", [N]),
+    [say("    ~p", [Child]) || Child <- supervisor:which_children({cactor_sup, N})],
 
     %% kill the whole C node: the Erlang supervisor restarts it
     erlang:monitor_node(N, true),
