@@ -92,6 +92,11 @@ int ca_gen_call_match(const ca_msg *m, ca_call_from *from, const char **req, siz
     return call_match(m, "$gen_call", from, req, len);
 }
 
+int ca__sys_call_match(const ca_msg *m, ca_call_from *from, const char **req, size_t *len)
+{
+    return call_match(m, "system", from, req, len);
+}
+
 /* {Tag, Reply} laid out by hand: both are terms already, and this is
  * every call's answer (formatting it cost 2,000 instructions). `body` is
  * the reply without version byte, checked; the tag is checked here, since
@@ -625,7 +630,7 @@ static int gs_handle(ca_actor *self, void *state, ca_msg *m)
     ca_call_from from;
     const char *req;
     size_t len;
-    if (call_match(m, "system", &from, &req, &len) == 0)
+    if (ca__sys_call_match(m, &from, &req, &len) == 0)
         return gs_system(self, g, &from, req, len);
     if (g->suspended)
         return hold(self, g);

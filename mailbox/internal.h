@@ -328,6 +328,9 @@ int ca__term_check(const char *buf, size_t len);
  * checked or built here before it became a message (sends check what
  * they copy, the distribution layer what it reads, signals are built). */
 int ca__vmatch_msg(const char *buf, size_t len, const char *pattern, va_list ap);
+/* gen.c: {system, {Pid, Tag}, Request}, a call from Erlang's sys module
+ * (as ca_gen_call_match matches '$gen_call'). */
+int ca__sys_call_match(const ca_msg *m, ca_call_from *from, const char **req, size_t *len);
 /* Whether this thread compiles formats and patterns (on by default): the
  * tests run with it off too, through the interpreter alone. */
 void ca__term_compiled(int on);

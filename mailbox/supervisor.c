@@ -13,7 +13,8 @@
  * Erlang's supervisor module works on it too (which_children,
  * count_children, terminate_child, restart_child, delete_child, and
  * start_child with no extra arguments for simple_one_for_one): its calls
- * become requests like the C API's, answered as OTP's supervisor answers.
+ * become requests like the C API's, answered as OTP's supervisor answers;
+ * and sys:terminate (gen_server:stop) stops it as it stops OTP's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -1050,6 +1051,30 @@ static void on_gen_call(ca_actor *self, sup *s, const ca_call_from *from, const 
     enqueue(s, j, false);
 }
 
+/* sys from Erlang: sys:terminate (and so gen_server:stop and
+ * proc_lib:stop) stops the children in order and then the supervisor
+ * with that reason, as OTP's does. The rest is refused at once: a C
+ * supervisor has no Erlang state to show, and no suspended mode. */
+static void on_system(ca_actor *self, sup *s, const ca_call_from *from, const char *req, size_t len)
+{
+    const char *r;
+    size_t rl;
+    if (ca_match_term(req, len, "{terminate, ~t}", &r, &rl) != 0) {
+        ca_gen_replyf(self, from, "{error, {not_supported, ~t}}", req, len);
+        return;
+    }
+    char *reason = malloc(rl + 1);
+    if (!reason) {
+        ca_gen_replyf(self, from, "{error, enomem}");
+        return;
+    }
+    reason[0] = (char)131;
+    memcpy(reason + 1, r, rl);
+    ca_gen_replyf(self, from, "ok"); /* as sys does, before it goes */
+    stop_all(self, s, reason, rl + 1);
+    free(reason);
+}
+
 static int sup_handle(ca_actor *self, void *state, ca_msg *m)
 {
     sup *s = state;
@@ -1074,6 +1099,8 @@ static int sup_handle(ca_actor *self, void *state, ca_msg *m)
         enqueue(s, j, false);
     } else if (ca_gen_call_match(m, &call, &r, &rlen) == 0) {
         on_gen_call(self, s, &call, r, rlen);
+    } else if (ca__sys_call_match(m, &call, &r, &rlen) == 0) {
+        on_system(self, s, &call, r, rlen);
     } else if (ca_match(m, "{'EXIT', ~p, ~t}", &from, &r, &rlen) == 0) {
         on_exit_msg(self, s, from, r, rlen);
     } else if (ca_match(m, "{'EXIT', undefined, ~t}", &r, &rlen) == 0) {

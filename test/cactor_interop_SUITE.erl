@@ -39,7 +39,7 @@ groups() ->
                      monitor_dead_pid, demonitor, c_monitors_erlang,
                      c_monitors_erlang_by_name]},
      {restarts, [], [supervisor_restarts_echo, supervisor_restarts_kv,
-                      supervisor_module, supervisor_module_pool]},
+                      supervisor_module, supervisor_module_pool, supervisor_sys]},
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
                 rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns]}].
 
@@ -691,6 +691,26 @@ supervisor_module_pool(Config) ->
     ?assertEqual([{undefined, K2, worker, [kv]}], supervisor:which_children(Pool)),
     ?assertEqual(ok, supervisor:terminate_child(Pool, K2)),
     ?assertEqual([], supervisor:which_children(Pool)).
+
+%% sys on a C supervisor: gen_server:stop stops its children, then it, with
+%% the reason given (and its own supervisor starts it again); the rest of
+%% sys is refused at once instead of timing out.
+supervisor_sys(Config) ->
+    N = cn(Config),
+    Pool = whereis_c(N, kv_pool),
+    {ok, K} = supervisor:start_child(Pool, []),
+    KRef = erlang:monitor(process, K),
+    PRef = erlang:monitor(process, Pool),
+    ?assertError({not_supported, get_state}, sys:get_state(Pool, ?T)),
+    ?assertEqual(ok, gen_server:stop(Pool, {shutdown, by_test}, ?T)),
+    receive {'DOWN', KRef, process, K, R1} -> ?assertEqual(shutdown, R1)
+    after ?T -> ct:fail(child_not_stopped)
+    end,
+    receive {'DOWN', PRef, process, Pool, R2} -> ?assertEqual({shutdown, by_test}, R2)
+    after ?T -> ct:fail(pool_not_stopped)
+    end,
+    New = wait_new(N, kv_pool, Pool),
+    ?assertEqual([], supervisor:which_children(New)).
 
 %% ---- ping, rpc, erpc ----
 
