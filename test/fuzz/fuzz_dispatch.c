@@ -2,7 +2,8 @@
  * libFuzzer target: what one connected peer can make a node do.
  *
  * A node runs in this process: a runtime with 2 schedulers and, under a
- * supervisor that does not give up, net_kernel, rex, a C gen_server and
+ * supervisor that does not give up (and answers Erlang's supervisor
+ * calls, which the input may make), net_kernel, rex, a C gen_server and
  * two actors that act on what they are sent (link, monitor, call, exit,
  * forward, spawn... with whatever pid, name or node the message names).
  * The fuzzer is the peer: an ei C node connected over loopback (a private
@@ -280,24 +281,39 @@ static int sync_handle(ca_actor *self, void *st, ca_msg *m)
 
 static const ca_behaviour SYNC = {"fz_sync", NULL, sync_handle, NULL};
 
+static ca_child_spec KIDS[8] = {
+    {.id = "play", .behaviour = &PLAY, .name = "play", .on_sched = 1},
+    {.id = "trap", .behaviour = &PLAY, .arg = (void *)1, .name = "trap"},
+    {.id = "gen", .behaviour = &ca_gen_server_behaviour, .arg = (void *)&GEN, .name = "gen"},
+    {.id = "sync", .behaviour = &SYNC, .name = SYNC_NAME, .on_sched = 1},
+};
+static size_t NKIDS;
+
 static int start_tree(void)
 {
-    ca_child_spec kids[8] = {
-        {.id = "play", .behaviour = &PLAY, .name = "play", .on_sched = 1},
-        {.id = "trap", .behaviour = &PLAY, .arg = (void *)1, .name = "trap"},
-        {.id = "gen", .behaviour = &ca_gen_server_behaviour, .arg = (void *)&GEN, .name = "gen"},
-        {.id = "sync", .behaviour = &SYNC, .name = SYNC_NAME, .on_sched = 1},
-    };
-    size_t n = 4;
-    n += ca__services_children(kids + n, 8 - n);
+    if (!NKIDS)
+        NKIDS = 4 + ca__services_children(KIDS + 4, 8 - 4);
     ca_sup_spec spec = {
         .strategy = CA_ONE_FOR_ONE,
         .intensity = 1000000, /* killing children is fair play here */
         .period_ms = 1000,
-        .children = kids,
-        .nchildren = n,
+        .children = KIDS,
+        .nchildren = NKIDS,
     };
-    return ca_sup_start(RT, &spec, NULL, &SUP);
+    return ca_sup_start(RT, &spec, "sup", &SUP);
+}
+
+/* The input stopped or deleted children through the supervisor calls:
+ * start them again, so that the next input finds the whole tree. */
+static void repair_tree(void)
+{
+    for (size_t k = 0; k < NKIDS; k++) {
+        ca_pid p;
+        if (ca_whereis(RT, KIDS[k].name, &p) == 0)
+            continue;
+        if (ca_sup_restart_child(RT, SUP, KIDS[k].id, NULL) == CA_ENOENT)
+            ca_sup_start_child(RT, SUP, &KIDS[k], NULL, NULL);
+    }
 }
 
 /* The input killed the supervisor (it may guess a pid): kill what
@@ -333,7 +349,8 @@ static unsigned next(in *s)
     return *s->p++;
 }
 
-static const char *const NAMES[] = {"play", "trap", "gen", "rex", "net_kernel", "nosuch", ""};
+static const char *const NAMES[] = {"play",       "trap",   "gen", "rex",
+                                    "net_kernel", "nosuch", "sup", ""};
 #define NNAMES (sizeof NAMES / sizeof NAMES[0])
 static const char *const NODES[] = {NODE_NAME, PEER_NAME, GHOST_NAME, "nohost", "a@b@c"};
 #define NNODES (sizeof NODES / sizeof NODES[0])
@@ -575,6 +592,35 @@ static void enc_play(ei_x_buff *x, in *s)
     }
 }
 
+/* What Erlang's supervisor module asks: {Op, Id | Pid | ExtraArgs | any}. */
+static void enc_sup_req(ei_x_buff *x, in *s)
+{
+    static const char *const OPS[] = {"which_children", "count_children", "terminate_child",
+                                      "restart_child",  "delete_child",   "start_child",
+                                      "get_childspec"};
+    unsigned k = next(s) % (sizeof OPS / sizeof OPS[0]), b = next(s);
+    if (k < 2) {
+        enc_atom(x, OPS[k]);
+        return;
+    }
+    ei_x_encode_tuple_header(x, 2);
+    enc_atom(x, OPS[k]);
+    switch (b % 4) {
+    case 0:
+        enc_atom(x, KIDS[(b / 4) % 8].id ? KIDS[(b / 4) % 8].id : "nosuch");
+        break;
+    case 1:
+        enc_pid(x, next(s));
+        break;
+    case 2:
+        ei_x_encode_empty_list(x);
+        break;
+    default:
+        enc_term(x, s, 1);
+        break;
+    }
+}
+
 /* A message: shapes the node's actors know, or any term. */
 static void enc_msg(ei_x_buff *x, in *s)
 {
@@ -587,6 +633,10 @@ static void enc_msg(ei_x_buff *x, in *s)
         break;
     case 2: /* a gen_server call */
         enc_call_head(x, s);
+        if (b & 32) {
+            enc_sup_req(x, s);
+            break;
+        }
         if (b & 16) {
             ei_x_encode_tuple_header(x, 2);
             enc_atom(x, "stop");
@@ -841,12 +891,16 @@ static void check_alive(void)
                      : wait_sync(&want, now_ms() + 2000);
         ei_x_free(&msg);
         ei_x_free(&want);
-        if (rc == 0)
+        if (rc == 0) {
+            repair_tree();
             return;
+        }
         if (rc == -1)
             disconnect();
         else if (!ca_is_alive(RT, SUP) && restart_tree() != 0)
             break;
+        else
+            repair_tree(); /* the sync actor stopped through its supervisor */
     }
     fprintf(stderr, "fuzz_dispatch: the node stopped answering\n");
     abort();
