@@ -11,7 +11,7 @@
  *          erpc:call, the casts, spawn/4 and erl_call into C functions
  *          (ca_rpc_register; built in: erlang:node/0, erlang:whereis/1,
  *          erlang:registered/0, erlang:is_process_alive/1,
- *          erlang:process_info/2, cactor:info/0);
+ *          erlang:process_info/1,2, cactor:info/0);
  *   plugins (--load): their actors and rpc functions;
  *   echo   {Pid, Term} -> Pid ! {echo, Term}; {cast, Term} counts;
  *          {report, Pid} -> Pid ! {count, N} (and resets);

@@ -172,6 +172,26 @@ static int fn_process_info(void *ctx, ca_actor *caller, const char *args, size_t
     return rc;
 }
 
+/* erlang:process_info(Pid): the items a C actor has, as Erlang lists its
+ * defaults (registered_name only when it has one); undefined when dead. */
+static int fn_process_info_all(void *ctx, ca_actor *caller, const char *args, size_t len,
+                               ei_x_buff *r)
+{
+    ca_rt *rt = ca_actor_rt(caller);
+    ca_pid pid;
+    ca_actor_stats st;
+    char name[CA_MAXATOM];
+    (void)ctx;
+    if (ca_match_term(args, len, "[~p]", &pid) || pid.node != ca_rt_node(rt))
+        return CA_EINVAL;
+    if (ca_actor_stats_get(rt, pid, &st))
+        return ca_fmt(r, "undefined");
+    ca__name_of(rt, pid, name, sizeof name);
+    return name[0] ? ca_fmt(r, "[{registered_name, ~a}, {message_queue_len, ~u}]", name,
+                            (unsigned long)st.queue_len)
+                   : ca_fmt(r, "[{message_queue_len, ~u}]", (unsigned long)st.queue_len);
+}
+
 static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
 {
     ca_node *node = ctx;
@@ -495,6 +515,7 @@ int ca__services_register(ca_rt *rt, ca_node *node)
         (rc = ca_rpc_register(rt, "erlang", "registered", 0, fn_registered, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "is_process_alive", 1, fn_is_process_alive, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "process_info", 2, fn_process_info, NULL)) ||
+        (rc = ca_rpc_register(rt, "erlang", "process_info", 1, fn_process_info_all, NULL)) ||
         (rc = ca_rpc_register(rt, "cactor", "info", 0, fn_info, node)))
         return rc;
     return 0;

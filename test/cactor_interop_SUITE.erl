@@ -739,6 +739,13 @@ rpc_builtins(Config) ->
     ?assertMatch([{registered_name, echo}, {message_queue_len, _}],
                  rpc:call(N, erlang, process_info, [Echo, [registered_name, message_queue_len]], ?T)),
     ?assertEqual(undefined, rpc:call(N, erlang, process_info, [Gone, message_queue_len], ?T)),
+    ?assertMatch([{registered_name, echo}, {message_queue_len, Q}] when is_integer(Q),
+                 rpc:call(N, erlang, process_info, [Echo], ?T)),
+    {ok, Unnamed} = supervisor:start_child({kv_pool, N}, []),
+    ?assertMatch([{message_queue_len, _}], rpc:call(N, erlang, process_info, [Unnamed], ?T)),
+    ok = supervisor:terminate_child({kv_pool, N}, Unnamed),
+    ?assertEqual(undefined, rpc:call(N, erlang, process_info, [Gone], ?T)),
+    ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [self()], ?T)),
     ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [Echo, heap_size], ?T)),
     %% a pid of this node is not one of the C node's
     ?assertMatch({badrpc, _}, rpc:call(N, erlang, is_process_alive, [self()], ?T)).
