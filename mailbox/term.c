@@ -2357,7 +2357,7 @@ static int match_one(mst *m, tref *t)
 #define MPROG_OPS   16
 #define MPROG_NAMES PROG_TEXT /* escapes only shorten a name */
 
-enum { MOP_TUPLE, MOP_ATOM, MOP_INT, MOP_ANY, MOP_PH, MOP_SUB };
+enum { MOP_TUPLE, MOP_ATOM, MOP_INT, MOP_ANY, MOP_PH, MOP_LONG, MOP_SUB };
 
 typedef struct mop {
     uint8_t kind;
@@ -2428,7 +2428,7 @@ static int mcomp_one(match_prog *g, const char **pp)
     mop *o = &g->ops[g->nops++];
     o->at = (uint8_t)(p - g->h.text);
     if (*p == '~') {
-        o->kind = MOP_PH;
+        o->kind = p[1] == 'i' ? MOP_LONG : MOP_PH;
         *pp = p + 2;
         return 0;
     }
@@ -2506,6 +2506,26 @@ static int op_atom(const mst *m, tref *t, const char *name, uint8_t n)
     return memcmp(b + 2, name, n) == 0 ? 0 : CA_ENOMATCH;
 }
 
+/* ~i, with the encodings that always fit a long read in line */
+static int op_long(mst *m, tref *t)
+{
+    const unsigned char *b = (const unsigned char *)m->buf + t->idx;
+    long v;
+    if (b[0] == ERL_SMALL_INTEGER_EXT) {
+        v = b[1];
+        t->idx += 2;
+    } else if (b[0] == ERL_INTEGER_EXT) {
+        v = (int32_t)ca__get32(b + 1);
+        t->idx += 5;
+    } else {
+        return ph_int(m, t, 'i');
+    }
+    long *out = va_arg(m->ap, long *);
+    if (out)
+        *out = v;
+    return 0;
+}
+
 static int mprog_run(const match_prog *g, mst *m, tref *t)
 {
     int err = 0;
@@ -2526,6 +2546,9 @@ static int mprog_run(const match_prog *g, mst *m, tref *t)
         case MOP_PH:
             m->p = g->h.text + o->at;
             err = ph_match(m, t);
+            break;
+        case MOP_LONG:
+            err = op_long(m, t);
             break;
         default:
             m->p = g->h.text + o->at;

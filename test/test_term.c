@@ -990,6 +990,20 @@ static void test_compiled_patterns(void)
         CU_ASSERT_EQUAL(ca_match_term(t, tl, "{ping, -1, _, _, _, _}"), CA_ENOMATCH);
         ei_x_free(&x);
     }
+    /* ~i in every integer encoding, and a term that is none */
+    const long ints[] = {0,        255,      -1,      256, -300, 2147483647L, -2147483647L - 1,
+                         1L << 40, LONG_MIN, LONG_MAX};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        CU_ASSERT_EQUAL(fmt(&x, "{n, ~i}", ints[i]), 0);
+        n = 7;
+        CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, "{n, ~i}", &n), 0);
+        CU_ASSERT_EQUAL(n, ints[i]);
+        CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, "{n, ~i}", NULL), 0);
+        ei_x_free(&x);
+    }
+    CU_ASSERT_EQUAL(fmt(&x, "{n, 1.0}"), 0);
+    CU_ASSERT_EQUAL(ca_match_term(x.buff, (size_t)x.index, "{n, ~i}", &n), CA_ENOMATCH);
+    ei_x_free(&x);
     /* a pattern rewritten in the same buffer is a new pattern, good or bad */
     char buf[64];
     const char *forms[] = {"{a, ~i}", "{b, ~i}", "{a, ~q}", "{a, 1}", "{a, 2}", "{a, ~i} x"};
