@@ -573,24 +573,28 @@ static int state_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
     "{status, ~p, {module, gen_server}, [[], ~a, ~p, [], [{header, ~s}, "                          \
     "{data, [{\"Status\", ~a}, {\"Parent\", ~p}, {\"Logged events\", []}]}"
 
-static int status_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
+int ca__sys_status_reply(ca_actor *self, const ca_call_from *from, const char *fallback,
+                         const char *status, const char *state, size_t len)
 {
     char name[CA_MAXATOM], header[CA_MAXATOM + 64];
     ca__name_of(ca_actor_rt(self), ca_self(self), name, sizeof name);
     snprintf(header, sizeof header, "Status for generic server %s",
-             name[0] ? name : (g->cb->name ? g->cb->name : "(C)"));
-    const char *status = g->suspended ? "suspended" : "running";
+             name[0] ? name : (fallback ? fallback : "(C)"));
     ca_pid me = ca_self(self);
+    /* without a state the pattern stops before the state's ~t */
+    const char *fmt = state ? STATUS_HEAD ", {data, [{\"State\", ~t}]}]]}" : STATUS_HEAD "]]}";
+    return ca_gen_replyf(self, from, fmt, me, status, me, header, status, me, state, len);
+}
+
+static int status_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
+{
     ei_x_buff st;
     if (ei_x_new(&st))
         return CA_ENOMEM;
     int rc = g->cb->format_state ? state_term(self, g, &st) : 0;
-    /* without format_state the pattern stops before the state's ~t */
-    const char *fmt =
-        g->cb->format_state ? STATUS_HEAD ", {data, [{\"State\", ~t}]}]]}" : STATUS_HEAD "]]}";
     rc = rc ? failed_reply(self, from, rc)
-            : ca_gen_replyf(self, from, fmt, me, status, me, header, status, me, st.buff,
-                            (size_t)st.index);
+            : ca__sys_status_reply(self, from, g->cb->name, g->suspended ? "suspended" : "running",
+                                   g->cb->format_state ? st.buff : NULL, (size_t)st.index);
     ei_x_free(&st);
     return rc;
 }

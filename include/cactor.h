@@ -565,8 +565,10 @@ extern const ca_behaviour ca_supervisor;
  * start_child(Sup, []) with the template's arg; start_child with a child
  * spec or extra arguments (Erlang code), get_childspec and other calls
  * answer {error, {not_supported, Request}}. sys:terminate (so
- * gen_server:stop) stops its children in order, then it; other sys
- * requests get {error, {not_supported, Request}}. */
+ * gen_server:stop) stops its children in order, then it; sys:get_state
+ * gives #{strategy, intensity, period_ms, children, restarts}, and
+ * sys:get_status the same in gen_server's status; other sys requests get
+ * {error, {not_supported, Request}}. */
 int ca_sup_start(ca_rt *rt, const ca_sup_spec *spec, const char *name, ca_pid *pid);
 
 /* Supervisor calls. They wait for the supervisor's answer, so they must

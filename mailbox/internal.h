@@ -331,6 +331,11 @@ int ca__vmatch_msg(const char *buf, size_t len, const char *pattern, va_list ap)
 /* gen.c: {system, {Pid, Tag}, Request}, a call from Erlang's sys module
  * (as ca_gen_call_match matches '$gen_call'). */
 int ca__sys_call_match(const ca_msg *m, ca_call_from *from, const char **req, size_t *len);
+/* gen.c: sys:get_status's answer in gen_server's shape, for an actor
+ * named `fallback` when it is not registered, its status (running,
+ * suspended) and its state as a term (no version byte; NULL: none). */
+int ca__sys_status_reply(ca_actor *self, const ca_call_from *from, const char *fallback,
+                         const char *status, const char *state, size_t len);
 /* Whether this thread compiles formats and patterns (on by default): the
  * tests run with it off too, through the interpreter alone. */
 void ca__term_compiled(int on);

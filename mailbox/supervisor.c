@@ -14,7 +14,8 @@
  * count_children, terminate_child, restart_child, delete_child, and
  * start_child with no extra arguments for simple_one_for_one): its calls
  * become requests like the C API's, answered as OTP's supervisor answers;
- * and sys:terminate (gen_server:stop) stops it as it stops OTP's.
+ * sys:terminate (gen_server:stop) stops it as it stops OTP's, and
+ * sys:get_state shows its flags and children.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -1051,14 +1052,45 @@ static void on_gen_call(ca_actor *self, sup *s, const ca_call_from *from, const 
     enqueue(s, j, false);
 }
 
+/* What sys:get_state shows of a supervisor: its flags and children. */
+static int state_term(sup *s, ei_x_buff *x)
+{
+    static const char *const strategy[] = {"one_for_one", "one_for_all", "rest_for_one",
+                                           "simple_one_for_one"};
+    size_t n = 0;
+    for (child *c = s->head; c; c = c->next)
+        n += !c->doomed;
+    return ca_fmt(x,
+                  "#{strategy => ~a, intensity => ~i, period_ms => ~u, children => ~u, "
+                  "restarts => ~u}",
+                  strategy[s->strategy], (long)s->intensity, (unsigned long)s->period_ms,
+                  (unsigned long)n, (unsigned long)s->restarts);
+}
+
 /* sys from Erlang: sys:terminate (and so gen_server:stop and
  * proc_lib:stop) stops the children in order and then the supervisor
- * with that reason, as OTP's does. The rest is refused at once: a C
- * supervisor has no Erlang state to show, and no suspended mode. */
+ * with that reason, as OTP's does; get_state and get_status show its
+ * flags and children. The rest is refused at once: a C supervisor has
+ * no suspended mode, and no state to replace. */
 static void on_system(ca_actor *self, sup *s, const ca_call_from *from, const char *req, size_t len)
 {
     const char *r;
     size_t rl;
+    bool get_state = ca__is_atom(req, len, "get_state");
+    if (get_state || ca__is_atom(req, len, "get_status")) {
+        ei_x_buff x = {0};
+        int rc = ei_x_new_with_version(&x) ? CA_ENOMEM : state_term(s, &x);
+        if (rc)
+            ca_gen_replyf(self, from, "{error, ~a}", ca_errname(rc));
+        else if (get_state)
+            ca_gen_reply(self, from, x.buff, (size_t)x.index);
+        else
+            ca__sys_status_reply(self, from, "supervisor", "running", x.buff + 1,
+                                 (size_t)x.index - 1);
+        if (x.buff)
+            ei_x_free(&x);
+        return;
+    }
     if (ca_match_term(req, len, "{terminate, ~t}", &r, &rl) != 0) {
         ca_gen_replyf(self, from, "{error, {not_supported, ~t}}", req, len);
         return;

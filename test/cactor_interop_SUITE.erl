@@ -692,16 +692,22 @@ supervisor_module_pool(Config) ->
     ?assertEqual(ok, supervisor:terminate_child(Pool, K2)),
     ?assertEqual([], supervisor:which_children(Pool)).
 
-%% sys on a C supervisor: gen_server:stop stops its children, then it, with
-%% the reason given (and its own supervisor starts it again); the rest of
-%% sys is refused at once instead of timing out.
+%% sys on a C supervisor: get_state and get_status show its flags and
+%% children; gen_server:stop stops its children, then it, with the reason
+%% given (and its own supervisor starts it again); the rest of sys is
+%% refused at once instead of timing out.
 supervisor_sys(Config) ->
     N = cn(Config),
     Pool = whereis_c(N, kv_pool),
     {ok, K} = supervisor:start_child(Pool, []),
     KRef = erlang:monitor(process, K),
     PRef = erlang:monitor(process, Pool),
-    ?assertError({not_supported, get_state}, sys:get_state(Pool, ?T)),
+    ?assertMatch(#{strategy := simple_one_for_one, intensity := 10, period_ms := 5000,
+                   children := 1, restarts := _}, sys:get_state(Pool, ?T)),
+    {status, Pool, {module, gen_server}, [_, running, _, _, Misc]} = sys:get_status(Pool, ?T),
+    ?assertEqual("Status for generic server kv_pool", proplists:get_value(header, Misc)),
+    ?assertMatch([{"State", #{children := 1}}], lists:last(proplists:get_all_values(data, Misc))),
+    ?assertEqual({error, {not_supported, suspend}}, sys:suspend(Pool, ?T)),
     ?assertEqual(ok, gen_server:stop(Pool, {shutdown, by_test}, ?T)),
     receive {'DOWN', KRef, process, K, R1} -> ?assertEqual(shutdown, R1)
     after ?T -> ct:fail(child_not_stopped)
