@@ -955,15 +955,11 @@ static const char *gen_error(int rc, bool restarting)
     }
 }
 
-static void answer_gen(sup_req *r, int rc)
+static void reply_gen(const sup_req *r, int rc)
 {
-    gen_call *g = r->gen;
+    const gen_call *g = r->gen;
     const ca_sup_counts *c = &r->counts;
-    /* CA_ESRCH: the supervisor is going with the request; the caller's
-     * monitor tells it so. */
-    if (rc == CA_ESRCH)
-        ;
-    else if (rc)
+    if (rc)
         ca_gen_replyf(g->self, &g->from, "{error, ~a}", gen_error(rc, g->restarting));
     else if (r->op == R_START || r->op == R_RESTART)
         ca_gen_replyf(g->self, &g->from, "{ok, ~p}", r->out);
@@ -976,6 +972,15 @@ static void answer_gen(sup_req *r, int rc)
                       (unsigned long)c->supervisors, (unsigned long)c->workers);
     else
         ca_gen_replyf(g->self, &g->from, "ok");
+}
+
+static void answer_gen(sup_req *r, int rc)
+{
+    gen_call *g = r->gen;
+    /* CA_ESRCH: the supervisor is going with the request; the caller's
+     * monitor tells it so. */
+    if (rc != CA_ESRCH)
+        reply_gen(r, rc);
     if (g->which.buff)
         ei_x_free(&g->which);
     free((char *)r->id);

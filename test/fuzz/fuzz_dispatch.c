@@ -321,10 +321,9 @@ static void repair_tree(void)
  * start the tree again. */
 static int restart_tree(void)
 {
-    static const char *const names[] = {"play", "trap", "gen", SYNC_NAME, "net_kernel", "rex"};
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+    for (size_t k = 0; k < NKIDS; k++) {
         ca_pid p;
-        for (int i = 0; i < 100 && ca_whereis(RT, names[k], &p) == 0; i++) {
+        for (int i = 0; i < 100 && ca_whereis(RT, KIDS[k].name, &p) == 0; i++) {
             ca_kill(RT, CA_PID_NONE, p, "kill");
             usleep(10 * 1000);
         }
