@@ -332,7 +332,8 @@ unsigned ca_actor_sched(const ca_actor *self);
 /* Set the exit reason (formatted as with ca_fmt) and make the actor exit
  * when the current callback returns. The first reason set wins. */
 int ca_exit(ca_actor *self, const char *reason_fmt, ...);
-/* Same, with an encoded reason (ETF, copied). */
+/* Same, with an encoded reason (ETF, copied; CA_EBADTERM if it is not one
+ * term, CA_ETOOBIG from 4 GiB). */
 int ca_exit_term(ca_actor *self, const char *reason, size_t len);
 
 /* Send an exit signal to `to`, as erlang:exit/2 from `from` (may be

@@ -508,11 +508,13 @@ static int set_reason(ca_actor *a, const char *etf, size_t len)
 {
     if (a->reason)
         return 0; /* the first reason wins */
+    if (len > UINT32_MAX)
+        return CA_ETOOBIG;
     a->reason = malloc(len);
     if (!a->reason)
         return CA_ENOMEM;
     memcpy(a->reason, etf, len);
-    a->reason_len = len;
+    a->reason_len = (uint32_t)len;
     a->flags |= CA__A_EXITING;
     return 0;
 }
@@ -544,8 +546,8 @@ void ca__set_reason_fmt(ca_actor *a, const char *fmt, ...)
     int rc;
     CA__FMT_VARARGS(fmt, buf, len, rc);
     if (rc == 0)
-        set_reason(a, buf, len);
-    else /* out of memory formatting: still exit, with a reason that says so */
+        rc = set_reason(a, buf, len);
+    if (rc) /* out of memory formatting or copying: still exit, saying so */
         set_reason(a, enomem_reason, sizeof enomem_reason);
 }
 

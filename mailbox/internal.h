@@ -98,7 +98,8 @@ struct ca_actor {
     uint8_t flags;    /* CA__A_*, owner thread only */
     uint32_t cap;
     uint32_t batch;
-    ca__mpsc_node runq; /* link in a run queue */
+    uint32_t reason_len; /* here, in what was padding: an idle actor is 192 B */
+    ca__mpsc_node runq;  /* link in a run queue */
     ca__sched *sched;
     ca__slot *slot;
     const ca_behaviour *b;
@@ -107,9 +108,8 @@ struct ca_actor {
     _Atomic uint64_t handled;
     _Atomic uint64_t overflows;
     ca__actor_ext *ext;
-    char *_Atomic name; /* registered name; written under the registry lock */
-    char *reason;       /* pending exit reason (ETF), set by ca_exit */
-    size_t reason_len;
+    char *_Atomic name;    /* registered name; written under the registry lock */
+    char *reason;          /* pending exit reason (ETF), set by ca_exit */
     ca_actor *prev, *next; /* the scheduler's list of its actors */
     ca_msg *cur;           /* the message being handled, until kept or forwarded */
 };
