@@ -11,8 +11,9 @@
  * children never dangle; a child to be forgotten is marked `doomed`.
  *
  * Erlang's supervisor module works on it too (which_children,
- * count_children, terminate_child, restart_child, delete_child, and
- * start_child with no extra arguments for simple_one_for_one): its calls
+ * count_children, terminate_child, restart_child, delete_child,
+ * get_childspec, and start_child with no extra arguments for
+ * simple_one_for_one): its calls
  * become requests like the C API's, answered as OTP's supervisor answers;
  * sys:terminate (gen_server:stop) stops it as it stops OTP's, and
  * sys:get_state shows its flags and children.
@@ -26,7 +27,7 @@
 
 #define SUP_REQ_TAG 0x7375707265710001ull /* "supreq" */
 
-enum { R_START, R_TERMINATE, R_RESTART, R_DELETE, R_WHICH, R_COUNT };
+enum { R_START, R_TERMINATE, R_RESTART, R_DELETE, R_WHICH, R_COUNT, R_SPEC };
 
 typedef struct sup_req {
     int op;
@@ -54,7 +55,8 @@ typedef struct sup_req {
 typedef struct gen_call {
     ca_actor *self; /* the supervisor: requests end in its turns */
     ca_call_from from;
-    ei_x_buff which; /* which_children's answer, built while the children are at hand */
+    ei_x_buff which; /* which_children's or get_childspec's answer, built while
+                        the children are at hand */
     bool restarting; /* restart or delete refused: the child is about to restart */
 } gen_call;
 
@@ -693,6 +695,14 @@ static void fill_counts(sup *s, sup_req *r)
     req_done(r, 0);
 }
 
+static int gen_spec(sup *s, sup_req *r, ei_x_buff *x);
+
+/* get_childspec, from Erlang only: the answer is a term. */
+static void fill_spec(sup *s, sup_req *r)
+{
+    req_done(r, r->gen ? gen_spec(s, r, &r->gen->which) : CA_EINVAL);
+}
+
 static void req_start(ca_actor *self, sup *s, sup_req *r)
 {
     child *c;
@@ -748,6 +758,9 @@ static void handle_request(ca_actor *self, sup *s, job *j)
         break;
     case R_COUNT:
         fill_counts(s, r);
+        break;
+    case R_SPEC:
+        fill_spec(s, r);
         break;
     case R_TERMINATE:
         if (!(c = req_target(s, r))) {
@@ -940,6 +953,61 @@ static int gen_which(sup *s, ei_x_buff *x)
     return rc;
 }
 
+/* {ok, #{id, start, restart, significant, shutdown, type, modules}}, as
+ * OTP's child_to_spec has it. A C child has no Erlang start function:
+ * `start` names its behaviour (as `modules` does) with start_link and no
+ * arguments. OTP finds a simple_one_for_one's children by pid and its
+ * template by id, the other strategies' children by id only. */
+static int gen_spec(sup *s, sup_req *r, ei_x_buff *x)
+{
+    static const char *const restart[] = {"permanent", "transient", "temporary"};
+    child *c;
+    if (s->tmpl)
+        c = r->id ? (strcmp(r->id, s->tmpl->spec.id) == 0 ? s->tmpl : NULL)
+                  : (hash_find(s, r->pid) ? s->tmpl : NULL);
+    else
+        c = r->id ? child_by_id(s, r->id) : NULL;
+    if (!c || c->doomed)
+        return CA_ENOENT;
+    const ca_child_spec *sp = &c->spec;
+    int64_t ms = sp->shutdown_ms;
+    if (ms == CA_SHUTDOWN_DEFAULT)
+        ms = sp->type == CA_SUPERVISOR ? CA_SHUTDOWN_INFINITY : 5000;
+    char down[32]; /* brutal_kill, infinity or the milliseconds */
+    int dl = 0;
+    if (ms == CA_SHUTDOWN_BRUTAL || ms == CA_SHUTDOWN_INFINITY)
+        ei_encode_atom(down, &dl, ms == CA_SHUTDOWN_BRUTAL ? "brutal_kill" : "infinity");
+    else
+        ei_encode_longlong(down, &dl, (long long)ms);
+    ei_x_buff mods; /* as which_children has them: [Name] or dynamic */
+    if (ei_x_new(&mods))
+        return CA_ENOMEM;
+    int rc = put_modules(&mods, c);
+    /* start's module: that Name, or undefined */
+    static const char undef[] = {119, 9, 'u', 'n', 'd', 'e', 'f', 'i', 'n', 'e', 'd'};
+    const char *m = undef;
+    int i = 0, n, end;
+    size_t ml = sizeof undef;
+    if (rc == 0 && ei_decode_list_header(mods.buff, &i, &n) == 0 && n == 1) {
+        end = i;
+        if (ei_skip_term(mods.buff, &end) == 0) {
+            m = mods.buff + i;
+            ml = (size_t)(end - i);
+        }
+    }
+    if (rc == 0)
+        rc = ei_x_new_with_version(x) ? CA_ENOMEM : 0;
+    if (rc == 0)
+        rc = ca_fmt(x,
+                    "{ok, #{id => ~a, start => {~t, start_link, []}, restart => ~a, "
+                    "significant => false, shutdown => ~t, type => ~a, modules => ~t}}",
+                    sp->id, m, ml, restart[sp->restart], down, (size_t)dl,
+                    sp->type == CA_SUPERVISOR ? "supervisor" : "worker", mods.buff,
+                    (size_t)mods.index);
+    ei_x_free(&mods);
+    return rc;
+}
+
 /* {error, Why} for what the request could not do, in OTP's words. */
 static const char *gen_error(int rc, bool restarting)
 {
@@ -963,7 +1031,7 @@ static void reply_gen(const sup_req *r, int rc)
         ca_gen_replyf(g->self, &g->from, "{error, ~a}", gen_error(rc, g->restarting));
     else if (r->op == R_START || r->op == R_RESTART)
         ca_gen_replyf(g->self, &g->from, "{ok, ~p}", r->out);
-    else if (r->op == R_WHICH)
+    else if (r->op == R_WHICH || r->op == R_SPEC)
         ca_gen_reply(g->self, &g->from, g->which.buff, (size_t)g->which.index);
     else if (r->op == R_COUNT)
         ca_gen_replyf(g->self, &g->from,
@@ -988,16 +1056,13 @@ static void answer_gen(sup_req *r, int rc)
     free(r);
 }
 
-/* What the request names: an atom (an id) or a pid; 0, or the answer's
- * error (as OTP finds nothing for any other term). */
-static int gen_target(sup *s, const char *t, size_t tl, char *id, ca_pid *pid)
+/* What the request names: an atom (an id) or a pid; 0, or not_found (as
+ * OTP finds nothing for any other term). */
+static int gen_target(const char *t, size_t tl, char *id, ca_pid *pid)
 {
-    bool simple = s->strategy == CA_SIMPLE_ONE_FOR_ONE;
-    if (ca_match_term(t, tl, "~p", pid) == 0)
+    if (ca_match_term(t, tl, "~p", pid) == 0 || ca_match_term(t, tl, "~a", id) == 0)
         return 0;
-    if (ca_match_term(t, tl, "~a", id) != 0)
-        return CA_ENOENT;
-    return simple ? CA_ENOTSUP : 0;
+    return CA_ENOENT;
 }
 
 /* supervisor:Fun(Sup, ...) from Erlang: a request like the C API's, or
@@ -1017,13 +1082,18 @@ static void on_gen_call(ca_actor *self, sup *s, const ca_call_from *from, const 
         proto.op = R_COUNT;
     } else if (ca_match_term(req, len, "{terminate_child, ~t}", &t, &tl) == 0) {
         proto.op = R_TERMINATE;
-        rc = gen_target(s, t, tl, id, &proto.pid);
+        rc = gen_target(t, tl, id, &proto.pid);
+        if (rc == 0 && simple && id[0])
+            rc = CA_ENOTSUP; /* ids mean nothing there */
     } else if (ca_match_term(req, len, "{restart_child, ~t}", &t, &tl) == 0) {
         proto.op = R_RESTART;
-        rc = simple ? CA_ENOTSUP : gen_target(s, t, tl, id, &proto.pid);
+        rc = simple ? CA_ENOTSUP : gen_target(t, tl, id, &proto.pid);
     } else if (ca_match_term(req, len, "{delete_child, ~t}", &t, &tl) == 0) {
         proto.op = R_DELETE;
-        rc = simple ? CA_ENOTSUP : gen_target(s, t, tl, id, &proto.pid);
+        rc = simple ? CA_ENOTSUP : gen_target(t, tl, id, &proto.pid);
+    } else if (ca_match_term(req, len, "{get_childspec, ~t}", &t, &tl) == 0) {
+        proto.op = R_SPEC;
+        rc = gen_target(t, tl, id, &proto.pid);
     } else if (ca_match_term(req, len, "{start_child, []}") == 0 && simple) {
         proto.op = R_START;
         proto.arg = s->tmpl->arg; /* the spec's own, as start_child(Sup, []) has it */

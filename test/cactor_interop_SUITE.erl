@@ -655,7 +655,16 @@ supervisor_module(Config) ->
     ?assertEqual({error, not_found}, supervisor:restart_child(Sup, "echo")),
     ?assertMatch({error, {not_supported, {start_child, _}}},
                  supervisor:start_child(Sup, #{id => x, start => {m, f, []}})),
-    ?assertMatch({error, {not_supported, _}}, supervisor:get_childspec(Sup, echo)),
+    %% a C child's spec, in OTP's shape: start names the C behaviour
+    {ok, EchoSpec} = supervisor:get_childspec(Sup, echo),
+    ?assertEqual(#{id => echo, start => {echo, start_link, []}, restart => permanent,
+                   significant => false, shutdown => 5000, type => worker, modules => [echo]},
+                 EchoSpec),
+    ?assertEqual(ok, supervisor:check_childspecs([EchoSpec])),
+    ?assertMatch({ok, #{id := kv_pool, type := supervisor, shutdown := infinity}},
+                 supervisor:get_childspec(Sup, kv_pool)),
+    ?assertEqual({error, not_found}, supervisor:get_childspec(Sup, nobody)),
+    ?assertEqual({error, not_found}, supervisor:get_childspec(Sup, Echo)),
     %% stopped and started again by id
     Caller = whereis_c(N, caller),
     Ref = erlang:monitor(process, Caller),
@@ -684,6 +693,10 @@ supervisor_module_pool(Config) ->
     ?assertMatch({error, {not_supported, _}}, supervisor:start_child(Pool, [extra])),
     ?assertEqual({error, simple_one_for_one}, supervisor:terminate_child(Pool, kv)),
     ?assertEqual({error, simple_one_for_one}, supervisor:restart_child(Pool, kv)),
+    %% the template's spec, by a child's pid or by the template's id
+    {ok, Tmpl} = supervisor:get_childspec(Pool, K1),
+    ?assertMatch(#{id := kv, start := {kv, start_link, []}, modules := [kv]}, Tmpl),
+    ?assertEqual({ok, Tmpl}, supervisor:get_childspec(Pool, kv)),
     Ref = erlang:monitor(process, K1),
     ?assertEqual(ok, supervisor:terminate_child(Pool, K1)),
     receive {'DOWN', Ref, process, K1, shutdown} -> ok after ?T -> ct:fail(no_down) end,

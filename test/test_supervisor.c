@@ -782,6 +782,8 @@ static void test_erlang_calls(void)
     cs[1].type = CA_SUPERVISOR; /* only as listed: it is a worker really */
     cs[2].behaviour = &ca_gen_server_behaviour;
     cs[2].arg = (void *)&NOP_SPEC;
+    cs[0].shutdown_ms = 2000;
+    cs[2].shutdown_ms = CA_SHUTDOWN_BRUTAL;
     ca_pid sup = start_sup(CA_ONE_FOR_ONE, cs, 3, 10), pa, pb, p, q;
     CU_ASSERT(probe_wait(&P, "b: start", WAIT_MS));
     /* the last started first, as OTP lists them; modules: the behaviour,
@@ -795,8 +797,25 @@ static void test_erlang_calls(void)
     CU_ASSERT_EQUAL(erl_call(sup, req("count_children"),
                              "[{specs, 3}, {active, 3}, {supervisors, 1}, {workers, 2}]"),
                     0);
+    /* get_childspec: OTP's map, by id only; start names the C behaviour */
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, a}"),
+                             "{ok, #{id => a, start => {worker, start_link, []}, "
+                             "restart => permanent, significant => false, shutdown => 2000, "
+                             "type => worker, modules => [worker]}}"),
+                    0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, b}"),
+                             "{ok, #{id => b, restart => temporary, shutdown => infinity, "
+                             "type => supervisor}}"),
+                    0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, g}"),
+                             "{ok, #{start => {nop_server, start_link, []}, "
+                             "shutdown => brutal_kill, modules => [nop_server]}}"),
+                    0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, ~p}", pa), "{error, not_found}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, nosuch}"), "{error, not_found}"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, g}"), "ok"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, g}"), "ok"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, g}"), "{error, not_found}"), 0);
     /* stopped, restarted, refused while running, deleted once stopped */
     CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, a}"), "ok"), 0);
     CU_ASSERT(probe_wait(&P, "a: stop shutdown", WAIT_MS));
@@ -823,7 +842,7 @@ static void test_erlang_calls(void)
     CU_ASSERT_EQUAL(erl_call(sup, req("{start_child, #{id => x, start => {m, f, []}}}"),
                              "{error, {not_supported, {start_child, _}}}"),
                     0);
-    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, a}"), "{error, {not_supported, _}}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, \"a\"}"), "{error, not_found}"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("what"), "{error, {not_supported, what}}"), 0);
     ca_kill(RT, CA_PID_NONE, sup, "shutdown");
 
@@ -847,11 +866,19 @@ static void test_erlang_calls(void)
                              "[{specs, 1}, {active, 2}, {supervisors, 0}, {workers, 2}]"),
                     0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{start_child, [x]}"), "{error, {not_supported, _}}"), 0);
+    /* the template, by a child's pid or by the template's id */
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, ~p}", p),
+                             "{ok, #{id => d, start => {worker, start_link, []}, "
+                             "restart => temporary, shutdown => 5000, type => worker}}"),
+                    0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, d}"), "{ok, #{id => d}}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, ~p}", sup), "{error, not_found}"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, d}"), "{error, simple_one_for_one}"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{restart_child, d}"), "{error, simple_one_for_one}"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{delete_child, d}"), "{error, simple_one_for_one}"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, ~p}", p), "ok"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("{terminate_child, ~p}", p), "{error, not_found}"), 0);
+    CU_ASSERT_EQUAL(erl_call(sup, req("{get_childspec, ~p}", p), "{error, not_found}"), 0);
     CU_ASSERT_EQUAL(erl_call(sup, req("which_children"), "[{undefined, ~p, worker, _}]", &pa), 0);
     CU_ASSERT(ca_pid_eq(pa, q));
     ca_kill(RT, CA_PID_NONE, sup, "shutdown");

@@ -165,6 +165,8 @@ defmodule CactorTest do
     {:ok, kv} = Supervisor.start_child(pool, [])
     assert GenServer.call(kv, {:put, :k, "v"}) == :ok
     assert GenServer.call(kv, {:get, :k}) == {:ok, "v"}
+    assert {:ok, %{id: :kv, start: {:kv, :start_link, []}, restart: :temporary}} =
+             :supervisor.get_childspec(pool, kv)
     assert Supervisor.which_children(pool) == [{:undefined, kv, :worker, [:kv]}]
     assert Supervisor.terminate_child(pool, kv) == :ok
     assert Supervisor.which_children(pool) == []
