@@ -6,12 +6,15 @@
  *               [--load PLUGIN.so ...]
  *               [--probe] [--verbose]
  *
- * It runs until SIGTERM or SIGINT. Built in, under a root supervisor:
+ * It runs until SIGTERM or SIGINT, or until Erlang calls init:stop/0,1
+ * (a clean stop, as on SIGTERM) or erlang:halt/0,1 (at once) on it. Built
+ * in, under a root supervisor:
  *   net_kernel, rex and spawn requests: net_adm:ping, rpc:call,
  *          erpc:call, the casts, spawn/4 and erl_call into C functions
  *          (ca_rpc_register; built in: erlang:node/0, erlang:whereis/1,
  *          erlang:registered/0, erlang:is_process_alive/1,
- *          erlang:process_info/1,2, cactor:info/0);
+ *          erlang:process_info/1,2, cactor:info/0; in this program only:
+ *          init:stop/0,1, erlang:halt/0,1);
  *   plugins (--load): their actors and rpc functions;
  *   echo   {Pid, Term} -> Pid ! {echo, Term}; {cast, Term} counts;
  *          {report, Pid} -> Pid ! {count, N} (and resets);
@@ -28,10 +31,13 @@
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -316,10 +322,75 @@ static ca_log_level log_level(const cli *c)
 
 /* The root supervisor: echo, the node's services (net_kernel, rex), the
  * test probe, then every plugin's actors, in that order. */
+/* ---- init:stop and erlang:halt from Erlang ---- */
+
+/* The exit status init:stop asked for; -1 while nobody has. */
+static atomic_int stop_status = -1;
+
+/* [] is 0; [N] an exit status (the low 8 bits, as the OS keeps them); a
+ * string is a slogan, as Erlang's halt takes it: printed, status 1. */
+static int stop_status_of(const char *args, size_t len, int *status)
+{
+    long n;
+    char slogan[256];
+    if (ca_match_term(args, len, "[]") == 0) {
+        *status = 0;
+    } else if (ca_match_term(args, len, "[~i]", &n) == 0 && n >= 0) {
+        *status = (int)(n & 0xff);
+    } else if (ca_match_term(args, len, "[~s]", slogan, sizeof slogan) == 0) {
+        fprintf(stderr, "cactor-node: stopped: %s\n", slogan);
+        *status = 1;
+    } else {
+        return CA_EINVAL;
+    }
+    return 0;
+}
+
+/* init:stop/0,1: answers ok, then main stops the node as on SIGTERM. */
+static int fn_init_stop(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    int status, expect = -1;
+    (void)ctx;
+    (void)caller;
+    int rc = stop_status_of(args, len, &status);
+    if (rc)
+        return rc;
+    atomic_compare_exchange_strong(&stop_status, &expect, status); /* the first one wins */
+    return ca_fmt(r, "ok");
+}
+
+/* erlang:halt/0,1: at once, without stopping actors or answering, as
+ * Erlang's does (its callers see the node go down). */
+static int fn_halt(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    int status;
+    (void)ctx;
+    (void)caller;
+    (void)r;
+    int rc = stop_status_of(args, len, &status);
+    if (rc)
+        return rc;
+    fflush(stdout);
+    fflush(stderr);
+    _exit(status);
+}
+
+static int register_stop(ca_rt *rt)
+{
+    int rc;
+    if ((rc = ca_rpc_register(rt, "init", "stop", 0, fn_init_stop, NULL)) ||
+        (rc = ca_rpc_register(rt, "init", "stop", 1, fn_init_stop, NULL)) ||
+        (rc = ca_rpc_register(rt, "erlang", "halt", 0, fn_halt, NULL)))
+        return rc;
+    return ca_rpc_register(rt, "erlang", "halt", 1, fn_halt, NULL);
+}
+
 static int start_services(ca_rt *rt, ca_node *node, const cli *c)
 {
     char err[512];
     int rc = ca__services_register(rt, node);
+    if (rc == 0)
+        rc = register_stop(rt);
     if (rc) {
         fprintf(stderr, "cactor-node: cannot register the built-in functions: %s\n",
                 ca_strerror(rc));
@@ -373,15 +444,23 @@ static int start_services(ca_rt *rt, ca_node *node, const cli *c)
     return rc;
 }
 
-/* Runs until a signal or until the runtime shuts itself down (the root
- * supervisor gave up). */
+/* Runs until a signal, init:stop, or the runtime shutting itself down (the
+ * root supervisor gave up). */
 static int wait_for_end(ca_rt *rt, const sigset_t *set)
 {
     struct timespec ts = {0, 200 * 1000 * 1000};
+    bool asked = false;
     for (;;) {
         int sig = sigtimedwait(set, NULL, &ts);
-        if (sig == SIGINT || sig == SIGTERM)
+        if (sig == SIGINT || sig == SIGTERM || asked)
             return 0;
+        if (atomic_load(&stop_status) >= 0) {
+            /* init:stop's ok is on its way out: give it one more wait,
+             * since stopping the node drops what is not yet written. */
+            asked = true;
+            ts.tv_nsec = 100 * 1000 * 1000;
+            continue;
+        }
         int rc = ca_rt_wait(rt, 0);
         if (rc != CA_ETIMEDOUT)
             return rc;
@@ -448,5 +527,5 @@ int main(int argc, char **argv)
     ca_node_stop(node);
     ca_rt_free(rt);
     ca_node_free(node);
-    return rc ? 1 : 0;
+    return rc ? 1 : atomic_load(&stop_status) > 0 ? atomic_load(&stop_status) : 0;
 }

@@ -17,7 +17,8 @@ suite() ->
 
 all() ->
     [start_stop, name_forms, already_started, bad_options, bad_plugin, missing_executable,
-     not_alive, no_priv_dir, options_reach_node, kill_9_restart, restart_intensity,
+     not_alive, no_priv_dir, options_reach_node, kill_9_restart, init_stop_and_halt,
+     restart_intensity,
      stop_while_monitored, wrong_cookie, several_erlang_nodes, batching_per_peer,
      logs_reach_logger, owner_vm_dies].
 
@@ -221,6 +222,58 @@ kill_9_restart(_Config) ->
     true = erlang:monitor_node(N, true),
     ok = cactor:stop_node(N),
     receive {nodedown, N} -> ok after ?T -> ct:fail(no_nodedown_2) end.
+
+%% init:stop and erlang:halt called on a C node, as on an Erlang one: a
+%% clean stop with the status asked for, or a stop at once. Its supervisor
+%% then does what the restart type says: a transient node stopped cleanly
+%% is forgotten (its supervisor shuts down), a permanent one starts again,
+%% a temporary one is forgotten whatever its status.
+init_stop_and_halt(_Config) ->
+    {ok, N} = cactor:start_node(stoppable, #{restart => transient}),
+    {ok, Sup} = cactor_sup:node_sup(N),
+    {ok, Worker} = cactor_node_sup:worker(Sup),
+    [WRef, SRef] = [erlang:monitor(process, P) || P <- [Worker, Sup]],
+    Os = os_pid(N),
+    true = erlang:monitor_node(N, true),
+    ?assertMatch({badrpc, {'EXIT', {{error, einval}, _}}}, rpc:call(N, init, stop, [-1], ?T)),
+    ?assertMatch({badrpc, {'EXIT', {{error, einval}, _}}}, rpc:call(N, erlang, halt, [x], ?T)),
+    ?assertEqual(ok, rpc:call(N, init, stop, [], ?T)),
+    receive {nodedown, N} -> ok after ?T -> ct:fail(no_nodedown) end,
+    receive {'DOWN', WRef, process, Worker, Why} ->
+            ?assertEqual({shutdown, {cactor_node_exited, 0}}, Why)
+    after ?T -> ct:fail(worker_did_not_stop) end,
+    receive {'DOWN', SRef, process, Sup, SWhy} -> ?assertEqual(shutdown, SWhy)
+    after ?T -> ct:fail(supervisor_did_not_stop) end,
+    ?assertEqual([], cactor:which_nodes()),
+    ?assertNot(cactor_test_lib:os_alive(Os)),
+    %% permanent (the default): init:stop(3) exits 3, and it is started again
+    {ok, P} = cactor:start_node(stoppable_p, #{}),
+    PWorker = cactor_worker(P),
+    PRef = erlang:monitor(process, PWorker),
+    POs = os_pid(P),
+    ?assertEqual(ok, rpc:call(P, init, stop, [3], ?T)),
+    receive {'DOWN', PRef, process, PWorker, PWhy} -> ?assertEqual({cactor_node_exited, 3}, PWhy)
+    after ?T -> ct:fail(permanent_did_not_stop) end,
+    _ = wait_value(fun() ->
+                           case cactor:os_pid(P) of
+                               {ok, O} when O =/= POs -> {ok, O};
+                               _ -> no
+                           end
+                   end, 20000),
+    ?assertEqual(pong, net_adm:ping(P)),
+    %% erlang:halt(7): no answer, the node is gone at once
+    {ok, H} = cactor:start_node(haltable, #{restart => temporary}),
+    HWorker = cactor_worker(H),
+    HRef = erlang:monitor(process, HWorker),
+    ?assertEqual({badrpc, nodedown}, rpc:call(H, erlang, halt, [7], ?T)),
+    receive {'DOWN', HRef, process, HWorker, HWhy} -> ?assertEqual({cactor_node_exited, 7}, HWhy)
+    after ?T -> ct:fail(halt_did_not_stop) end,
+    ok = wait_until(fun() -> cactor:which_nodes() =:= [P] end, ?T).
+
+cactor_worker(N) ->
+    {ok, Sup} = cactor_sup:node_sup(N),
+    {ok, W} = cactor_node_sup:worker(Sup),
+    W.
 
 %% intensity 1 in 60 s: the first crash is restarted, the second makes
 %% the node's supervisor give up; the other nodes are not touched.

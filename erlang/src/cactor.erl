@@ -45,7 +45,10 @@ start_node(Name) ->
 %% @doc Start a C node under the application's supervisor and wait until it
 %% answers. `Name' is `alive' (this node's host is added) or
 %% `alive@host'. This node must be alive (distributed). The node is
-%% restarted, within its restart intensity, when its OS process dies.
+%% restarted, within its restart intensity, when its OS process dies, as
+%% its `restart' type says: a transient node that stops cleanly (exit
+%% status 0, e.g. `rpc:call(Node, init, stop, [])') or a temporary one is
+%% forgotten instead.
 -spec start_node(atom() | string(), node_opts()) -> {ok, node()} | {error, term()}.
 start_node(Name, Opts) when is_list(Opts) ->
     start_node(Name, maps:from_list(proplists:unfold(Opts)));

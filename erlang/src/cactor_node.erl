@@ -15,8 +15,10 @@
 %% with the metadata #{cactor_node => Node}.
 %%
 %% When the OS process exits (say, kill -9), this server stops with
-%% {cactor_node_exited, Status}, and its supervisor (cactor_node_sup)
-%% starts it again. terminate/2 stops the process with SIGTERM, then
+%% {cactor_node_exited, Status}, or {shutdown, {cactor_node_exited, 0}}
+%% for a clean stop (status 0: init:stop on the node, or SIGTERM from
+%% elsewhere), and its supervisor (cactor_node_sup) starts it again as
+%% the node's restart type says. terminate/2 stops the process with SIGTERM, then
 %% SIGKILL after stop_timeout milliseconds.
 -module(cactor_node).
 -behaviour(gen_server).
@@ -128,6 +130,11 @@ handle_cast(_Msg, St) ->
 -spec handle_info(term(), #st{}) -> {noreply, #st{}} | {stop, term(), #st{}}.
 handle_info({Port, {data, Data}}, #st{port = Port} = St) ->
     {noreply, data(Data, St)};
+handle_info({Port, {exit_status, 0}}, #st{port = Port, node = Node} = St) ->
+    %% a clean stop (init:stop from Erlang, or SIGTERM from elsewhere): a
+    %% transient node is not started again
+    logger:notice("cactor-node ~s (OS pid ~p) stopped (status 0)", [Node, St#st.os_pid]),
+    {stop, {shutdown, {cactor_node_exited, 0}}, St#st{port = undefined}};
 handle_info({Port, {exit_status, Status}}, #st{port = Port, node = Node} = St) ->
     logger:error("cactor-node ~s (OS pid ~p) exited with status ~p~s",
                  [Node, St#st.os_pid, Status, signal_text(Status)]),

@@ -1,8 +1,11 @@
-%% @doc Supervisor of one C node: a single permanent `cactor_node' worker
-%% (the owner of the cactor-node OS process), restarted when the OS process
-%% dies, within the node's own restart intensity (options `intensity' and
+%% @doc Supervisor of one C node: a single `cactor_node' worker (the owner
+%% of the cactor-node OS process), restarted when the OS process dies,
+%% within the node's own restart intensity (options `intensity' and
 %% `period', default 3 restarts in 10 s). Past it, this supervisor exits
-%% and `cactor_sup' forgets the node.
+%% and `cactor_sup' forgets the node. The worker's restart type is the
+%% option `restart' (default permanent); a transient or temporary worker
+%% that is not restarted is significant: this supervisor then exits too
+%% (auto_shutdown), so that a node stopped for good is forgotten as well.
 -module(cactor_node_sup).
 -behaviour(supervisor).
 
@@ -25,12 +28,18 @@ worker(Sup) ->
 
 -spec init({node(), map()}) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init({Node, Opts}) ->
+    Restart = maps:get(restart, Opts, permanent),
     Flags = #{strategy => one_for_one,
               intensity => maps:get(intensity, Opts, 3),
-              period => maps:get(period, Opts, 10)},
+              period => maps:get(period, Opts, 10),
+              auto_shutdown => case Restart of
+                                   permanent -> never;
+                                   _ -> any_significant
+                               end},
     Child = #{id => cactor_node,
               start => {cactor_node, start_link, [Node, Opts]},
-              restart => maps:get(restart, Opts, permanent),
+              restart => Restart,
+              significant => Restart =/= permanent,
               %% terminate/2 waits stop_timeout for SIGTERM, then kills
               shutdown => maps:get(stop_timeout, Opts, 5000) + 5000,
               type => worker,
