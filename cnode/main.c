@@ -12,7 +12,7 @@
  *   net_kernel, rex and spawn requests: net_adm:ping, rpc:call,
  *          erpc:call, the casts, spawn/4 and erl_call into C functions
  *          (ca_rpc_register; built in: erlang:node/0, erlang:whereis/1,
- *          erlang:registered/0, erlang:is_process_alive/1,
+ *          erlang:registered/0, erlang:processes/0, erlang:is_process_alive/1,
  *          erlang:process_info/1,2, cactor:info/0; in this program only:
  *          init:stop/0,1, erlang:halt/0,1);
  *   plugins (--load): their actors and rpc functions;

@@ -118,6 +118,24 @@ static int fn_registered(void *ctx, ca_actor *caller, const char *args, size_t l
     return rc;
 }
 
+static int fn_processes(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    ca_pid *pids;
+    size_t n;
+    (void)ctx, (void)args, (void)len;
+    int rc = ca_rt_actors(ca_actor_rt(caller), &pids, &n);
+    if (rc)
+        return rc;
+    if (n && ei_x_encode_list_header(r, (long)n))
+        rc = CA_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = ca_fmt(r, "~p", pids[i]);
+    if (rc == 0 && ei_x_encode_empty_list(r))
+        rc = CA_ENOMEM;
+    free(pids);
+    return rc;
+}
+
 /* As in Erlang, for a pid of this node only (another's is badarg). */
 static int fn_is_process_alive(void *ctx, ca_actor *caller, const char *args, size_t len,
                                ei_x_buff *r)
@@ -513,6 +531,7 @@ int ca__services_register(ca_rt *rt, ca_node *node)
     if ((rc = ca_rpc_register(rt, "erlang", "node", 0, fn_node, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "whereis", 1, fn_whereis, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "registered", 0, fn_registered, NULL)) ||
+        (rc = ca_rpc_register(rt, "erlang", "processes", 0, fn_processes, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "is_process_alive", 1, fn_is_process_alive, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "process_info", 2, fn_process_info, NULL)) ||
         (rc = ca_rpc_register(rt, "erlang", "process_info", 1, fn_process_info_all, NULL)) ||

@@ -257,6 +257,10 @@ typedef struct ca_rt_stats {
     uint64_t restarts;      /* children restarted by supervisors */
 } ca_rt_stats;
 void ca_rt_stats_get(ca_rt *rt, ca_rt_stats *st);
+/* The pids of the actors alive now (a snapshot, as erlang:processes/0
+ * gives): *pids is malloc'ed, the caller's to free (NULL when *n is 0).
+ * Any thread. */
+int ca_rt_actors(ca_rt *rt, ca_pid **pids, size_t *n);
 
 /* Log a line through the runtime's log function (printf-style). */
 void ca_log(ca_rt *rt, ca_log_level level, const char *fmt, ...)

@@ -596,6 +596,45 @@ void ca_rt_stats_get(ca_rt *rt, ca_rt_stats *st)
     st->restarts = atomic_load_explicit(&rt->st_restarts, memory_order_relaxed);
 }
 
+int ca_rt_actors(ca_rt *rt, ca_pid **pids, size_t *n)
+{
+    if (!rt || !pids || !n)
+        return CA_EINVAL;
+    ca_pid *out = NULL;
+    size_t cap = 0, k = 0;
+    for (unsigned i = 0; i < rt->nsched; i++) {
+        ca__sched *s = &rt->sched[i];
+        /* Room for this scheduler's list is made outside its lock, which
+         * spawns and exits take; the list may grow meanwhile: try again. */
+        for (;;) {
+            pthread_mutex_lock(&s->lock);
+            size_t need = k + (size_t)s->nactors;
+            if (need <= cap)
+                break;
+            pthread_mutex_unlock(&s->lock);
+            size_t ncap = need + need / 8 + 16;
+            ca_pid *p = realloc(out, ncap * sizeof *p);
+            if (!p) {
+                free(out);
+                return CA_ENOMEM;
+            }
+            out = p;
+            cap = ncap;
+        }
+        for (ca_actor *a = s->actors; a && k < cap; a = a->next)
+            if (!atomic_load(&a->dead))
+                out[k++] = a->pid;
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (k == 0) {
+        free(out);
+        out = NULL;
+    }
+    *pids = out;
+    *n = k;
+    return 0;
+}
+
 void ca_make_ref(ca_rt *rt, ca_ref *ref)
 {
     uint64_t n = atomic_fetch_add_explicit(&rt->next_ref, 1, memory_order_relaxed);

@@ -206,6 +206,50 @@ static void test_spawn_bad_input(void)
     after();
 }
 
+static size_t count_in(const ca_pid *pids, size_t n, ca_pid p)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ca_pid_eq(pids[i], p);
+    return k;
+}
+
+/* erlang:processes/0's snapshot: every live actor once, the dead gone. */
+static void test_rt_actors(void)
+{
+    enum { N = 50, KILLED = 20 };
+    before();
+    ca_pid *pids = (ca_pid *)1, made[N];
+    size_t n = 1;
+    CU_ASSERT_EQUAL(ca_rt_actors(RT, &pids, &n), 0);
+    CU_ASSERT(pids == NULL && n == 0);
+    CU_ASSERT_EQUAL(ca_rt_actors(NULL, &pids, &n), CA_EINVAL);
+    CU_ASSERT_EQUAL(ca_rt_actors(RT, NULL, &n), CA_EINVAL);
+    tactor t[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = (tactor){.tag = "x"};
+        made[i] = spawn_t(&t[i], 0);
+    }
+    CU_ASSERT_EQUAL_FATAL(ca_rt_actors(RT, &pids, &n), 0);
+    CU_ASSERT_EQUAL(n, N);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_EQUAL(count_in(pids, n, made[i]), 1);
+    free(pids);
+    for (int i = 0; i < KILLED; i++)
+        CU_ASSERT_EQUAL(ca_kill(RT, CA_PID_NONE, made[i], "kill"), 0);
+    for (int i = 0; i < KILLED; i++) {
+        for (int w = 0; w < 2000 && ca_is_alive(RT, made[i]); w++)
+            usleep(1000);
+        CU_ASSERT_FALSE(ca_is_alive(RT, made[i]));
+    }
+    CU_ASSERT_EQUAL_FATAL(ca_rt_actors(RT, &pids, &n), 0);
+    CU_ASSERT_EQUAL(n, N - KILLED);
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_EQUAL(count_in(pids, n, made[i]), i >= KILLED);
+    free(pids);
+    after();
+}
+
 static void test_send_and_reply_path(void)
 {
     before();
@@ -1272,6 +1316,7 @@ static void add(void)
     ADD_TEST(s, test_shutdown_frees_everything);
     ADD_TEST(s, test_spawn_exit_churn);
     ADD_TEST(s, test_rt_wait_and_shutdown);
+    ADD_TEST(s, test_rt_actors);
 }
 
 int main(void)
