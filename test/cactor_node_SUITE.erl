@@ -20,7 +20,7 @@ all() ->
      not_alive, no_priv_dir, options_reach_node, kill_9_restart, init_stop_and_halt,
      restart_intensity,
      stop_while_monitored, wrong_cookie, several_erlang_nodes, batching_per_peer,
-     logs_reach_logger, owner_vm_dies].
+     logs_reach_logger, owner_vm_dies, configured_nodes].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(cactor),
@@ -503,3 +503,46 @@ owner_vm_dies(_Config) ->
     receive {nodedown, N} -> ok after ?T -> ct:fail(c_node_survived) end,
     ok = wait_until(fun() -> not cactor_test_lib:os_alive(CPid) end, ?T),
     cactor_test_lib:stop_peer(P).
+
+%% ---- nodes in the application's environment ----
+
+%% C nodes configured in the environment (`{nodes, [{Name, Opts}]}') start
+%% with the application, in order, can be stopped like the others, and
+%% stop with it; a bad entry, a duplicate or a node that cannot start
+%% makes the application's start fail, saying why.
+configured_nodes(_Config) ->
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    A = list_to_atom("cfg_a@" ++ Host),
+    B = list_to_atom("cfg_b@" ++ Host),
+    ok = application:stop(cactor),
+    try
+        ok = application:set_env(cactor, nodes, [{cfg_a, #{threads => 1}},
+                                                 {"cfg_b", [{threads, 1}]}]),
+        ok = application:start(cactor),
+        ?assertEqual(lists:sort([A, B]), lists:sort(cactor:which_nodes())),
+        ?assertEqual([A, B], [Id || {Id, _, _, _} <- lists:reverse(supervisor:which_children(cactor_sup))]),
+        ?assertEqual(hi, gen_server:call({echo, A}, hi, ?T)),
+        ?assertEqual(pong, net_adm:ping(B)),
+        ?assertMatch(#{schedulers := 1}, rpc:call(B, cactor, info, [], ?T)),
+        ok = cactor:stop_node(A),
+        ?assertEqual([B], cactor:which_nodes()),
+        OsB = os_pid(B),
+        ok = application:stop(cactor),
+        ok = wait_until(fun() -> not cactor_test_lib:os_alive(OsB) end, ?T),
+        Fails = [{[{"a@b@c", #{}}], "bad_nodes_config"},
+                 {[{cfg_c, #{}}, {"cfg_c", #{}}], "duplicate"},
+                 {[{cfg_d, 42}], "bad_nodes_config"},
+                 {not_a_list, "not_a_list"},
+                 {[{cfg_e, #{threads => 0}}], "exited_at_start"}],
+        [begin
+             ok = application:set_env(cactor, nodes, Cfg),
+             {error, Why} = application:start(cactor),
+             Text = lists:flatten(io_lib:format("~p", [Why])),
+             ct:log("~p: ~s", [Cfg, Text]),
+             ?assertNotEqual(nomatch, string:find(Text, Word))
+         end || {Cfg, Word} <- Fails],
+        ?assertEqual(undefined, whereis(cactor_sup))
+    after
+        application:set_env(cactor, nodes, []),
+        {ok, _} = application:ensure_all_started(cactor)
+    end.

@@ -13,10 +13,20 @@
 %% hello = gen_server:call({echo, Node}, hello),
 %% ok = cactor:stop_node(Node).
 %% '''
+%%
+%% Or in the application's environment (sys.config; Elixir's config as
+%% `config :cactor, nodes: [...]'), started with the application, in
+%% order; one that cannot start stops the application's start:
+%%
+%% ```
+%% {cactor, [{nodes, [{my_cnode, #{threads => 2, plugins => ["/path/plugin.so"]}}]}]}
+%% '''
 -module(cactor).
 
 -export([start_node/1, start_node/2, stop_node/1, which_nodes/0, os_pid/1, node_info/1,
          call/3, call/4, cast/3, send/3, ping/1, executable/0]).
+%% for cactor_sup, which starts the nodes of the application's environment
+-export([full_name/1]).
 
 -export_type([node_opts/0, node_opt/0]).
 
@@ -147,6 +157,8 @@ start_error({{shutdown, {failed_to_start_child, cactor_node, R}}, _ChildSpec}) -
 start_error({shutdown, {failed_to_start_child, cactor_node, R}}) -> R;
 start_error(R) -> R.
 
+%% @private The node name of `Name' (`alive' or `alive@host'), or why not.
+-spec full_name(term()) -> {ok, node()} | {error, not_alive | {badarg, term()}}.
 full_name(Name) when is_atom(Name) ->
     full_name(atom_to_list(Name));
 full_name(Name) when is_binary(Name) ->

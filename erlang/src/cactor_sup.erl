@@ -1,7 +1,10 @@
-%% @doc Top supervisor of the `cactor' application. Its children are
-%% started on demand, one `cactor_node_sup' per C node, with the node name
-%% as child id. They are temporary: a node whose own restart intensity is
-%% exceeded is given up (its supervisor exits) without touching the others.
+%% @doc Top supervisor of the `cactor' application. Its children are one
+%% `cactor_node_sup' per C node, with the node name as child id: those of
+%% the application's environment `nodes' (`[{Name, Opts}]', as
+%% cactor:start_node/2 takes them), started with it in that order, and
+%% those started later on demand. They are temporary: a node whose own
+%% restart intensity is exceeded is given up (its supervisor exits)
+%% without touching the others.
 -module(cactor_sup).
 -behaviour(supervisor).
 
@@ -14,13 +17,7 @@ start_link() ->
 
 -spec start_node(node(), map()) -> {ok, pid()} | {error, term()}.
 start_node(Node, Opts) ->
-    Spec = #{id => Node,
-             start => {cactor_node_sup, start_link, [Node, Opts]},
-             restart => temporary,
-             shutdown => infinity,
-             type => supervisor,
-             modules => [cactor_node_sup]},
-    case supervisor:start_child(?MODULE, Spec) of
+    case supervisor:start_child(?MODULE, node_spec(Node, Opts)) of
         {ok, Pid} -> {ok, Pid};
         {ok, Pid, _} -> {ok, Pid};
         {error, {already_started, _}} -> {error, {already_started, Node}};
@@ -52,4 +49,34 @@ which_nodes() ->
 
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
-    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, []}}.
+    Nodes = application:get_env(cactor, nodes, []),
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, configured(Nodes)}}.
+
+node_spec(Node, Opts) ->
+    #{id => Node,
+      start => {cactor_node_sup, start_link, [Node, Opts]},
+      restart => temporary,
+      shutdown => infinity,
+      type => supervisor,
+      modules => [cactor_node_sup]}.
+
+%% The nodes of the environment, checked as start_node/2 checks its
+%% arguments: a bad entry stops the application's start, saying which.
+configured(Nodes) when is_list(Nodes) ->
+    Specs = [configured_node(E) || E <- Nodes],
+    Ids = [maps:get(id, S) || S <- Specs],
+    case Ids -- lists:usort(Ids) of
+        [] -> Specs;
+        [Dup | _] -> exit({bad_nodes_config, {duplicate, Dup}})
+    end;
+configured(Nodes) ->
+    exit({bad_nodes_config, {not_a_list, Nodes}}).
+
+configured_node({Name, Opts} = E) when is_list(Opts); is_map(Opts) ->
+    case cactor:full_name(Name) of
+        {ok, Node} when is_map(Opts) -> node_spec(Node, Opts);
+        {ok, Node} -> node_spec(Node, maps:from_list(proplists:unfold(Opts)));
+        {error, Why} -> exit({bad_nodes_config, {E, Why}})
+    end;
+configured_node(E) ->
+    exit({bad_nodes_config, E}).
