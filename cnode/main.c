@@ -320,8 +320,6 @@ static ca_log_level log_level(const cli *c)
     return c->verbose ? CA_LOG_DEBUG : CA_LOG_INFO;
 }
 
-/* The root supervisor: echo, the node's services (net_kernel, rex), the
- * test probe, then every plugin's actors, in that order. */
 /* ---- init:stop and erlang:halt from Erlang ---- */
 
 /* The exit status init:stop asked for; -1 while nobody has. */
@@ -385,6 +383,8 @@ static int register_stop(ca_rt *rt)
     return ca_rpc_register(rt, "erlang", "halt", 1, fn_halt, NULL);
 }
 
+/* The root supervisor: echo, the node's services (net_kernel, rex), the
+ * test probe, then every plugin's actors, in that order. */
 static int start_services(ca_rt *rt, ca_node *node, const cli *c)
 {
     char err[512];
@@ -527,5 +527,6 @@ int main(int argc, char **argv)
     ca_node_stop(node);
     ca_rt_free(rt);
     ca_node_free(node);
-    return rc ? 1 : atomic_load(&stop_status) > 0 ? atomic_load(&stop_status) : 0;
+    int asked = atomic_load(&stop_status); /* init:stop's, if it came */
+    return rc ? 1 : asked > 0 ? asked : 0;
 }

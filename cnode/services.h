@@ -23,9 +23,10 @@ int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, c
 int ca__spawn_job_run(ca_rt *rt, ca_pid pid);
 
 /* The built-in rpc functions (erlang:node/0, erlang:whereis/1,
- * erlang:registered/0, erlang:processes/0, erlang:is_process_alive/1, erlang:process_info/1,2,
- * cactor:info/0) and the service actors to run under the root supervisor
- * (fills up to cap specs, returns how many there are). */
+ * erlang:registered/0, erlang:processes/0, erlang:is_process_alive/1,
+ * erlang:process_info/1,2, cactor:info/0) and the service actors to run
+ * under the root supervisor (fills up to cap specs, returns how many
+ * there are). */
 int ca__services_register(ca_rt *rt, ca_node *node);
 size_t ca__services_children(ca_child_spec *out, size_t cap);
 
