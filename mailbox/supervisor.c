@@ -910,18 +910,22 @@ static void on_timeout(ca_actor *self, sup *s, unsigned long seq)
 
 /* ---- Erlang's supervisor module ---- */
 
-/* A child's modules, as which_children lists them: its behaviour's name,
- * or for a gen_server its callbacks' (as OTP lists the callback module). */
-static int put_modules(ei_x_buff *x, const child *c)
+/* A child's module, as OTP names it: its behaviour's name, or for a
+ * gen_server its callbacks' (OTP's callback module); NULL when that is
+ * no atom. */
+static const char *module_of(const child *c)
 {
     const ca_behaviour *b = c->spec.behaviour;
     const ca_gen_server_spec *gs = b == &ca_gen_server_behaviour ? c->arg : NULL;
     const char *name = gs && gs->cb && gs->cb->name ? gs->cb->name : b ? b->name : NULL;
-    int at = x->index;
-    if (name && ca_fmt(x, "[~a]", name) == 0)
-        return 0;
-    x->index = at;
-    return ca_fmt(x, "dynamic");
+    return name && ca__name_valid(name) ? name : NULL;
+}
+
+/* Its modules, as which_children lists them. */
+static int put_modules(ei_x_buff *x, const child *c)
+{
+    const char *name = module_of(c);
+    return name ? ca_fmt(x, "[~a]", name) : ca_fmt(x, "dynamic");
 }
 
 /* [{Id | undefined, Pid | restarting | undefined, Type, Modules}], the
@@ -979,29 +983,18 @@ static int gen_spec(sup *s, sup_req *r, ei_x_buff *x)
         ei_encode_atom(down, &dl, ms == CA_SHUTDOWN_BRUTAL ? "brutal_kill" : "infinity");
     else
         ei_encode_longlong(down, &dl, (long long)ms);
-    ei_x_buff mods; /* as which_children has them: [Name] or dynamic */
+    const char *mod = module_of(c);
+    ei_x_buff mods;
     if (ei_x_new(&mods))
         return CA_ENOMEM;
     int rc = put_modules(&mods, c);
-    /* start's module: that Name, or undefined */
-    static const char undef[] = {119, 9, 'u', 'n', 'd', 'e', 'f', 'i', 'n', 'e', 'd'};
-    const char *m = undef;
-    int i = 0, n, end;
-    size_t ml = sizeof undef;
-    if (rc == 0 && ei_decode_list_header(mods.buff, &i, &n) == 0 && n == 1) {
-        end = i;
-        if (ei_skip_term(mods.buff, &end) == 0) {
-            m = mods.buff + i;
-            ml = (size_t)(end - i);
-        }
-    }
     if (rc == 0)
         rc = ei_x_new_with_version(x) ? CA_ENOMEM : 0;
     if (rc == 0)
         rc = ca_fmt(x,
-                    "{ok, #{id => ~a, start => {~t, start_link, []}, restart => ~a, "
+                    "{ok, #{id => ~a, start => {~a, start_link, []}, restart => ~a, "
                     "significant => false, shutdown => ~t, type => ~a, modules => ~t}}",
-                    sp->id, m, ml, restart[sp->restart], down, (size_t)dl,
+                    sp->id, mod ? mod : "undefined", restart[sp->restart], down, (size_t)dl,
                     sp->type == CA_SUPERVISOR ? "supervisor" : "worker", mods.buff,
                     (size_t)mods.index);
     ei_x_free(&mods);
