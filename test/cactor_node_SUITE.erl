@@ -20,7 +20,7 @@ all() ->
      not_alive, no_priv_dir, options_reach_node, kill_9_restart, init_stop_and_halt,
      restart_intensity,
      stop_while_monitored, wrong_cookie, several_erlang_nodes, batching_per_peer,
-     logs_reach_logger, owner_vm_dies, configured_nodes].
+     logs_reach_logger, owner_vm_dies, configured_nodes, own_supervisor].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(cactor),
@@ -546,3 +546,46 @@ configured_nodes(_Config) ->
         application:set_env(cactor, nodes, []),
         {ok, _} = application:ensure_all_started(cactor)
     end.
+
+%% ---- a node in a supervision tree of the user's own ----
+
+%% cactor:child_spec/1,2: the node starts with the user's supervisor, is
+%% restarted by its own supervisor when its OS process dies, stops with
+%% the user's tree, and is none of the application's nodes.
+own_supervisor(_Config) ->
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    A = list_to_atom("own_a@" ++ Host),
+    B = list_to_atom("own_b@" ++ Host),
+    SpecA = cactor:child_spec(own_a, #{threads => 1}),
+    ?assertMatch(#{id := A, restart := permanent, type := supervisor}, SpecA),
+    SpecB = cactor:child_spec([{name, "own_b"}, {threads, 1}, {restart, transient}]),
+    ?assertMatch(#{id := B, restart := transient}, SpecB),
+    ?assertEqual(ok, supervisor:check_childspecs([SpecA, SpecB])),
+    ?assertError({badarg, _}, cactor:child_spec(#{threads => 1})),
+    ?assertError({badarg, "a@b@c"}, cactor:child_spec("a@b@c", #{})),
+    process_flag(trap_exit, true),
+    {ok, Sup} = supervisor:start_link(?MODULE, {own_sup, [SpecA, SpecB]}),
+    ?assertEqual(pong, net_adm:ping(A)),
+    ?assertEqual(hi, gen_server:call({echo, B}, hi, ?T)),
+    ?assertEqual([], cactor:which_nodes()),
+    %% kill -9: the node's own supervisor starts it again
+    {A, NodeSup, supervisor, _} = lists:keyfind(A, 1, supervisor:which_children(Sup)),
+    {ok, W} = cactor_node_sup:worker(NodeSup),
+    #{os_pid := Os} = cactor_node:info(W),
+    true = erlang:monitor_node(A, true),
+    ok = cactor_test_lib:kill_os(Os, "KILL"),
+    receive {nodedown, A} -> ok after ?T -> ct:fail(no_nodedown) end,
+    ok = wait_until(fun() -> net_adm:ping(A) =:= pong end, 20000),
+    ?assertMatch([{A, NodeSup, _, _}], [C || {Id, _, _, _} = C <- supervisor:which_children(Sup), Id =:= A]),
+    %% the user's tree stops, and its nodes with it
+    {ok, W2} = cactor_node_sup:worker(NodeSup),
+    #{os_pid := Os2} = cactor_node:info(W2),
+    exit(Sup, shutdown),
+    receive {'EXIT', Sup, shutdown} -> ok after 30000 -> ct:fail(sup_did_not_stop) end,
+    ok = wait_until(fun() -> not cactor_test_lib:os_alive(Os2) end, ?T),
+    ?assertEqual(pang, net_adm:ping(A)),
+    ?assertEqual(pang, net_adm:ping(B)).
+
+%% The user's supervisor of own_supervisor/1.
+init({own_sup, Specs}) ->
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, Specs}}.

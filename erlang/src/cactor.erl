@@ -24,7 +24,7 @@
 -module(cactor).
 
 -export([start_node/1, start_node/2, stop_node/1, which_nodes/0, os_pid/1, node_info/1,
-         call/3, call/4, cast/3, send/3, ping/1, executable/0]).
+         child_spec/1, child_spec/2, call/3, call/4, cast/3, send/3, ping/1, executable/0]).
 %% for cactor_sup, which starts the nodes of the application's environment
 -export([full_name/1]).
 
@@ -76,6 +76,36 @@ start_node(Name, Opts) when is_map(Opts) ->
             end;
         {error, _} = E ->
             E
+    end.
+
+%% @doc A child spec for a C node under a supervisor of your own instead of
+%% the application's: `{name, Name}' with the options of start_node/2, as
+%% a map or a list (Elixir: `{:cactor, name: :my_cnode, threads: 2}' in a
+%% children list). See child_spec/2.
+-spec child_spec(#{name := atom() | string(), atom() => term()} | [node_opt() | {name, term()}]) ->
+          supervisor:child_spec().
+child_spec(Opts) when is_list(Opts) ->
+    child_spec(maps:from_list(proplists:unfold(Opts)));
+child_spec(#{name := Name} = Opts) ->
+    child_spec(Name, maps:remove(name, Opts));
+child_spec(Opts) ->
+    error({badarg, Opts}).
+
+%% @doc A child spec for the C node `Name' under a supervisor of your own:
+%% a supervisor of the node (id: the node's name) that starts and restarts
+%% its OS process as start_node/2's do, with the same options; its restart
+%% type in your tree is the option `restart' too (default permanent: a node
+%% past its own restart intensity is started again by your supervisor,
+%% within yours). The node lives and dies with your tree; which_nodes/0, stop_node/1, os_pid/1 and
+%% node_info/1 know only the application's own nodes. This node must be
+%% alive when the spec is made, since the node's name is made then.
+-spec child_spec(atom() | string(), node_opts()) -> supervisor:child_spec().
+child_spec(Name, Opts) when is_list(Opts) ->
+    child_spec(Name, maps:from_list(proplists:unfold(Opts)));
+child_spec(Name, Opts) when is_map(Opts) ->
+    case full_name(Name) of
+        {ok, Node} -> cactor_sup:node_spec(Node, Opts, maps:get(restart, Opts, permanent));
+        {error, Why} -> error(Why)
     end.
 
 %% @doc Stop a C node started by start_node/2 (SIGTERM, then SIGKILL after

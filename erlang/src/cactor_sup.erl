@@ -8,7 +8,7 @@
 -module(cactor_sup).
 -behaviour(supervisor).
 
--export([start_link/0, start_node/2, stop_node/1, node_sup/1, which_nodes/0]).
+-export([start_link/0, start_node/2, stop_node/1, node_sup/1, which_nodes/0, node_spec/3]).
 -export([init/1]).
 
 -spec start_link() -> {ok, pid()} | ignore | {error, term()}.
@@ -17,7 +17,7 @@ start_link() ->
 
 -spec start_node(node(), map()) -> {ok, pid()} | {error, term()}.
 start_node(Node, Opts) ->
-    case supervisor:start_child(?MODULE, node_spec(Node, Opts)) of
+    case supervisor:start_child(?MODULE, node_spec(Node, Opts, temporary)) of
         {ok, Pid} -> {ok, Pid};
         {ok, Pid, _} -> {ok, Pid};
         {error, {already_started, _}} -> {error, {already_started, Node}};
@@ -52,10 +52,13 @@ init([]) ->
     Nodes = application:get_env(cactor, nodes, []),
     {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, configured(Nodes)}}.
 
-node_spec(Node, Opts) ->
+%% The child spec of a node's supervisor: temporary here; in a tree of the
+%% user's own (cactor:child_spec/2), the node's restart type.
+-spec node_spec(node(), map(), supervisor:restart()) -> supervisor:child_spec().
+node_spec(Node, Opts, Restart) ->
     #{id => Node,
       start => {cactor_node_sup, start_link, [Node, Opts]},
-      restart => temporary,
+      restart => Restart,
       shutdown => infinity,
       type => supervisor,
       modules => [cactor_node_sup]}.
@@ -74,8 +77,8 @@ configured(Nodes) ->
 
 configured_node({Name, Opts} = E) when is_list(Opts); is_map(Opts) ->
     case cactor:full_name(Name) of
-        {ok, Node} when is_map(Opts) -> node_spec(Node, Opts);
-        {ok, Node} -> node_spec(Node, maps:from_list(proplists:unfold(Opts)));
+        {ok, Node} when is_map(Opts) -> node_spec(Node, Opts, temporary);
+        {ok, Node} -> node_spec(Node, maps:from_list(proplists:unfold(Opts)), temporary);
         {error, Why} -> exit({bad_nodes_config, {E, Why}})
     end;
 configured_node(E) ->

@@ -52,6 +52,16 @@ defmodule CactorTest do
     end
   end
 
+  test "a C node in an Elixir supervision tree", %{cnode: n} do
+    {:ok, sup} = Supervisor.start_link([{:cactor, name: :ex_own, threads: 1}], strategy: :one_for_one)
+    own = :"ex_own@127.0.0.1"
+    assert [{^own, _, :supervisor, _}] = Supervisor.which_children(sup)
+    assert GenServer.call({:echo, own}, :mine) == :mine
+    assert :cactor.which_nodes() == [n]
+    :ok = Supervisor.stop(sup)
+    assert Node.ping(own) == :pang
+  end
+
   test "the C node is a node", %{cnode: n} do
     assert n == :"ex_cnode@127.0.0.1"
     assert Node.ping(n) == :pong
