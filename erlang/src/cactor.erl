@@ -96,9 +96,10 @@ child_spec(Opts) ->
 %% its OS process as start_node/2's do, with the same options; its restart
 %% type in your tree is the option `restart' too (default permanent: a node
 %% past its own restart intensity is started again by your supervisor,
-%% within yours). The node lives and dies with your tree; which_nodes/0, stop_node/1, os_pid/1 and
-%% node_info/1 know only the application's own nodes. This node must be
-%% alive when the spec is made, since the node's name is made then.
+%% within yours). The node lives and dies with your tree; which_nodes/0,
+%% stop_node/1, os_pid/1 and node_info/1 know only the application's own
+%% nodes. This node must be alive when the spec is made, since the node's
+%% name is made then.
 -spec child_spec(atom() | string(), node_opts()) -> supervisor:child_spec().
 child_spec(Name, Opts) when is_list(Opts) ->
     child_spec(Name, maps:from_list(proplists:unfold(Opts)));

@@ -18,8 +18,8 @@
 %% {cactor_node_exited, Status}, or {shutdown, {cactor_node_exited, 0}}
 %% for a clean stop (status 0: init:stop on the node, or SIGTERM from
 %% elsewhere), and its supervisor (cactor_node_sup) starts it again as
-%% the node's restart type says. terminate/2 stops the process with SIGTERM, then
-%% SIGKILL after stop_timeout milliseconds.
+%% the node's restart type says. terminate/2 stops the process with
+%% SIGTERM, then SIGKILL after stop_timeout milliseconds.
 -module(cactor_node).
 -behaviour(gen_server).
 
