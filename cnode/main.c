@@ -77,7 +77,9 @@ static void usage(FILE *f)
                "  --probe           start the test probe actor cactor_probe\n"
                "  --verbose         log at debug level\n"
                "  --version         print the version and exit\n"
-               "EPMD: 127.0.0.1, port $ERL_EPMD_PORT (default 4369).\n");
+               "EPMD: 127.0.0.1, port $ERL_EPMD_PORT (default 4369).\n"
+               "Stops on SIGTERM or SIGINT, or when Erlang calls init:stop/0,1 on it\n"
+               "(exit status 0, or the one given); erlang:halt/0,1 ends it at once.\n");
 }
 
 static int bad(const char *fmt, const char *arg)
