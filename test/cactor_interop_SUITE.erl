@@ -15,7 +15,7 @@
 -compile([export_all, nowarn_export_all]).
 
 -define(T, 10000).
--import(cactor_test_lib, [no_msg/2, whereis_c/2, echo/3]).
+-import(cactor_test_lib, [no_msg/2, whereis_c/2, echo/3, recv/2]).
 
 suite() ->
     [{timetrap, {seconds, 60}}].
@@ -34,7 +34,7 @@ groups() ->
                        call_kv, cast_kv, multi_call_kv, global_name, sys_and_stop_kv, c_calls_erlang, c_calls_erlang_errors,
                        c_calls_erlang_by_name, c_rpc_calls]},
      {links, [], [erlang_links_c_trap, erlang_links_c_no_trap, c_links_erlang,
-                  unlink_c]},
+                  unlink_c, disconnect_node_both_sides]},
      {monitors, [], [monitor_by_pid, monitor_by_name, monitor_unknown_name,
                      monitor_dead_pid, demonitor, c_monitors_erlang,
                      c_monitors_erlang_by_name]},
@@ -512,6 +512,35 @@ c_links_erlang(Config) ->
            ?T),
     exit(V2, kill),
     receive {exit, V2, R2} -> ?assertEqual(killed, R2) after ?T -> ct:fail(no_exit) end.
+
+%% erlang:disconnect_node/1, as a test simulates a partition: each side
+%% sees noconnection at once, in monitors, links and monitor_node, and a
+%% C actor linked to an Erlang process dies of it as an Erlang one would;
+%% the next message connects again.
+disconnect_node_both_sides(Config) ->
+    N = cn(Config),
+    process_flag(trap_exit, true),
+    Echo = whereis_c(N, echo),
+    R = erlang:monitor(process, Echo),
+    {ok, K} = supervisor:start_child({kv_pool, N}, []),
+    true = link(K),
+    V = spawn(fun() -> timer:sleep(infinity) end),
+    {cactor_probe, N} ! {monitor, V, self()},
+    {cactor_probe, N} ! {link, V, self()},
+    {cactor_probe, N} ! {monitor_node, node(), self()},
+    receive {linked, V} -> ok after ?T -> ct:fail(no_link) end,
+    _ = recv(fun(M) -> M =:= {nodeup, node()} end, ?T),
+    true = erlang:disconnect_node(N),
+    _ = recv(fun(M) -> M =:= {'DOWN', R, process, Echo, noconnection} end, ?T),
+    _ = recv(fun(M) -> M =:= {'EXIT', K, noconnection} end, ?T),
+    %% the C side's view comes back over a new connection
+    _ = recv(fun(M) -> M =:= {down, V, noconnection} end, ?T),
+    _ = recv(fun(M) -> M =:= {exit, V, noconnection} end, ?T),
+    _ = recv(fun(M) -> M =:= {nodedown, node()} end, ?T),
+    ?assertNot(is_process_alive(V)), % killed by the broken link, not trapping
+    ?assertNot(rpc:call(N, erlang, is_process_alive, [K], ?T)),
+    ?assertEqual(Echo, whereis_c(N, echo)),
+    ?assertEqual(back, gen_server:call(Echo, back, ?T)).
 
 unlink_c(Config) ->
     N = cn(Config),
