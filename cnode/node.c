@@ -952,9 +952,9 @@ uint16_t ca_node_port(const ca_node *n)
     return n->port;
 }
 
-int ca_node_connected(ca_node *n, char ***out, size_t *k)
+int ca_node_connected(ca_node *n, char ***out, size_t *count)
 {
-    if (!n || !out || !k)
+    if (!n || !out || !count)
         return CA_EINVAL;
     pthread_mutex_lock(&n->list_lock);
     char **names = calloc(n->nup ? n->nup : 1, sizeof *names);
@@ -969,7 +969,7 @@ int ca_node_connected(ca_node *n, char ***out, size_t *k)
         return CA_ENOMEM;
     }
     *out = names;
-    *k = i;
+    *count = i;
     return 0;
 }
 

@@ -725,10 +725,10 @@ uint16_t ca_node_port(const ca_node *node);
 ca_node *ca_rt_node_of(ca_rt *rt);
 
 /* Names of the nodes connected right now (handshake done): *out is a
- * malloc'ed array of *n malloc'ed strings, owned by the caller
+ * malloc'ed array of *count malloc'ed strings, owned by the caller
  * (ca_node_list_free, the same as ca_names_free). Any thread but the
  * node's own. */
-int ca_node_connected(ca_node *node, char ***out, size_t *n);
+int ca_node_connected(ca_node *node, char ***out, size_t *count);
 void ca_node_list_free(char **list, size_t n);
 
 typedef struct ca_node_stats {
