@@ -887,8 +887,8 @@ static void on_down(ca_actor *self, sup *s, const ca_ref *ref)
     if (c->spec.restart == CA_TEMPORARY || s->strategy == CA_SIMPLE_ONE_FOR_ONE) {
         /* Stopped on purpose: simple and temporary children are forgotten,
          * unless a restart job is about to start them again. */
-        bool restarting = false;
-        for (size_t i = 0; s->cur && i < s->cur->nstart; i++)
+        bool restarting = false; /* s->cur: the job that began the stop */
+        for (size_t i = 0; i < s->cur->nstart; i++)
             restarting |= s->cur->start[i] == c;
         if (!restarting)
             doom(s, c);
