@@ -360,13 +360,16 @@ static int fn_init_stop(void *ctx, ca_actor *caller, const char *args, size_t le
 }
 
 /* erlang:halt/0,1: at once, without stopping actors or answering, as
- * Erlang's does (its callers see the node go down). */
+ * Erlang's does (its callers see the node go down); halt(abort) aborts,
+ * for a core dump. */
 static int fn_halt(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
 {
     int status;
     (void)ctx;
     (void)caller;
     (void)r;
+    if (ca_match_term(args, len, "[abort]") == 0)
+        abort();
     int rc = stop_status_of(args, len, &status);
     if (rc)
         return rc;

@@ -268,7 +268,15 @@ init_stop_and_halt(_Config) ->
     ?assertEqual({badrpc, nodedown}, rpc:call(H, erlang, halt, [7], ?T)),
     receive {'DOWN', HRef, process, HWorker, HWhy} -> ?assertEqual({cactor_node_exited, 7}, HWhy)
     after ?T -> ct:fail(halt_did_not_stop) end,
-    ok = wait_until(fun() -> cactor:which_nodes() =:= [P] end, ?T).
+    ok = wait_until(fun() -> cactor:which_nodes() =:= [P] end, ?T),
+    %% erlang:halt(abort): SIGABRT
+    {ok, Ab} = cactor:start_node(aborting, #{restart => temporary}),
+    AbWorker = cactor_worker(Ab),
+    AbRef = erlang:monitor(process, AbWorker),
+    ?assertEqual({badrpc, nodedown}, rpc:call(Ab, erlang, halt, [abort], ?T)),
+    receive {'DOWN', AbRef, process, AbWorker, AbWhy} ->
+            ?assertEqual({cactor_node_exited, 128 + 6}, AbWhy)
+    after ?T -> ct:fail(abort_did_not_stop) end.
 
 cactor_worker(N) ->
     {ok, Sup} = cactor_sup:node_sup(N),
