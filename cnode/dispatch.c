@@ -97,7 +97,7 @@ static int last_elem(const ca_msg *m, int arity, const char **r, size_t *len)
         a != arity)
         return CA_EBADTERM;
     for (int i = 0; i < arity - 1; i++)
-        if (ei_skip_term(m->data, &idx))
+        if (ca__term_skip(m->data, m->len, &idx))
             return CA_EBADTERM;
     if ((size_t)idx >= m->len)
         return CA_EBADTERM;

@@ -647,10 +647,10 @@ int ca__reason_of_exit(const ca_msg *m, const char **reason, size_t *len)
     int idx = 0, ver, arity;
     const char *b = m->data;
     if (ei_decode_version(b, &idx, &ver) || ei_decode_tuple_header(b, &idx, &arity) || arity != 3 ||
-        ei_skip_term(b, &idx) || ei_skip_term(b, &idx))
+        ca__term_skip(b, m->len, &idx) || ca__term_skip(b, m->len, &idx))
         return CA_EBADTERM;
     int start = idx;
-    if (ei_skip_term(b, &idx) || (size_t)idx > m->len)
+    if (ca__term_skip(b, m->len, &idx))
         return CA_EBADTERM;
     *reason = b + start;
     *len = (size_t)(idx - start);

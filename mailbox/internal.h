@@ -324,6 +324,10 @@ int ca__node_intern_n(const char *name, size_t len, uint32_t *idx);
  * version byte is skipped), checked without recursion and never reading
  * past len; else CA_EBADTERM. Use it on anything not built here. */
 int ca__term_check(const char *buf, size_t len);
+/* Past the one term at buf[*idx], within len, without recursion: 0 or
+ * CA_EBADTERM. For terms from outside instead of ei_skip_term, which
+ * recurses and, on FLOAT_EXT, reads past the term (sscanf). */
+int ca__term_skip(const char *buf, size_t len, int *idx);
 /* ca_vmatch_term without the check, for a message's term: every one was
  * checked or built here before it became a message (sends check what
  * they copy, the distribution layer what it reads, signals are built). */

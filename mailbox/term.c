@@ -198,7 +198,12 @@ static int check_export(const unsigned char *b, size_t len, size_t *i)
 }
 
 /* FLOAT_EXT's 31 bytes: a finite number in text (C locale), then NULs. */
-static bool float_text_ok(const unsigned char *p)
+/* FLOAT_EXT's 31 bytes of text, NUL padded or not at all (Erlang takes
+ * both): true and its value if it is a finite number and only NULs follow
+ * it. Read here, within the 31 bytes: ei_decode_double (and so
+ * ei_skip_term) hands them to sscanf, which looks for a NUL past them
+ * when the text fills all 31. */
+static bool float_text(const unsigned char *p, double *out)
 {
     char tmp[32], *e;
     memcpy(tmp, p, 31);
@@ -210,7 +215,14 @@ static bool float_text_ok(const unsigned char *p)
         return false;
     while (e < tmp + 31 && *e == 0)
         e++;
+    *out = d;
     return e == tmp + 31;
+}
+
+static bool float_text_ok(const unsigned char *p)
+{
+    double d;
+    return float_text(p, &d);
 }
 
 /* Check that b[i..len) starts with `count` complete terms; *end is where
@@ -339,6 +351,28 @@ static int term_end(const char *buf, size_t len, int i)
     size_t end = (size_t)i;
     check_terms((const unsigned char *)buf, len, (size_t)i, 1, &end, 0);
     return (int)end;
+}
+
+int ca__term_skip(const char *buf, size_t len, int *idx)
+{
+    size_t end;
+    if (buf == NULL || *idx < 0 || (size_t)*idx >= len || len > INT_MAX ||
+        check_terms((const unsigned char *)buf, len, (size_t)*idx, 1, &end, 0))
+        return CA_EBADTERM;
+    *idx = (int)end;
+    return 0;
+}
+
+/* A float of a checked term, in either encoding (see float_text). */
+static int decode_double(const char *buf, int *idx, double *d)
+{
+    const unsigned char *p = (const unsigned char *)buf + *idx;
+    if (p[0] != ERL_FLOAT_EXT)
+        return ei_decode_double(buf, idx, d) < 0 ? CA_EBADTERM : 0;
+    if (!float_text(p + 1, d))
+        return CA_EBADTERM;
+    *idx += 32;
+    return 0;
 }
 
 /* Skip the version byte if any and check that buf[start..len) is exactly
@@ -2131,7 +2165,7 @@ static int match_num(mst *m, tref *t)
     if (err)
         return err;
     if (is_float) {
-        if (t->idx < 0 || ei_decode_double(m->buf, &t->idx, &f) < 0)
+        if (t->idx < 0 || decode_double(m->buf, &t->idx, &f) != 0)
             return CA_ENOMATCH;
         return f == d ? 0 : CA_ENOMATCH;
     }
@@ -2261,7 +2295,7 @@ static int ph_match(mst *m, tref *t)
     switch (c) {
     case 'f': {
         double d;
-        if (ei_decode_double(m->buf, &t->idx, &d) < 0)
+        if (decode_double(m->buf, &t->idx, &d) != 0)
             return CA_ENOMATCH;
         if (out)
             *(double *)out = d;
@@ -2866,7 +2900,7 @@ static void print_term(pout *o, int *idx, int depth)
     case NEW_FLOAT_EXT:
     case ERL_FLOAT_EXT: {
         double d = 0;
-        ei_decode_double(o->buf, idx, &d);
+        decode_double(o->buf, idx, &d);
         print_float(o, d);
         break;
     }

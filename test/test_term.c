@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <CUnit/Basic.h>
 
 #include "cactor.h"
@@ -1247,6 +1250,50 @@ static int compiled_off(void)
     return 0;
 }
 
+/* An old FLOAT_EXT whose text fills all 31 bytes, no NUL (Erlang takes
+ * it), as the last bytes before unreadable memory: ei_decode_double would
+ * hand it to sscanf, which reads on in search of a NUL (a fuzzer found
+ * it); everything that reads floats must stay within the 31. */
+static void test_old_float_at_memory_end(void)
+{
+    static const char text[] = "2222222222222222222222222222220"; /* 31 digits */
+    long page = sysconf(_SC_PAGESIZE);
+    char *map =
+        mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CU_ASSERT_FATAL(map != MAP_FAILED);
+    CU_ASSERT_FATAL(mprotect(map + page, (size_t)page, PROT_NONE) == 0);
+    memset(map, '2', (size_t)page); /* no NUL before the guard either */
+    char *t = map + page - 33;
+    t[0] = (char)131;
+    t[1] = 99; /* FLOAT_EXT */
+    memcpy(t + 2, text, 31);
+    double d = 0, want = strtod(text, NULL);
+    CU_ASSERT_EQUAL(ca__term_check(t, 33), 0);
+    CU_ASSERT_EQUAL(ca_match_term(t, 33, "~f", &d), 0);
+    CU_ASSERT(d == want);
+    CU_ASSERT_EQUAL(ca_match_term(t, 33, "2.0"), CA_ENOMATCH);
+    char out[64];
+    CU_ASSERT(ca_term_print(t, 33, out, sizeof out) > 0);
+    CU_ASSERT(strncmp(out, "2.22222", 7) == 0);
+    int idx = 1;
+    CU_ASSERT_EQUAL(ca__term_skip(t, 33, &idx), 0);
+    CU_ASSERT_EQUAL(idx, 33);
+    /* in a tuple, skipped and read: {Float, Float} */
+    char *u = map + page - 67;
+    memcpy(u, (const char[]){(char)131, 104, 2, 99}, 4);
+    memcpy(u + 4, text, 31);
+    u[35] = 99;
+    memcpy(u + 36, text, 31);
+    CU_ASSERT_EQUAL(ca_match_term(u, 67, "{_, ~f}", &d), 0);
+    CU_ASSERT(d == want);
+    idx = 3;
+    CU_ASSERT_EQUAL(ca__term_skip(u, 67, &idx), 0);
+    CU_ASSERT_EQUAL(ca__term_skip(u, 67, &idx), 0);
+    CU_ASSERT_EQUAL(idx, 67);
+    CU_ASSERT_EQUAL(ca__term_skip(u, 67, &idx), CA_EBADTERM); /* nothing left */
+    munmap(map, (size_t)page * 2);
+}
+
 static int compiled_on(void)
 {
     ca__term_compiled(1);
@@ -1283,6 +1330,7 @@ static void add(void)
     CU_add_test(s, "pids and refs decoded in place as ei does", test_decode_pid_ref_as_ei);
     CU_add_test(s, "encode pids and refs", test_encode_pid_ref);
     CU_add_test(s, "print", test_print);
+    CU_add_test(s, "old floats at the end of memory", test_old_float_at_memory_end);
     add_fmt_match(CU_add_suite("term: formats and patterns, compiled", NULL, NULL));
     add_fmt_match(
         CU_add_suite("term: formats and patterns, interpreted", compiled_off, compiled_on));
