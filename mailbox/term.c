@@ -7,8 +7,10 @@
  * a bounded, iterative walk (a count of terms still expected replaces
  * the recursion, since every ETF container gives its size up front).
  * After that, ei_decode_* on the checked bytes stays inside the buffer,
- * and skipping a term uses the same bounded walk instead of ei_skip_term,
- * which would recurse as deep as the term nests.
+ * but for ei_decode_double on an old FLOAT_EXT (read by float_text
+ * instead), and skipping a term uses the same bounded walk instead of
+ * ei_skip_term, which would recurse as deep as the term nests (and reads
+ * floats with ei_decode_double).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
