@@ -579,6 +579,35 @@ static void test_kill_signals(void)
     after();
 }
 
+/* An exit signal whose reason nests a million lists deep, as an Erlang
+ * peer's exit(Pid, Deep) can carry one: read without recursion (ei's
+ * ei_skip_term recursed once per level and overflowed the stack), the
+ * actor dies of it, a linked actor trapping exits gets it. */
+static void test_deep_exit_reason(void)
+{
+    enum { DEPTH = 1000000 };
+    before();
+    ei_x_buff deep;
+    CU_ASSERT_FATAL(ei_x_new_with_version(&deep) == 0);
+    for (int i = 0; i < DEPTH; i++)
+        ei_x_encode_list_header(&deep, 1);
+    for (int i = 0; i <= DEPTH; i++)
+        ei_x_encode_empty_list(&deep);
+    char text[256], line[300];
+    term_text(deep.buff, (size_t)deep.index, text, sizeof text);
+    tactor a = {.tag = "a"}, w = {.tag = "w"};
+    ca_pid pa = spawn_t(&a, 0), pw = spawn_t(&w, CA_SPAWN_TRAP_EXIT);
+    ca_rt_sendf(RT, CA_PID_NONE, pw, "{link, ~p}", pa);
+    CU_ASSERT(probe_wait(&P, "w: link ok", WAIT_MS));
+    CU_ASSERT_EQUAL(ca_kill_term(RT, CA_PID_NONE, pa, deep.buff, (size_t)deep.index), 0);
+    snprintf(line, sizeof line, "a: terminate %s", text);
+    CU_ASSERT(probe_wait(&P, line, WAIT_MS));
+    snprintf(line, sizeof line, "w: EXIT %s", text);
+    CU_ASSERT(probe_wait(&P, line, WAIT_MS));
+    ei_x_free(&deep);
+    after();
+}
+
 static void test_monitors(void)
 {
     before();
@@ -1317,6 +1346,7 @@ static void add(void)
     ADD_TEST(s, test_spawn_exit_churn);
     ADD_TEST(s, test_rt_wait_and_shutdown);
     ADD_TEST(s, test_rt_actors);
+    ADD_TEST(s, test_deep_exit_reason);
 }
 
 int main(void)
