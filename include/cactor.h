@@ -407,7 +407,12 @@ typedef enum {
 ca_msg_kind ca_msg_type(const ca_msg *m);
 /* The sender if known, else CA_PID_NONE. */
 ca_pid ca_msg_from(const ca_msg *m);
-/* ETF payload (with version byte), owned by the message; NULL for PTR. */
+/* ETF payload (with version byte), owned by the message; NULL for PTR.
+ * It has been checked to be exactly one well-formed term, so ei_decode_*
+ * stay within it, with two exceptions for terms from peers: ei_skip_term
+ * (it recurses once per nesting level) and ei_decode_double on an old
+ * FLOAT_EXT whose text fills its 31 bytes (sscanf reads on past them).
+ * ca_match with ~t and ~f has neither problem. */
 const char *ca_msg_data(const ca_msg *m, size_t *len);
 /* Pointer payload and tag (tag may be NULL), still owned by the message. */
 void *ca_msg_ptr(const ca_msg *m, uint64_t *tag);
