@@ -22,7 +22,7 @@ suite() ->
 
 all() ->
     [{group, terms}, {group, names}, {group, gen_server}, {group, links},
-     {group, monitors}, {group, restarts}, {group, rpc}, big_message].
+     {group, monitors}, {group, restarts}, {group, rpc}, big_message, deep_terms].
 
 groups() ->
     [{terms, [parallel],
@@ -927,4 +927,19 @@ big_message(Config) ->
     end,
     ct:log("64 MiB round trip: ~p ms", [erlang:monotonic_time(millisecond) - T0]),
     %% and the node serves small messages after it
+    ?assertEqual(small, echo(N, small, ?T)).
+
+%% Terms nested a million deep, as Erlang sends them: echoed back whole,
+%% and as the reason of an exit signal that kills a C actor, whose DOWN
+%% carries it back (the C side reads them without recursion).
+deep_terms(Config) ->
+    N = cn(Config),
+    Deep = lists:foldl(fun(_, Acc) -> [Acc] end, [], lists:seq(1, 1000000)),
+    ?assertEqual(Deep, echo(N, Deep, 30000)),
+    {ok, K} = supervisor:start_child({kv_pool, N}, []),
+    R = erlang:monitor(process, K),
+    exit(K, {deep, Deep}),
+    receive {'DOWN', R, process, K, Why} -> ?assert(Why =:= {deep, Deep})
+    after 30000 -> ct:fail(no_down)
+    end,
     ?assertEqual(small, echo(N, small, ?T)).
