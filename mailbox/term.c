@@ -199,7 +199,6 @@ static int check_export(const unsigned char *b, size_t len, size_t *i)
     return 0;
 }
 
-/* FLOAT_EXT's 31 bytes: a finite number in text (C locale), then NULs. */
 /* FLOAT_EXT's 31 bytes of text, NUL padded or not at all (Erlang takes
  * both): true and its value if it is a finite number and only NULs follow
  * it. Read here, within the 31 bytes: ei_decode_double (and so
@@ -207,7 +206,7 @@ static int check_export(const unsigned char *b, size_t len, size_t *i)
  * when the text fills all 31. */
 static bool float_text(const unsigned char *p, double *out)
 {
-    char tmp[32], *e;
+    char tmp[32], *e; /* the text in C locale, NUL-terminated here */
     memcpy(tmp, p, 31);
     tmp[31] = 0;
     locale_t old = use_c_locale();
