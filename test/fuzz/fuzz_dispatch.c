@@ -491,7 +491,13 @@ static void enc_term(ei_x_buff *x, in *s, int depth)
         ei_x_encode_string_len(x, bytes, (int)n);
         break;
     case 10:
-        ei_x_encode_double(x, (int8_t)next(s) / 3.0);
+        if (b & 16) { /* an old float whose text fills its 31 bytes, no NUL */
+            char f[32] = {99};
+            memset(f + 1, '1' + (int)(next(s) % 9), 31);
+            ei_x_append_buf(x, f, sizeof f);
+        } else {
+            ei_x_encode_double(x, (int8_t)next(s) / 3.0);
+        }
         break;
     case 11:
         ei_x_encode_ulonglong(x, UINT64_MAX - next(s));
