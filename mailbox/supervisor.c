@@ -515,12 +515,19 @@ static int collect(sup *s, job *j, child *from, bool with_start, child *except)
 static void step(ca_actor *self, sup *s);
 static void run_jobs(ca_actor *self, sup *s);
 
+/* A child's shutdown in ms or CA_SHUTDOWN_*, OTP's default resolved:
+ * 5000 ms for a worker, infinity for a supervisor. */
+static int64_t shutdown_of(const ca_child_spec *sp)
+{
+    if (sp->shutdown_ms != CA_SHUTDOWN_DEFAULT)
+        return sp->shutdown_ms;
+    return sp->type == CA_SUPERVISOR ? CA_SHUTDOWN_INFINITY : 5000;
+}
+
 static void begin_stop(ca_actor *self, sup *s, child *c)
 {
     ca_rt *rt = ca_actor_rt(self);
-    int64_t ms = c->spec.shutdown_ms;
-    if (ms == CA_SHUTDOWN_DEFAULT)
-        ms = c->spec.type == CA_SUPERVISOR ? CA_SHUTDOWN_INFINITY : 5000;
+    int64_t ms = shutdown_of(&c->spec);
     s->stopping = c;
     s->killed = false;
     s->stop_seq++;
@@ -646,9 +653,32 @@ static void stop_all(ca_actor *self, sup *s, const char *reason, size_t len)
     ca_exit(self, "{shutdown, enomem}");
 }
 
+/* stop_all with a reason as a term comes inside another (no version
+ * byte, which stop_all's reason carries); CA_ENOMEM if it could not. */
+static int stop_all_term(ca_actor *self, sup *s, const char *r, size_t rlen)
+{
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x) != 0)
+        return CA_ENOMEM;
+    int rc = ca_fmt(&x, "~t", r, rlen);
+    if (rc == 0)
+        stop_all(self, s, x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    return rc;
+}
+
 /* ---- requests ---- */
 
 static int gen_which(sup *s, ei_x_buff *x);
+
+/* The children that are not about to be forgotten. */
+static size_t live_children(const sup *s)
+{
+    size_t n = 0;
+    for (const child *c = s->head; c; c = c->next)
+        n += !c->doomed;
+    return n;
+}
 
 static void fill_which(sup *s, sup_req *r)
 {
@@ -656,9 +686,7 @@ static void fill_which(sup *s, sup_req *r)
         req_done(r, gen_which(s, &r->gen->which));
         return;
     }
-    size_t n = 0;
-    for (child *c = s->head; c; c = c->next)
-        n += !c->doomed;
+    size_t n = live_children(s);
     r->infos = calloc(n ? n : 1, sizeof *r->infos);
     if (!r->infos) {
         req_done(r, CA_ENOMEM);
@@ -865,12 +893,7 @@ static void on_exit_msg(ca_actor *self, sup *s, ca_pid from, const char *r, size
     if (ca__is_atom(r, rlen, "normal"))
         return;
     /* Our parent (or whoever linked to us) went away: stop, then follow. */
-    ei_x_buff x;
-    if (ei_x_new_with_version(&x) == 0) {
-        if (ca_fmt(&x, "~t", r, rlen) == 0)
-            stop_all(self, s, x.buff, (size_t)x.index);
-        ei_x_free(&x);
-    }
+    (void)stop_all_term(self, s, r, rlen);
 }
 
 static void on_down(ca_actor *self, sup *s, const ca_ref *ref)
@@ -921,6 +944,11 @@ static const char *module_of(const child *c)
     return name && ca__name_valid(name) ? name : NULL;
 }
 
+static const char *type_name(const ca_child_spec *sp)
+{
+    return sp->type == CA_SUPERVISOR ? "supervisor" : "worker";
+}
+
 /* Its modules, as which_children lists them. */
 static int put_modules(ei_x_buff *x, const child *c)
 {
@@ -933,14 +961,11 @@ static int put_modules(ei_x_buff *x, const child *c)
 static int gen_which(sup *s, ei_x_buff *x)
 {
     bool simple = s->strategy == CA_SIMPLE_ONE_FOR_ONE;
-    long n = 0;
-    for (child *c = s->head; c; c = c->next)
-        n += !c->doomed;
+    long n = (long)live_children(s);
     int rc = ei_x_new_with_version(x) || ei_x_encode_list_header(x, n) ? CA_ENOMEM : 0;
     for (child *c = s->tail; c && rc == 0; c = c->prev) {
         if (c->doomed)
             continue;
-        const char *type = c->spec.type == CA_SUPERVISOR ? "supervisor" : "worker";
         rc = ei_x_encode_tuple_header(x, 4) ? CA_ENOMEM
              : simple                       ? ca_fmt(x, "undefined")
                                             : ca_fmt(x, "~a", c->spec.id);
@@ -948,7 +973,7 @@ static int gen_which(sup *s, ei_x_buff *x)
             rc = !ca_pid_is_none(c->pid) ? ca_fmt(x, "~p", c->pid)
                                          : ca_fmt(x, c->pending ? "restarting" : "undefined");
         if (rc == 0)
-            rc = ca_fmt(x, "~a", type);
+            rc = ca_fmt(x, "~a", type_name(&c->spec));
         if (rc == 0)
             rc = put_modules(x, c);
     }
@@ -974,9 +999,7 @@ static int gen_spec(sup *s, sup_req *r, ei_x_buff *x)
     if (!c || c->doomed)
         return CA_ENOENT;
     const ca_child_spec *sp = &c->spec;
-    int64_t ms = sp->shutdown_ms;
-    if (ms == CA_SHUTDOWN_DEFAULT)
-        ms = sp->type == CA_SUPERVISOR ? CA_SHUTDOWN_INFINITY : 5000;
+    int64_t ms = shutdown_of(sp);
     char down[32]; /* brutal_kill, infinity or the milliseconds */
     int dl = 0;
     if (ms == CA_SHUTDOWN_BRUTAL || ms == CA_SHUTDOWN_INFINITY)
@@ -995,8 +1018,7 @@ static int gen_spec(sup *s, sup_req *r, ei_x_buff *x)
                     "{ok, #{id => ~a, start => {~a, start_link, []}, restart => ~a, "
                     "significant => false, shutdown => ~t, type => ~a, modules => ~t}}",
                     sp->id, mod ? mod : "undefined", restart[sp->restart], down, (size_t)dl,
-                    sp->type == CA_SUPERVISOR ? "supervisor" : "worker", mods.buff,
-                    (size_t)mods.index);
+                    type_name(sp), mods.buff, (size_t)mods.index);
     ei_x_free(&mods);
     return rc;
 }
@@ -1125,9 +1147,7 @@ static int state_term(sup *s, ei_x_buff *x)
 {
     static const char *const strategy[] = {"one_for_one", "one_for_all", "rest_for_one",
                                            "simple_one_for_one"};
-    size_t n = 0;
-    for (child *c = s->head; c; c = c->next)
-        n += !c->doomed;
+    size_t n = live_children(s);
     return ca_fmt(x,
                   "#{strategy => ~a, intensity => ~i, period_ms => ~u, children => ~u, "
                   "restarts => ~u}",
@@ -1163,16 +1183,11 @@ static void on_system(ca_actor *self, sup *s, const ca_call_from *from, const ch
         ca_gen_replyf(self, from, "{error, {not_supported, ~t}}", req, len);
         return;
     }
-    char *reason = malloc(rl + 1);
-    if (!reason) {
+    /* ok as sys gives it, sent in this turn: before the supervisor goes */
+    if (stop_all_term(self, s, r, rl))
         ca_gen_replyf(self, from, "{error, enomem}");
-        return;
-    }
-    reason[0] = (char)131;
-    memcpy(reason + 1, r, rl);
-    ca_gen_replyf(self, from, "ok"); /* as sys does, before it goes */
-    stop_all(self, s, reason, rl + 1);
-    free(reason);
+    else
+        ca_gen_replyf(self, from, "ok");
 }
 
 static int sup_handle(ca_actor *self, void *state, ca_msg *m)
