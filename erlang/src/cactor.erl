@@ -26,7 +26,7 @@
 -export([start_node/1, start_node/2, stop_node/1, which_nodes/0, os_pid/1, node_info/1,
          child_spec/1, child_spec/2, call/3, call/4, cast/3, send/3, ping/1, executable/0]).
 %% for cactor_sup, which starts the nodes of the application's environment
--export([full_name/1]).
+-export([full_name/1, opts_map/1]).
 
 -export_type([node_opts/0, node_opt/0]).
 
@@ -61,7 +61,7 @@ start_node(Name) ->
 %% forgotten instead.
 -spec start_node(atom() | string(), node_opts()) -> {ok, node()} | {error, term()}.
 start_node(Name, Opts) when is_list(Opts) ->
-    start_node(Name, maps:from_list(proplists:unfold(Opts)));
+    start_node(Name, opts_map(Opts));
 start_node(Name, Opts) when is_map(Opts) ->
     case full_name(Name) of
         {ok, Node} ->
@@ -85,7 +85,7 @@ start_node(Name, Opts) when is_map(Opts) ->
 -spec child_spec(#{name := atom() | string(), atom() => term()} | [node_opt() | {name, term()}]) ->
           supervisor:child_spec().
 child_spec(Opts) when is_list(Opts) ->
-    child_spec(maps:from_list(proplists:unfold(Opts)));
+    child_spec(opts_map(Opts));
 child_spec(#{name := Name} = Opts) ->
     child_spec(Name, maps:remove(name, Opts));
 child_spec(Opts) ->
@@ -102,7 +102,7 @@ child_spec(Opts) ->
 %% name is made then.
 -spec child_spec(atom() | string(), node_opts()) -> supervisor:child_spec().
 child_spec(Name, Opts) when is_list(Opts) ->
-    child_spec(Name, maps:from_list(proplists:unfold(Opts)));
+    child_spec(Name, opts_map(Opts));
 child_spec(Name, Opts) when is_map(Opts) ->
     case full_name(Name) of
         {ok, Node} -> cactor_sup:node_spec(Node, Opts, maps:get(restart, Opts, permanent));
@@ -187,6 +187,13 @@ executable() ->
 start_error({{shutdown, {failed_to_start_child, cactor_node, R}}, _ChildSpec}) -> R;
 start_error({shutdown, {failed_to_start_child, cactor_node, R}}) -> R;
 start_error(R) -> R.
+
+%% @private Options as a map, from a map or a list of them.
+-spec opts_map(node_opts()) -> map().
+opts_map(Opts) when is_map(Opts) ->
+    Opts;
+opts_map(Opts) when is_list(Opts) ->
+    maps:from_list(proplists:unfold(Opts)).
 
 %% @private The node name of `Name' (`alive' or `alive@host'), or why not.
 -spec full_name(term()) -> {ok, node()} | {error, not_alive | {badarg, term()}}.

@@ -77,8 +77,7 @@ configured(Nodes) ->
 
 configured_node({Name, Opts} = E) when is_list(Opts); is_map(Opts) ->
     case cactor:full_name(Name) of
-        {ok, Node} when is_map(Opts) -> node_spec(Node, Opts, temporary);
-        {ok, Node} -> node_spec(Node, maps:from_list(proplists:unfold(Opts)), temporary);
+        {ok, Node} -> node_spec(Node, cactor:opts_map(Opts), temporary);
         {error, Why} -> exit({bad_nodes_config, {E, Why}})
     end;
 configured_node(E) ->
