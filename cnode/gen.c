@@ -97,14 +97,20 @@ int ca__sys_call_match(const ca_msg *m, ca_call_from *from, const char **req, si
     return call_match(m, "system", from, req, len);
 }
 
+/* A tag that is one term, without version byte: `from` may have been
+ * filled in by hand. */
+static int from_ok(const ca_call_from *from)
+{
+    return from && from->tag_len && from->tag_len <= sizeof from->tag &&
+           (unsigned char)from->tag[0] != 131 && ca__term_check(from->tag, from->tag_len) == 0;
+}
+
 /* {Tag, Reply} laid out by hand: both are terms already, and this is
  * every call's answer (formatting it cost 2,000 instructions). `body` is
- * the reply without version byte, checked; the tag is checked here, since
- * `from` may have been filled in by hand. Sent without a third walk. */
+ * the reply without version byte, checked. Sent without a third walk. */
 static int reply_body(ca_actor *self, const ca_call_from *from, const char *body, size_t blen)
 {
-    if (!self || !from || !from->tag_len || from->tag_len > sizeof from->tag ||
-        (unsigned char)from->tag[0] == 131 || ca__term_check(from->tag, from->tag_len))
+    if (!self || !from_ok(from))
         return CA_EINVAL;
     size_t n = 3 + from->tag_len + blen;
     /* 4 KiB: a kilobyte reply took malloc's slow path (past its
@@ -120,7 +126,10 @@ static int reply_body(ca_actor *self, const ca_call_from *from, const char *body
     int rc = from->alias ? ca__send_alias(self, &from->ref, b, n) : ca_send(self, from->pid, b, n);
     if (b != stack)
         free(b);
-    return rc;
+    /* a caller that gave up and exited is no error: gen_server:reply
+     * never fails, and a handle_call that returns what the reply gave
+     * would crash the server for it */
+    return rc == CA_ESRCH ? 0 : rc;
 }
 
 int ca_gen_reply(ca_actor *self, const ca_call_from *from, const void *reply, size_t len)
@@ -166,6 +175,32 @@ int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...
         return rc;
     /* ca_gen_reply formats again into its own buffer, so the TLS one is safe. */
     return ca_gen_reply(self, from, buf, len);
+}
+
+/* {'$gen_call', {Pid, Tag}, Request} as `from` would have sent it. */
+int ca_gen_call_for(ca_actor *self, ca_pid to, const ca_call_from *from, const char *fmt, ...)
+{
+    if (!self || !from_ok(from) || !fmt)
+        return CA_EINVAL;
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x))
+        return CA_ENOMEM;
+    int rc = ei_x_encode_tuple_header(&x, 3) || ei_x_encode_atom(&x, "$gen_call") ||
+                     ei_x_encode_tuple_header(&x, 2)
+                 ? CA_ENOMEM
+                 : ca_fmt(&x, "~p", from->pid);
+    if (rc == 0 && ei_x_append_buf(&x, from->tag, (int)from->tag_len))
+        rc = CA_ENOMEM;
+    if (rc == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        rc = ca_vfmt(&x, fmt, ap);
+        va_end(ap);
+    }
+    if (rc == 0)
+        rc = ca_send(self, to, x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    return rc;
 }
 
 /* Where a call goes: a pid, or {name, node} (node NULL: here). */

@@ -24,6 +24,121 @@
 #include "node.h"
 #include "services.h"
 
+/* ---- deferred answers (ca_rpc_defer) ---- */
+
+/* A call whose function deferred its answer, awaited by the actor that
+ * ran it (rex, or the spawned actor): {Tag, Result} from whoever answers,
+ * the watched actor's DOWN, or the timeout. */
+typedef struct pending {
+    struct pending *next;
+    ca_ref tag, mon;
+    ca_timer timer;
+    unsigned watching : 1, timed : 1;
+    unsigned reply : 1; /* rex: `to` waits for the result */
+    ca_call_from to;    /* rex: the caller, answered as rpc answers */
+} pending;
+
+/* The function being applied on this thread, for ca_rpc_defer. */
+typedef struct apply_ctx {
+    ca_actor *caller;
+    pending *p;
+} apply_ctx;
+
+static _Thread_local apply_ctx *cur_apply;
+
+static const char TIMEOUT_ATOM[] = {ERL_SMALL_ATOM_UTF8_EXT, 7, 't', 'i', 'm', 'e', 'o', 'u', 't'};
+
+static void pending_free(ca_actor *self, pending *p)
+{
+    if (p->watching)
+        ca_demonitor(self, &p->mon);
+    if (p->timed)
+        ca_cancel_timer(self, p->timer);
+    free(p);
+}
+
+/* The caller's from: {Self, Tag}, answered as {Tag, Result}. */
+static int pending_from(ca_actor *self, const pending *p, ca_call_from *from)
+{
+    ei_x_buff x;
+    if (ei_x_new(&x))
+        return CA_ENOMEM;
+    int rc = ca_fmt(&x, "~r", &p->tag);
+    if (rc == 0 && (size_t)x.index > sizeof from->tag)
+        rc = CA_ETOOBIG; /* cannot be: a reference of this node */
+    if (rc == 0) {
+        memset(from, 0, sizeof *from);
+        from->pid = ca_self(self);
+        from->ref = p->tag;
+        from->tag_len = (size_t)x.index;
+        memcpy(from->tag, x.buff, from->tag_len);
+    }
+    ei_x_free(&x);
+    return rc;
+}
+
+int ca_rpc_defer(ca_actor *caller, ca_pid watch, uint32_t timeout_ms, ca_call_from *from)
+{
+    apply_ctx *a = cur_apply;
+    if (!caller || !from)
+        return CA_EINVAL;
+    if (!a || a->caller != caller)
+        return CA_EPERM;
+    if (a->p)
+        return CA_EEXIST;
+    pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return CA_ENOMEM;
+    ca_make_ref(ca_actor_rt(caller), &p->tag);
+    int rc = 0;
+    if (!ca_pid_is_none(watch) && (rc = ca_monitor(caller, watch, &p->mon)) == 0)
+        p->watching = 1;
+    if (rc == 0 && timeout_ms &&
+        (rc = ca_sendf_after(caller, timeout_ms, ca_self(caller), &p->timer,
+                             "{'$ca_rpc_timeout', ~r}", &p->tag)) == 0)
+        p->timed = 1;
+    if (rc == 0)
+        rc = pending_from(caller, p, from);
+    if (rc) {
+        pending_free(caller, p);
+        return rc;
+    }
+    a->p = p;
+    return 0;
+}
+
+/* What m brings to one of the calls in *list: that call, taken off the
+ * list, with *ok (1: its result, 0: it failed) and the result or the
+ * reason in *t, *tl; NULL if m is none of theirs. */
+static pending *pending_take(pending **list, ca_msg *m, int *ok, const char **t, size_t *tl)
+{
+    enum { RESULT, DOWN, TIMEOUT } kind;
+    ca_ref r;
+    if (ca_match(m, "{~r, ~t}", &r, t, tl) == 0)
+        kind = RESULT;
+    else if (ca_match(m, "{'DOWN', ~r, process, _, ~t}", &r, t, tl) == 0)
+        kind = DOWN;
+    else if (ca_match(m, "{'$ca_rpc_timeout', ~r}", &r) == 0)
+        kind = TIMEOUT;
+    else
+        return NULL;
+    for (pending **pp = list; *pp; pp = &(*pp)->next) {
+        pending *p = *pp;
+        if (kind == DOWN ? !p->watching || !ca_ref_eq(&p->mon, &r) : !ca_ref_eq(&p->tag, &r))
+            continue;
+        *pp = p->next;
+        p->watching &= kind != DOWN; /* a monitor that fired is gone */
+        p->timed &= kind != TIMEOUT;
+        *ok = kind == RESULT;
+        if (kind == TIMEOUT) {
+            *t = TIMEOUT_ATOM;
+            *tl = sizeof TIMEOUT_ATOM;
+        }
+        return p;
+    }
+    return NULL;
+}
+
 /* ---- applying Module:Function(Args) ---- */
 
 /* Length of a proper list, or -1. */
@@ -53,8 +168,15 @@ static int list_len(const char *args, size_t len)
     return arity;
 }
 
-int ca__apply(ca_actor *caller, const char *mod, const char *fun, const char *args, size_t len,
-              ei_x_buff *result, ei_x_buff *error)
+/* Apply mod:fun(args) (args: a list, ETF without version byte). 0: the
+ * result term is appended to `result`; DEFERRED: the function deferred
+ * its answer (*deferred, to be awaited by `caller`); else `error` gets
+ * {Reason, Stack} as Erlang would raise it (undef for an unknown
+ * function). */
+enum { DEFERRED = 1 };
+
+static int apply(ca_actor *caller, const char *mod, const char *fun, const char *args, size_t len,
+                 ei_x_buff *result, ei_x_buff *error, pending **deferred)
 {
     ca_rpc_fn fn;
     void *ctx;
@@ -68,7 +190,17 @@ int ca__apply(ca_actor *caller, const char *mod, const char *fun, const char *ar
         return CA_ENOENT;
     }
     int start = result->index;
+    apply_ctx a = {caller, NULL}, *outer = cur_apply;
+    cur_apply = &a;
     int rc = fn(ctx, caller, args, len, result);
+    cur_apply = outer;
+    if (rc == 0 && a.p) {
+        result->index = start; /* the answer comes later */
+        *deferred = a.p;
+        return DEFERRED;
+    }
+    if (a.p)
+        pending_free(caller, a.p);
     if (rc == 0 && ca__term_check(result->buff + start, (size_t)(result->index - start)) != 0)
         rc = CA_EBADTERM; /* the function did not append exactly one term */
     if (rc) {
@@ -267,57 +399,104 @@ static const ca_behaviour net_kernel_b = {"net_kernel", NULL, net_kernel_handle,
 
 /* ---- rex ---- */
 
-/* Result of M:F(A) for rpc's protocols: the value, or {badrpc, ...}. */
-static int rex_apply(ca_actor *self, const char *mfa_req, size_t len, ei_x_buff *out)
+typedef struct rex_state {
+    pending *waiting; /* calls whose functions deferred their answers */
+} rex_state;
+
+static int rex_init(ca_actor *self, void *arg, void **state)
+{
+    (void)self;
+    (void)arg;
+    *state = calloc(1, sizeof(rex_state));
+    return *state ? 0 : CA_ENOMEM;
+}
+
+static void rex_terminate(ca_actor *self, void *state, const char *reason, size_t len)
+{
+    rex_state *st = state;
+    (void)self;
+    (void)reason;
+    (void)len;
+    while (st && st->waiting) {
+        pending *p = st->waiting;
+        st->waiting = p->next;
+        free(p);
+    }
+    free(st);
+}
+
+/* M:F(A) for rpc's protocols ({call | cast, M, F, A, GL}): `to`, if not
+ * NULL, gets the value or {badrpc, ...}, now or when the function's
+ * deferred answer comes. */
+static void rex_run(ca_actor *self, rex_state *st, const char *mfa_req, size_t len,
+                    const ca_call_from *to)
 {
     char mod[CA_MAXATOM], fun[CA_MAXATOM];
     const char *args;
     size_t alen;
+    ei_x_buff out, err;
+    pending *p;
+    if (ei_x_new_with_version(&out))
+        return;
+    if (ei_x_new(&err)) {
+        ei_x_free(&out);
+        return;
+    }
+    int rc;
     if (ca_match_term(mfa_req, len, "{call, ~a, ~a, ~t, _}", mod, fun, &args, &alen) &&
         ca_match_term(mfa_req, len, "{cast, ~a, ~a, ~t, _}", mod, fun, &args, &alen))
-        return ca_fmt(out, "{badrpc, badarg}");
-    ei_x_buff err;
-    if (ei_x_new(&err))
-        return CA_ENOMEM;
-    int start = out->index;
-    int rc = ca__apply(self, mod, fun, args, alen, out, &err);
-    if (rc) {
-        out->index = start;
-        rc = ca_fmt(out, "{badrpc, {'EXIT', ~t}}", err.buff, (size_t)err.index);
-    }
+        rc = ca_fmt(&out, "{badrpc, badarg}");
+    else if ((rc = apply(self, mod, fun, args, alen, &out, &err, &p)) == DEFERRED) {
+        if ((p->reply = to != NULL))
+            p->to = *to;
+        p->next = st->waiting;
+        st->waiting = p;
+    } else if (rc)
+        rc = ca_fmt(&out, "{badrpc, {'EXIT', ~t}}", err.buff, (size_t)err.index);
+    if (rc == 0 && to)
+        ca_gen_reply(self, to, out.buff, (size_t)out.index);
+    ei_x_free(&out);
     ei_x_free(&err);
-    return rc;
+}
+
+/* A deferred answer, or its failure, as rpc gives it. */
+static void rex_answer(ca_actor *self, pending *p, int ok, const char *t, size_t tl)
+{
+    if (p->reply && ok)
+        ca_gen_replyf(self, &p->to, "~t", t, tl);
+    else if (p->reply)
+        ca_gen_replyf(self, &p->to, "{badrpc, {'EXIT', ~t}}", t, tl);
+    pending_free(self, p);
 }
 
 static int rex_handle(ca_actor *self, void *state, ca_msg *m)
 {
+    rex_state *st = state;
     ca_call_from from;
     const char *req;
     size_t len;
-    ca_pid pid;
-    ei_x_buff out;
-    (void)state;
-    if (ei_x_new_with_version(&out))
-        return 0;
-    if (ca_gen_call_match(m, &from, &req, &len) == 0) {
-        if (rex_apply(self, req, len, &out) == 0)
-            ca_gen_reply(self, &from, out.buff, (size_t)out.index);
-    } else if (ca_match(m, "{'$gen_cast', ~t}", &req, &len) == 0) {
-        rex_apply(self, req, len, &out);
-    } else if (ca_match(m, "{~p, ~t}", &pid, &req, &len) == 0) {
-        /* ei_rpc (erl_call): {Self, {call, M, F, A, GL}} -> {rex, Result} */
-        ei_x_buff res;
-        if (ei_x_new(&res) == 0) {
-            if (rex_apply(self, req, len, &res) == 0)
-                ca_sendf(self, pid, "{rex, ~t}", res.buff, (size_t)res.index);
-            ei_x_free(&res);
-        }
+    int ok;
+    pending *p;
+    if (st->waiting && (p = pending_take(&st->waiting, m, &ok, &req, &len)) != NULL)
+        rex_answer(self, p, ok, req, len);
+    else if (ca_gen_call_match(m, &from, &req, &len) == 0)
+        rex_run(self, st, req, len, &from);
+    else if (ca_match(m, "{'$gen_cast', ~t}", &req, &len) == 0)
+        rex_run(self, st, req, len, NULL);
+    else if (ca_match(m, "{~p, ~t}", &from.pid, &req, &len) == 0) {
+        /* ei_rpc (erl_call): {Self, {call, M, F, A, GL}} -> {rex, Result},
+         * a gen_server reply whose tag is the atom rex */
+        static const char rex_tag[] = {ERL_SMALL_ATOM_UTF8_EXT, 3, 'r', 'e', 'x'};
+        from.alias = 0;
+        memset(&from.ref, 0, sizeof from.ref);
+        from.tag_len = sizeof rex_tag;
+        memcpy(from.tag, rex_tag, sizeof rex_tag);
+        rex_run(self, st, req, len, &from);
     }
-    ei_x_free(&out);
     return 0;
 }
 
-static const ca_behaviour rex_b = {"rex", NULL, rex_handle, NULL};
+static const ca_behaviour rex_b = {"rex", rex_init, rex_handle, rex_terminate};
 
 /* ---- spawned functions (spawn_request) ---- */
 
@@ -329,6 +508,7 @@ typedef enum {
 
 typedef struct spawn_job {
     job_kind kind;
+    pending *waiting;                      /* the function deferred its answer */
     char mod[CA_MAXATOM], fun[CA_MAXATOM]; /* the function (JOB_APPLY's from the start) */
     size_t len;
     char args[]; /* the request's argument list, with version byte */
@@ -357,30 +537,61 @@ static int job_mfa(spawn_job *j, const char **ref, size_t *rl, const char **mod,
     return 0;
 }
 
-/* An Erlang process that crashes exits with {Reason, Stack}, and the
- * runtime logs it; so does a spawned function that fails. */
-static int job_failed(ca_actor *self, const spawn_job *j, const ei_x_buff *err)
+/* An Erlang process that crashes exits with {Reason, Stack} (or the
+ * reason of an exit), and the runtime logs it; so does a spawned
+ * function that fails. */
+static int job_failed(ca_actor *self, const spawn_job *j, const char *why, size_t len)
 {
-    char why[256];
-    ca_term_print(err->buff, (size_t)err->index, why, sizeof why);
-    ca_log(ca_actor_rt(self), CA_LOG_WARNING, "spawned %s:%s failed: %s", j->mod, j->fun, why);
-    return ca_exit(self, "~t", err->buff, (size_t)err->index);
+    char text[256];
+    ca_term_print(why, len, text, sizeof text);
+    ca_log(ca_actor_rt(self), CA_LOG_WARNING, "spawned %s:%s failed: %s", j->mod, j->fun, text);
+    return ca_exit(self, "~t", why, len);
 }
 
+/* The end of a job whose function deferred: the answer, or the reason it
+ * never came, which erpc:execute_call reports as an exit. */
+static int job_answer(ca_actor *self, spawn_job *j, int ok, const char *t, size_t tl)
+{
+    const char *ref = NULL, *mod, *fun, *args;
+    size_t rl = 0, al;
+    if (j->kind != JOB_CALL)
+        return ok ? ca_exit(self, "normal") : job_failed(self, j, t, tl);
+    if (job_mfa(j, &ref, &rl, &mod, &fun, &args, &al))
+        return ca_exit(self, "badarg"); /* cannot be: it was read at the start */
+    return ok ? ca_exit(self, "{~t, return, ~t}", ref, rl, t, tl)
+              : ca_exit(self, "{~t, exit, ~t}", ref, rl, t, tl);
+}
+
+/* The job's first message runs it; if its function defers, the ones
+ * after are awaited for the answer (any other is left unread, as by an
+ * Erlang process waiting in a receive: dropped here). */
 static int job_handle(ca_actor *self, void *state, ca_msg *m)
 {
     spawn_job *j = state;
     const char *ref = NULL, *mod, *fun, *args, *why, *stack;
     size_t rl = 0, al, wl, sl;
-    (void)m;
+    if (j->waiting) {
+        int ok;
+        pending *p = pending_take(&j->waiting, m, &ok, &why, &wl);
+        int rc = p ? job_answer(self, j, ok, why, wl) : 0;
+        if (p)
+            pending_free(self, p);
+        return rc;
+    }
     if (job_mfa(j, &ref, &rl, &mod, &fun, &args, &al))
         return ca_exit(self, "badarg");
     ei_x_buff res, err;
-    if (ei_x_new(&res) || ei_x_new(&err))
+    if (ei_x_new(&res))
         return CA_ENOMEM;
-    int rc = ca__apply(self, mod, fun, args, al, &res, &err);
-    if (j->kind != JOB_CALL)
-        rc = rc == 0 ? ca_exit(self, "normal") : job_failed(self, j, &err);
+    if (ei_x_new(&err)) {
+        ei_x_free(&res);
+        return CA_ENOMEM;
+    }
+    int rc = apply(self, mod, fun, args, al, &res, &err, &j->waiting);
+    if (rc == DEFERRED)
+        rc = 0;
+    else if (j->kind != JOB_CALL)
+        rc = rc == 0 ? ca_exit(self, "normal") : job_failed(self, j, err.buff, (size_t)err.index);
     /* erpc:execute_call's exit reasons: {Ref, return, V} or
      * {Ref, error, Reason, Stack}. */
     else if (rc == 0)
@@ -396,10 +607,13 @@ static int job_handle(ca_actor *self, void *state, ca_msg *m)
 
 static void job_terminate(ca_actor *self, void *state, const char *reason, size_t len)
 {
+    spawn_job *j = state;
     (void)self;
     (void)reason;
     (void)len;
-    free(state);
+    if (j)
+        free(j->waiting);
+    free(j);
 }
 
 static const ca_behaviour job_b = {"spawned", NULL, job_handle, job_terminate};
@@ -422,6 +636,7 @@ int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, c
     if (!j)
         return CA_ENOMEM;
     j->kind = job_kind_of(mod, fun, arity);
+    j->waiting = NULL;
     strcpy(j->mod, mod);
     strcpy(j->fun, fun);
     j->len = len;

@@ -7,12 +7,6 @@
 
 #include "cactor.h"
 
-/* Apply mod:fun(args) (args: a list, ETF without version byte). On 0 the
- * result term is appended to `result`; else `error` gets {Reason, Stack}
- * as Erlang would raise it (undef for an unknown function). */
-int ca__apply(ca_actor *caller, const char *mod, const char *fun, const char *args, size_t len,
-              ei_x_buff *result, ei_x_buff *error);
-
 /* M:F/Arity of a spawn request as a worker actor: spawn it (args is the
  * request's ETF argument list with version byte, copied), set up what the
  * request asked (monitor, link), then run it. erpc:execute_call/4 and

@@ -796,9 +796,18 @@ typedef struct ca_call_from {
  * ca_match. */
 int ca_gen_call_match(const ca_msg *m, ca_call_from *from, const char **req, size_t *len);
 /* Reply {Tag, Reply} the way gen_server:reply does (to the alias if the
- * tag has one, else to the pid). `reply` is ETF with version byte. */
+ * tag has one, else to the pid). `reply` is ETF with version byte. A
+ * caller that has exited meanwhile is not an error (0, as gen_server:reply
+ * never fails); a full mailbox under the refuse policy is (CA_EAGAIN). */
 int ca_gen_reply(ca_actor *self, const ca_call_from *from, const void *reply, size_t len);
 int ca_gen_replyf(ca_actor *self, const ca_call_from *from, const char *fmt, ...);
+/* Send `to` a gen_server call on behalf of `from`: {'$gen_call', {Pid,
+ * Tag}, Request} with from's pid and tag, Request formatted as ca_fmt. The
+ * callee's reply (ca_gen_reply, gen_server:reply, a handle_call's return)
+ * goes to from's caller directly: a server handing a call to a worker, or
+ * an rpc function asking an actor (ca_rpc_defer). Nothing comes back to
+ * self. The errors of ca_send. */
+int ca_gen_call_for(ca_actor *self, ca_pid to, const ca_call_from *from, const char *fmt, ...);
 
 /*
  * A gen_server in C: callbacks in OTP's shape, for actors that Erlang and
@@ -943,6 +952,31 @@ typedef int (*ca_rpc_fn)(void *ctx, ca_actor *caller, const char *args, size_t l
  * are copied. CA_EEXIST if taken, CA_EBADNAME for an invalid atom. */
 int ca_rpc_register(ca_rt *rt, const char *module, const char *function, int arity, ca_rpc_fn fn,
                     void *ctx);
+
+/*
+ * An rpc function whose answer is not at hand (an actor owns the data,
+ * another node must be asked) defers it, as an Erlang function would
+ * wait in gen_server:call: it calls ca_rpc_defer and returns 0 without
+ * appending a result. *from is then whom to answer, a plain value to
+ * copy and pass along (with ca_gen_call_for, or in a message of your
+ * own); whoever has the result gives it with ca_gen_reply(self, from,
+ * Result), once, from any actor of this node, and the caller gets it as
+ * the function's value (rpc:call and erpc:call return it; casts and
+ * spawn/4 then exit normal). Until then the call waits:
+ *
+ * watch    an actor (local or remote) that is to answer, or CA_PID_NONE;
+ *          if it exits first, the call fails with its exit reason, as a
+ *          gen_server:call to it would (rpc:call: {badrpc, {'EXIT',
+ *          Reason}}; erpc:call raises exit {exception, Reason}; spawn/4's
+ *          process exits with Reason)
+ * timeout_ms  0: no limit; else the call fails so with reason `timeout`
+ *
+ * CA_EPERM outside an rpc function (or for another actor than its
+ * `caller`), CA_EEXIST when called twice in one; the errors of
+ * ca_monitor and ca_send_after. A function that returns an error after
+ * deferring fails as it would without, and the deferral is undone.
+ */
+int ca_rpc_defer(ca_actor *caller, ca_pid watch, uint32_t timeout_ms, ca_call_from *from);
 
 /*
  * Plugins: cactor-node --load PATH.so dlopens PATH and calls

@@ -41,7 +41,8 @@ groups() ->
      {restarts, [], [supervisor_restarts_echo, supervisor_restarts_kv,
                       supervisor_module, supervisor_module_pool, supervisor_sys]},
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
-                rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns]}].
+                rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns,
+                rpc_deferred, rpc_deferred_watch_dies, rpc_deferred_timeout]}].
 
 init_per_suite(Config) ->
     {ok, Node} = cactor:start_node(interop, #{threads => 2,
@@ -943,3 +944,87 @@ deep_terms(Config) ->
     after 30000 -> ct:fail(no_down)
     end,
     ?assertEqual(small, echo(N, small, ?T)).
+
+%% ---- deferred answers: example:get(Key) asks the kv actor ----
+
+%% A C function that defers its answer (ca_rpc_defer) to an actor that
+%% owns the data: every way of calling it gets that actor's reply as the
+%% function's value, and no actor is left behind.
+rpc_deferred(Config) ->
+    N = cn(Config),
+    Count = fun() -> length(rpc:call(N, erlang, processes, [], ?T)) end,
+    Before = Count(),
+    ok = gen_server:call({kv, N}, {put, deferred, <<"v">>}, ?T),
+    V = {ok, <<"v">>},
+    ?assertEqual(V, rpc:call(N, example, get, [deferred], ?T)),
+    ?assertEqual(not_found, rpc:call(N, example, get, [nothing_here], ?T)),
+    ?assertEqual(V, erpc:call(N, example, get, [deferred], ?T)),
+    ?assertEqual(lists:duplicate(4, {value, V}) ++ [{exit, normal}],
+                 deferred_results(N, deferred, fun() -> ok end)),
+    Reqs = [erpc:send_request(N, example, get, [deferred]) || _ <- lists:seq(1, 100)],
+    ?assertEqual(lists:duplicate(100, V), [erpc:receive_response(Q, ?T) || Q <- Reqs]),
+    %% casts: run, answered, gone
+    ok = erpc:cast(N, example, get, [deferred]),
+    true = rpc:cast(N, example, get, [deferred]),
+    gen_server:cast({rex, N}, {cast, example, get, [deferred], user}),
+    cactor_test_lib:wait_until(fun() -> Count() =:= Before end, ?T).
+
+%% The actor that is to answer dies first: each call fails with its exit
+%% reason, as a gen_server:call to it would have (kv, suspended, holds the
+%% handed-on calls until it is killed).
+rpc_deferred_watch_dies(Config) ->
+    N = cn(Config),
+    Kv = whereis_c(N, kv),
+    ok = sys:suspend({kv, N}, ?T),
+    Kill = fun() -> timer:sleep(300), exit(Kv, kill) end,
+    ?assertEqual(lists:duplicate(5, {failed, killed}), deferred_results(N, deferred, Kill)),
+    _ = wait_new(N, kv, Kv),
+    ?assertEqual(not_found, rpc:call(N, example, get, [deferred], ?T)).
+
+%% No answer within the function's 5 s: each call fails with timeout; the
+%% answers kv gives when it resumes find nobody waiting and are dropped.
+rpc_deferred_timeout(Config) ->
+    N = cn(Config),
+    Count = fun() -> length(rpc:call(N, erlang, processes, [], ?T)) end,
+    Before = Count(),
+    ok = gen_server:call({kv, N}, {put, late, 1}, ?T),
+    ok = sys:suspend({kv, N}, ?T),
+    ?assertEqual(lists:duplicate(5, {failed, timeout}),
+                 deferred_results(N, late, fun() -> ok end)),
+    ok = sys:resume({kv, N}, ?T),
+    ?assertEqual({ok, 1}, rpc:call(N, example, get, [late], ?T)),
+    ?assertEqual(N, gen_server:call({rex, N}, {call, erlang, node, [], user}, ?T)),
+    cactor_test_lib:wait_until(fun() -> Count() =:= Before end, ?T).
+
+%% example:get(Key) in the five ways Erlang calls a function on a node,
+%% all started at once, then Action run, then what each gave: {value, V}
+%% or {failed, Reason}, whatever the form says it in (spawn/4 gives only
+%% its exit: {exit, normal} when the function returned).
+deferred_results(N, Key, Action) ->
+    Self = self(),
+    Req = {call, example, get, [Key], user},
+    Wait = 3 * ?T,
+    Erpc = erpc:send_request(N, example, get, [Key]),
+    Rpc = spawn_link(fun() -> Self ! {self(), rpc:call(N, example, get, [Key], Wait)} end),
+    Rex = gen_server:send_request({rex, N}, Req),
+    {rex, N} ! {self(), Req},
+    {Sp, SpRef} = spawn_monitor(N, example, get, [Key]),
+    Action(),
+    R1 = try {value, erpc:receive_response(Erpc, Wait)}
+         catch exit:{exception, W1} -> {failed, W1}
+         end,
+    R2 = receive {Rpc, {badrpc, {'EXIT', W2}}} -> {failed, W2}; {Rpc, V2} -> {value, V2} end,
+    R3 = case gen_server:receive_response(Rex, Wait) of
+             {reply, {badrpc, {'EXIT', W3}}} -> {failed, W3};
+             {reply, V3} -> {value, V3}
+         end,
+    R4 = receive {rex, {badrpc, {'EXIT', W4}}} -> {failed, W4}; {rex, V4} -> {value, V4}
+         after Wait -> no_rex_reply
+         end,
+    R5 = receive
+             {'DOWN', SpRef, process, Sp, normal} -> {exit, normal};
+             {'DOWN', SpRef, process, Sp, W5} -> {failed, W5}
+         after Wait -> no_down
+         end,
+    ct:log("deferred ~p: ~p", [Key, [R1, R2, R3, R4, R5]]),
+    [R1, R2, R3, R4, R5].

@@ -232,6 +232,74 @@ static void test_call_by_name(void)
     CU_ASSERT(probe_wait(&P, "client: call failed ebadname", WAIT_MS));
 }
 
+/* ---- a proxy: calls handed on with ca_gen_call_for ---- */
+
+static ca_pid PROXY_TO;
+
+static int px_call(ca_actor *self, void *state, const ca_call_from *from, const char *req,
+                   size_t len)
+{
+    ca_call_from f;
+    (void)state;
+    if (ca_match_term(req, len, "defer") == 0) { /* not in an rpc function */
+        probe_say(&P, "proxy: defer %s", ca_errname(ca_rpc_defer(self, CA_PID_NONE, 0, &f)));
+        return ca_gen_replyf(self, from, "deferred");
+    }
+    if (ca_match_term(req, len, "to_dead") == 0) { /* PROXY_TO has exited */
+        f = *from;
+        f.pid = PROXY_TO;
+        probe_say(&P, "proxy: reply to dead %s", ca_errname(ca_gen_replyf(self, &f, "late")));
+        return ca_gen_replyf(self, from, "replied");
+    }
+    if (ca_match_term(req, len, "bad_from") == 0) {
+        f = *from;
+        f.tag_len = 0;
+        probe_say(&P, "proxy: bad from %s", ca_errname(ca_gen_call_for(self, PROXY_TO, &f, "x")));
+        f = *from;
+        f.tag[0] = (char)131;
+        probe_say(&P, "proxy: versioned tag %s",
+                  ca_errname(ca_gen_call_for(self, PROXY_TO, &f, "x")));
+        return ca_gen_replyf(self, from, "checked");
+    }
+    /* the counter answers the caller itself: the proxy never sees it */
+    return ca_gen_call_for(self, PROXY_TO, from, "~t", req, len);
+}
+
+static const ca_gen_server PROXY = {.name = "proxy", .handle_call = px_call};
+static const ca_gen_server_spec PROXY_SPEC = {&PROXY, NULL};
+
+static void test_call_for(void)
+{
+    ca_pid srv, px, cl;
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&COUNTER_SPEC, NULL, &srv) == 0);
+    PROXY_TO = srv;
+    CU_ASSERT_FATAL(ca_spawn(RT, &ca_gen_server_behaviour, (void *)&PROXY_SPEC, NULL, &px) == 0);
+    CU_ASSERT_FATAL(ca_spawn(RT, &CLIENT, NULL, NULL, &cl) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, {add, 3}, 1000}", px);
+    CU_ASSERT(probe_wait(&P, "client: reply {ok,3}", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, {add, 4}, 1000}", px);
+    CU_ASSERT(probe_wait(&P, "client: reply {ok,7}", WAIT_MS));
+    /* the counter dies on the handed-on call: the caller monitors the
+     * proxy, which lives, so it sees the timeout (as in Erlang) */
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, die, 200}", px);
+    CU_ASSERT(probe_wait(&P, "server: terminate {shutdown,asked}", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "client: timeout", WAIT_MS));
+    /* a reply to a caller that is gone: no error, as gen_server:reply */
+    for (int i = 0; i < 500 && ca_is_alive(RT, srv); i++)
+        usleep(1000);
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, to_dead, 1000}", px);
+    CU_ASSERT(probe_wait(&P, "proxy: reply to dead ok", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "client: reply replied", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, defer, 1000}", px);
+    CU_ASSERT(probe_wait(&P, "proxy: defer eperm", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "client: reply deferred", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, cl, "{call, ~p, bad_from, 1000}", px);
+    CU_ASSERT(probe_wait(&P, "proxy: bad from einval", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "proxy: versioned tag einval", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "client: reply checked", WAIT_MS));
+    ca_kill(RT, CA_PID_NONE, px, "kill");
+}
+
 /* A call from outside any actor's loop is a plain message: match it. */
 static ca_ref RAW_REF;
 
@@ -717,6 +785,7 @@ static void add(void)
     CU_pSuite s = CU_add_suite("gen", setup, teardown);
     ADD_TEST(s, test_calls_casts_infos);
     ADD_TEST(s, test_call_by_name);
+    ADD_TEST(s, test_call_for);
     ADD_TEST(s, test_call_match);
     ADD_TEST(s, test_reply_forms);
     ADD_TEST(s, test_sys_messages);

@@ -29,6 +29,8 @@
  *              supervisor:which_children({kv_pool, Node})
  *   example:add(A, B) -> A + B
  *   example:reverse(Binary) -> the bytes in reverse order
+ *   example:get(Key) -> what kv holds for Key: {ok, Value} | not_found
+ *            (answered by kv itself: a deferred rpc answer)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +334,28 @@ static int notify(void *ctx, ca_actor *caller, const char *args, size_t len, ei_
     return rc ? rc : ca_fmt(result, "ok");
 }
 
+/* example:get(Key) -> {ok, Value} | not_found, from the kv actor, which
+ * owns the data: the function defers its answer (ca_rpc_defer) and hands
+ * the call to kv as a gen_server call in the rpc caller's name
+ * (ca_gen_call_for), so kv's reply is the function's value. As with
+ * gen_server:call(kv, {get, Key}) in Erlang, the call fails if kv dies
+ * first (with kv's exit reason) or takes more than 5 s (timeout). */
+static int get(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
+{
+    const char *key;
+    size_t kl;
+    ca_pid kv;
+    ca_call_from from;
+    (void)ctx;
+    (void)result;
+    if (ca_match_term(args, len, "[~t]", &key, &kl))
+        return CA_EINVAL;
+    if (ca_whereis(ca_actor_rt(caller), "kv", &kv))
+        return CA_ESRCH; /* restarting: the caller gets {error, esrch} */
+    int rc = ca_rpc_defer(caller, kv, 5000, &from);
+    return rc ? rc : ca_gen_call_for(caller, kv, &from, "{get, ~t}", key, kl);
+}
+
 /* ---- entry point ---- */
 
 /* ---- kv_pool ---- */
@@ -365,7 +389,8 @@ int cactor_plugin_init(ca_plugin *p)
         (rc = ca_plugin_add_child(p, &pool)) ||
         (rc = ca_rpc_register(rt, "example", "add", 2, add, NULL)) ||
         (rc = ca_rpc_register(rt, "example", "reverse", 1, reverse, NULL)) ||
-        (rc = ca_rpc_register(rt, "example", "notify", 2, notify, NULL)))
+        (rc = ca_rpc_register(rt, "example", "notify", 2, notify, NULL)) ||
+        (rc = ca_rpc_register(rt, "example", "get", 1, get, NULL)))
         return rc;
     return 0;
 }

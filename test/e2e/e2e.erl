@@ -329,6 +329,35 @@ plugin_rpc(CN) ->
     42 = rpc:call(CN, example, add, [2, 40], ?T),
     <<"cba">> = erpc:call(CN, example, reverse, [<<"abc">>], ?T),
     {badrpc, {'EXIT', {{error, einval}, _}}} = rpc:call(CN, example, add, [a, b], ?T),
+    %% a deferred answer (example:get asks kv) through rpc, erpc and rex's
+    %% two protocols; then kv killed while it holds the calls; then too slow
+    ok = gen_server:call({kv, CN}, {put, d, 1}, ?T),
+    {ok, 1} = rpc:call(CN, example, get, [d], ?T),
+    {ok, 1} = erpc:call(CN, example, get, [d], ?T),
+    {ok, 1} = gen_server:call({rex, CN}, {call, example, get, [d], user}, ?T),
+    {rex, CN} ! {self(), {call, example, get, [d], user}},
+    {rex, {ok, 1}} = recv(fun(M) -> element(1, M) =:= rex end),
+    Kv = whereis_c(CN, kv),
+    held_calls_fail(CN, killed, fun() -> exit(Kv, kill) end),
+    Kv2 = wait_restart_name(CN, kv, Kv, 100),
+    held_calls_fail(CN, timeout, fun() -> ok end),
+    ok = sys:resume(Kv2, ?T),
+    not_found = rpc:call(CN, example, get, [d], ?T),
+    ok.
+
+%% kv suspended holds example:get's calls (erpc, and rex's gen_server
+%% protocol) while Action runs: both fail with Why.
+held_calls_fail(CN, Why, Action) ->
+    ok = sys:suspend({kv, CN}, ?T),
+    Erpc = erpc:send_request(CN, example, get, [d]),
+    Rex = gen_server:send_request({rex, CN}, {call, example, get, [d], user}),
+    timer:sleep(300),
+    Action(),
+    try erpc:receive_response(Erpc, 2 * ?T) of
+        V -> error({unexpected, V})
+    catch exit:{exception, Why} -> ok
+    end,
+    {reply, {badrpc, {'EXIT', Why}}} = gen_server:receive_response(Rex, 2 * ?T),
     ok.
 
 %% A C actor calls an Erlang gen_server: a reply, a dead server, a silent one.
