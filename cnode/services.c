@@ -280,66 +280,61 @@ static int fn_is_process_alive(void *ctx, ca_actor *caller, const char *args, si
     return ca_fmt(r, ca_is_alive(rt, pid) ? "true" : "false");
 }
 
-/* One {Item, Value} of process_info for a live actor. */
-static int info_item(ca_rt *rt, ca_pid pid, const ca_actor_stats *st, const char *item,
-                     ei_x_buff *r)
+/* An item, or a proper list of items, of those a C actor has. */
+static int info_items_ok(const char *t, size_t len)
 {
-    char name[CA_MAXATOM];
-    if (strcmp(item, "message_queue_len") == 0)
-        return ca_fmt(r, "{message_queue_len, ~u}", (unsigned long)st->queue_len);
-    if (strcmp(item, "registered_name") != 0)
-        return CA_EINVAL; /* no meaning for a C actor: badarg */
-    ca__name_of(rt, pid, name, sizeof name);
-    return name[0] ? ca_fmt(r, "{registered_name, ~a}", name) : ca_fmt(r, "{registered_name, []}");
+    char item[CA_MAXATOM];
+    int idx = 0, n;
+    if (ca_match_term(t, len, "~a", item) == 0)
+        return ca__info_item_known(item);
+    if (ei_decode_list_header(t, &idx, &n))
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (ei_decode_atom_as(t, &idx, item, sizeof item, ERLANG_UTF8, NULL, NULL) ||
+            !ca__info_item_known(item))
+            return 0;
+    return n == 0 || (idx < (int)len && (unsigned char)t[idx] == ERL_NIL_EXT);
 }
 
-/* erlang:process_info(Pid, Item | [Item]) for what a C actor has:
- * message_queue_len and registered_name (undefined for a dead actor). */
-static int fn_process_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+/* erlang:process_info(Pid, Item | [Item]) and process_info(Pid) (items
+ * '$all'). Links and monitors are the actor's own thread's, so the actor
+ * answers, in its next turn, to the deferred call; undefined when dead.
+ * Items: registered_name, message_queue_len, links, monitors,
+ * monitored_by, trap_exit; any other is badarg. */
+static int process_info(ca_actor *caller, const char *items, size_t il, bool all, ca_pid pid)
 {
     ca_rt *rt = ca_actor_rt(caller);
-    ca_pid pid;
-    ca_actor_stats st;
-    const char *items;
-    size_t il;
-    char item[CA_MAXATOM];
-    (void)ctx;
-    if (ca_match_term(args, len, "[~p, ~t]", &pid, &items, &il) || pid.node != ca_rt_node(rt))
+    ca_call_from from;
+    if (pid.node != ca_rt_node(rt) || (!all && !info_items_ok(items, il)))
         return CA_EINVAL;
-    if (ca_actor_stats_get(rt, pid, &st))
-        return ca_fmt(r, "undefined");
-    if (ca_match_term(items, il, "~a", item) == 0)
-        return info_item(rt, pid, &st, item, r);
-    int idx = 0, n, rc = 0;
-    if (ei_decode_list_header(items, &idx, &n))
-        return CA_EINVAL;
-    if (n && ei_x_encode_list_header(r, n))
-        return CA_ENOMEM;
-    for (int k = 0; rc == 0 && k < n; k++)
-        rc = ei_decode_atom(items, &idx, item) ? CA_EINVAL : info_item(rt, pid, &st, item, r);
-    if (rc == 0 && ei_x_encode_empty_list(r))
-        rc = CA_ENOMEM;
-    return rc;
+    int rc = ca_rpc_defer(caller, CA_PID_NONE, 5000, &from);
+    if (rc == 0)
+        rc = ca__signal(rt, CA__SIG_INFO, ca_self(caller), pid, &from.ref, items, il);
+    return rc == CA_ESRCH ? ca_gen_replyf(caller, &from, "undefined") : rc;
 }
 
-/* erlang:process_info(Pid): the items a C actor has, as Erlang lists its
- * defaults (registered_name only when it has one); undefined when dead. */
+static int fn_process_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    ca_pid pid;
+    const char *items;
+    size_t il;
+    (void)ctx;
+    (void)r;
+    if (ca_match_term(args, len, "[~p, ~t]", &pid, &items, &il))
+        return CA_EINVAL;
+    return process_info(caller, items, il, false, pid);
+}
+
 static int fn_process_info_all(void *ctx, ca_actor *caller, const char *args, size_t len,
                                ei_x_buff *r)
 {
-    ca_rt *rt = ca_actor_rt(caller);
+    static const char all[] = {ERL_SMALL_ATOM_UTF8_EXT, 4, '$', 'a', 'l', 'l'};
     ca_pid pid;
-    ca_actor_stats st;
-    char name[CA_MAXATOM];
     (void)ctx;
-    if (ca_match_term(args, len, "[~p]", &pid) || pid.node != ca_rt_node(rt))
+    (void)r;
+    if (ca_match_term(args, len, "[~p]", &pid))
         return CA_EINVAL;
-    if (ca_actor_stats_get(rt, pid, &st))
-        return ca_fmt(r, "undefined");
-    ca__name_of(rt, pid, name, sizeof name);
-    return name[0] ? ca_fmt(r, "[{registered_name, ~a}, {message_queue_len, ~u}]", name,
-                            (unsigned long)st.queue_len)
-                   : ca_fmt(r, "[{message_queue_len, ~u}]", (unsigned long)st.queue_len);
+    return process_info(caller, all, sizeof all, true, pid);
 }
 
 static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)

@@ -266,6 +266,8 @@ static void send_down(ca_rt *rt, ca_pid from, ca_pid to, const ca_ref *ref, cons
 static const char noproc_reason[] = {(char)131, 119, 6, 'n', 'o', 'p', 'r', 'o', 'c'};
 static const char enomem_reason[] = {(char)131, 119, 6, 'e', 'n', 'o', 'm', 'e', 'm'};
 
+static void info_reply(ca_rt *rt, ca_actor *a, ca_pid self, const ca_msg *m);
+
 /* A signal that reached a dying or dead actor: answer what needs an
  * answer, with the exit reason while the actor is exiting (the link or
  * monitor was made before it died), else noproc. */
@@ -286,6 +288,8 @@ static void bounce(ca_rt *rt, ca_pid dead, ca_msg *m, const char *reason, size_t
         if (m->len < sizeof name) /* by name: the name as data */
             memcpy(name, m->data, m->len);
         send_down(rt, dead, m->from, &m->u.ref, name, dead.node, reason, len);
+    } else if (m->kind == CA__SIG_INFO) {
+        info_reply(rt, NULL, dead, m);
     }
 }
 
@@ -689,6 +693,111 @@ static int on_exit_signal(ca_actor *a, ca_msg *m)
     return 0;
 }
 
+/* ---- process_info (CA__SIG_INFO), answered in the actor's own turn ---- */
+
+/* registered_name first: process_info/1 leaves it out when there is none */
+static const char *const INFO_ITEMS[] = {"registered_name", "message_queue_len", "links",
+                                         "monitors",        "monitored_by",      "trap_exit"};
+#define N_INFO_ITEMS (sizeof INFO_ITEMS / sizeof INFO_ITEMS[0])
+
+int ca__info_item_known(const char *item)
+{
+    for (size_t i = 0; i < N_INFO_ITEMS; i++)
+        if (strcmp(item, INFO_ITEMS[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* {links, [Pid]}, {monitored_by, [Pid]} or {monitors, [{process, Pid |
+ * {Name, Node}}]}: from the actor's tables, which only its thread reads. */
+static int info_list(ca_actor *a, const char *item, ei_x_buff *x)
+{
+    ca__actor_ext *e = a->ext;
+    int links = strcmp(item, "links") == 0, mons = strcmp(item, "monitors") == 0;
+    const ca__refmap *map = !e ? NULL : mons ? &e->mons : &e->watchers;
+    uint32_t n = !e ? 0 : links ? e->nlinks : map->n, it = 0;
+    int rc = ei_x_encode_tuple_header(x, 2) || ei_x_encode_atom(x, item) ? CA_ENOMEM : 0;
+    if (rc == 0 && n && ei_x_encode_list_header(x, n))
+        rc = CA_ENOMEM;
+    for (uint32_t i = 0; rc == 0 && links && e && i < e->caplinks; i++)
+        if (e->links[i].node)
+            rc = ca_fmt(x, "~p", e->links[i]);
+    for (ca__refent *r; rc == 0 && !links && map && (r = ca__refmap_next(map, &it));) {
+        const ca__mon *mon = (const ca__mon *)r;
+        const char *node = ca_node_name(mon->node);
+        if (!mons)
+            rc = ca_fmt(x, "~p", mon->pid);
+        else if (mon->name[0])
+            rc = ca_fmt(x, "{process, {~a, ~a}}", mon->name, node ? node : "nonode@nohost");
+        else
+            rc = ca_fmt(x, "{process, ~p}", mon->pid);
+    }
+    if (rc == 0 && ei_x_encode_empty_list(x))
+        rc = CA_ENOMEM;
+    return rc;
+}
+
+/* One {Item, Value}. `name` is the registered name, or "". */
+static int info_item(ca_actor *a, const char *item, const char *name, ei_x_buff *x)
+{
+    if (strcmp(item, "registered_name") == 0)
+        return name[0] ? ca_fmt(x, "{registered_name, ~a}", name)
+                       : ca_fmt(x, "{registered_name, []}");
+    if (strcmp(item, "message_queue_len") == 0) { /* what waits behind this request */
+        uint32_t q = ca__queued(a, atomic_load(&a->count));
+        return ca_fmt(x, "{message_queue_len, ~u}", (unsigned long)(q ? q - 1 : 0));
+    }
+    if (strcmp(item, "trap_exit") == 0)
+        return ca_fmt(x, (a->flags & CA__A_TRAP_EXIT) ? "{trap_exit, true}" : "{trap_exit, false}");
+    if (!ca__info_item_known(item))
+        return CA_EINVAL; /* the asker checks: cannot be */
+    return info_list(a, item, x);
+}
+
+/* The answer to process_info: {Item, Value} for an atom, a list of them
+ * for a list; for '$all' every item, registered_name only if there is
+ * one, as erlang:process_info/1 gives them. */
+static int info_answer(ca_actor *a, const ca_msg *m, ei_x_buff *x)
+{
+    char item[CA_MAXATOM], name[CA_MAXATOM];
+    int idx = 0, n, rc = 0;
+    ca__name_of(a->sched->rt, a->pid, name, sizeof name);
+    if (ca__is_atom(m->data, m->len, "$all")) {
+        if (ei_x_encode_list_header(x, (long)N_INFO_ITEMS - !name[0]))
+            return CA_ENOMEM;
+        for (size_t i = !name[0]; rc == 0 && i < N_INFO_ITEMS; i++)
+            rc = info_item(a, INFO_ITEMS[i], name, x);
+    } else if (ei_decode_atom_as(m->data, &idx, item, sizeof item, ERLANG_UTF8, NULL, NULL) == 0) {
+        return info_item(a, item, name, x);
+    } else if (ei_decode_list_header(m->data, &idx, &n) == 0) {
+        if (n && ei_x_encode_list_header(x, n))
+            return CA_ENOMEM;
+        for (int i = 0; rc == 0 && i < n; i++)
+            rc = ei_decode_atom_as(m->data, &idx, item, sizeof item, ERLANG_UTF8, NULL, NULL)
+                     ? CA_EBADTERM
+                     : info_item(a, item, name, x);
+    } else {
+        return CA_EBADTERM;
+    }
+    return rc == 0 && ei_x_encode_empty_list(x) ? CA_ENOMEM : rc;
+}
+
+/* Answer {Ref, Info} to the asker, or {Ref, undefined} for a dead actor. */
+static void info_reply(ca_rt *rt, ca_actor *a, ca_pid self, const ca_msg *m)
+{
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x) || ei_x_encode_tuple_header(&x, 2) ||
+        ca_fmt(&x, "~r", &m->u.ref)) {
+        ei_x_free(&x);
+        return;
+    }
+    int rc = a ? info_answer(a, m, &x) : ca_fmt(&x, "undefined");
+    ca_msg *r = rc == 0 ? ca__msg_term(self, x.buff, (size_t)x.index) : NULL;
+    if (r)
+        ca__route(rt, r, m->from);
+    ei_x_free(&x);
+}
+
 /* Returns 1 when `m` is to be handled by the behaviour. */
 static int on_signal(ca_actor *a, ca_msg *m)
 {
@@ -728,6 +837,9 @@ static int on_signal(ca_actor *a, ca_msg *m)
             return 0; /* demonitored meanwhile */
         free(mon);
         return 1;
+    case CA__SIG_INFO:
+        info_reply(a->sched->rt, a, a->pid, m);
+        return 0;
     default:
         return 1;
     }

@@ -38,7 +38,14 @@ enum {
     CA__SIG_MONITOR,   /* from monitors us with ref */
     CA__SIG_DEMONITOR, /* from dropped its monitor ref */
     CA__SIG_DOWN,      /* a monitored actor died; data {'DOWN', Ref, process, Pid, R} */
+    CA__SIG_INFO,      /* from asks for process_info; ref tags the answer, data is
+                          the item (atom), the items (list) or '$all', no version
+                          byte; from gets {Ref, Answer} ({Ref, undefined} if dead) */
 };
+
+/* actor.c: whether erlang:process_info's `item` is one a C actor has
+ * (what a CA__SIG_INFO may ask for). */
+int ca__info_item_known(const char *item);
 
 struct ca_msg {
     ca__mpsc_node node;

@@ -42,7 +42,8 @@ groups() ->
                       supervisor_module, supervisor_module_pool, supervisor_sys]},
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
                 rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns,
-                rpc_deferred, rpc_deferred_watch_dies, rpc_deferred_timeout]}].
+                rpc_deferred, rpc_deferred_watch_dies, rpc_deferred_timeout,
+                process_info_items]}].
 
 init_per_suite(Config) ->
     {ok, Node} = cactor:start_node(interop, #{threads => 2,
@@ -788,10 +789,12 @@ rpc_builtins(Config) ->
     ?assertMatch([{registered_name, echo}, {message_queue_len, _}],
                  rpc:call(N, erlang, process_info, [Echo, [registered_name, message_queue_len]], ?T)),
     ?assertEqual(undefined, rpc:call(N, erlang, process_info, [Gone, message_queue_len], ?T)),
-    ?assertMatch([{registered_name, echo}, {message_queue_len, Q}] when is_integer(Q),
+    ?assertMatch([{registered_name, echo}, {message_queue_len, Q}, {links, _}, {monitors, _},
+                  {monitored_by, _}, {trap_exit, false}] when is_integer(Q),
                  rpc:call(N, erlang, process_info, [Echo], ?T)),
     {ok, Unnamed} = supervisor:start_child({kv_pool, N}, []),
-    ?assertMatch([{message_queue_len, _}], rpc:call(N, erlang, process_info, [Unnamed], ?T)),
+    ?assertEqual([message_queue_len, links, monitors, monitored_by, trap_exit],
+                 [K || {K, _} <- rpc:call(N, erlang, process_info, [Unnamed], ?T)]),
     %% processes/0: the live actors, named or not, each once
     Procs = rpc:call(N, erlang, processes, [], ?T),
     ?assertEqual([N], lists:usort([node(P) || P <- Procs])),
@@ -804,6 +807,10 @@ rpc_builtins(Config) ->
     ?assertEqual(undefined, rpc:call(N, erlang, process_info, [Gone], ?T)),
     ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [self()], ?T)),
     ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [Echo, heap_size], ?T)),
+    ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [Echo, [links, heap_size]], ?T)),
+    ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [Echo, '$all'], ?T)),
+    ?assertMatch({badrpc, _}, rpc:call(N, erlang, process_info, [Echo, [links | trap_exit]], ?T)),
+    ?assertEqual([], rpc:call(N, erlang, process_info, [Echo, []], ?T)),
     %% a pid of this node is not one of the C node's
     ?assertMatch({badrpc, _}, rpc:call(N, erlang, is_process_alive, [self()], ?T)).
 
@@ -1028,3 +1035,47 @@ deferred_results(N, Key, Action) ->
          end,
     ct:log("deferred ~p: ~p", [Key, [R1, R2, R3, R4, R5]]),
     [R1, R2, R3, R4, R5].
+
+%% process_info's items that a C actor has, answered by the actor itself
+%% (links and monitors are its own thread's): links, monitors (by pid and
+%% by name), monitored_by, trap_exit; they follow what happens.
+process_info_items(Config) ->
+    N = cn(Config),
+    Info = fun(Pid, Items) -> rpc:call(N, erlang, process_info, [Pid, Items], ?T) end,
+    Echo = whereis_c(N, echo),
+    Sup = whereis_c(N, cactor_sup),
+    ?assertEqual({links, [Sup]}, Info(Echo, links)),
+    ?assertEqual({links, [Sup]}, erpc:call(N, erlang, process_info, [Echo, links], ?T)),
+    M = erlang:monitor(process, Echo),
+    {monitored_by, By} = Info(Echo, monitored_by),
+    ?assert(lists:member(self(), By)),
+    erlang:demonitor(M),
+    cactor_test_lib:wait_until(
+      fun() -> {monitored_by, B} = Info(Echo, monitored_by), not lists:member(self(), B) end, ?T),
+    %% the probe traps exits; it links to and monitors an Erlang process
+    Probe = whereis_c(N, cactor_probe),
+    P = spawn(fun() -> receive stop -> ok end end),
+    true = register(pi_target, P),
+    {cactor_probe, N} ! {link, P, self()},
+    receive {linked, P} -> ok after ?T -> ct:fail(not_linked) end,
+    {cactor_probe, N} ! {monitor, P, self()},
+    receive {monitoring, P} -> ok after ?T -> ct:fail(not_monitoring) end,
+    {cactor_probe, N} ! {monitor_name, pi_target, node(), self()},
+    receive {monitoring_name, pi_target, _, ok} -> ok after ?T -> ct:fail(not_monitoring_name) end,
+    All = rpc:call(N, erlang, process_info, [Probe], ?T),
+    ct:log("process_info(cactor_probe): ~p", [All]),
+    ?assertEqual({registered_name, cactor_probe}, lists:keyfind(registered_name, 1, All)),
+    ?assertEqual({trap_exit, true}, lists:keyfind(trap_exit, 1, All)),
+    {links, Links} = lists:keyfind(links, 1, All),
+    ?assert(lists:member(P, Links)),
+    {monitors, Mons} = lists:keyfind(monitors, 1, All),
+    ?assertEqual([], [{process, P}, {process, {pi_target, node()}}] -- Mons),
+    ?assert(lists:member(Probe, element(2, erlang:process_info(P, links)))),
+    P ! stop,
+    cactor_test_lib:wait_until(
+      fun() ->
+              [{links, L}, {monitors, Ms}] = Info(Probe, [links, monitors]),
+              not lists:member(P, L) andalso
+                  not lists:member({process, P}, Ms) andalso
+                  not lists:member({process, {pi_target, node()}}, Ms)
+      end, ?T).

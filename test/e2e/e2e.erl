@@ -269,6 +269,15 @@ rpc_builtins(CN) ->
         rpc:call(CN, cactor, info, [], ?T),
     true = A >= 4 andalso is_integer(R),
     true = lists:member(node(), Nodes),
+    %% process_info, answered by the actor itself
+    Sup = whereis_c(CN, cactor_sup),
+    M = erlang:monitor(process, Echo),
+    [{links, [Sup]}, {monitors, []}, {monitored_by, By}, {trap_exit, false}] =
+        rpc:call(CN, erlang, process_info, [Echo, [links, monitors, monitored_by, trap_exit]], ?T),
+    true = lists:member(self(), By),
+    true = erlang:demonitor(M),
+    [{registered_name, echo}, {message_queue_len, _} | _] =
+        rpc:call(CN, erlang, process_info, [Echo], ?T),
     ok.
 
 rpc_undef(CN) ->
