@@ -149,6 +149,10 @@ defmodule CactorTest do
     assert :erpc.call(n, :example, :reverse, ["abc"]) == "cba"
     assert {:badrpc, {:EXIT, {:undef, _}}} = :rpc.call(n, :example, :nope, [])
     assert_raise ErlangError, fn -> :erpc.call(n, :example, :nope, []) end
+    # a function whose answer the kv actor gives (a deferred answer)
+    :ok = GenServer.call({:kv, n}, {:put, :elixir, %{lang: "elixir"}})
+    assert :erpc.call(n, :example, :get, [:elixir]) == {:ok, %{lang: "elixir"}}
+    assert :rpc.call(n, :example, :get, [:nothing]) == :not_found
   end
 
   test "links, monitors and the C supervisor", %{cnode: n} do

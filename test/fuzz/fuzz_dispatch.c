@@ -362,7 +362,8 @@ static const char *const ATOMS[] = {"normal",          "kill",       "shutdown",
                                     "erlang",          "node",       "message_queue_len",
                                     "registered_name", "suspend",    "resume",
                                     "get_state",       "get_status", "terminate",
-                                    "replace_state"};
+                                    "replace_state",   "links",      "monitors",
+                                    "monitored_by",    "trap_exit",  "$all"};
 #define NATOMS (sizeof ATOMS / sizeof ATOMS[0])
 
 static void enc_atom(ei_x_buff *x, const char *a)
