@@ -960,9 +960,11 @@ int ca_rpc_register(ca_rt *rt, const char *module, const char *function, int ari
  * appending a result. *from is then whom to answer, a plain value to
  * copy and pass along (with ca_gen_call_for, or in a message of your
  * own); whoever has the result gives it with ca_gen_reply(self, from,
- * Result), once, from any actor of this node, and the caller gets it as
- * the function's value (rpc:call and erpc:call return it; casts and
- * spawn/4 then exit normal). Until then the call waits:
+ * Result), once, from any actor of this node (or an Erlang gen_server the
+ * call was handed to, with gen_server:reply or its handle_call's reply),
+ * and the caller gets it as the function's value (rpc:call and erpc:call
+ * return it; casts and spawn/4 then exit normal). A second answer is
+ * dropped. Until then the call waits:
  *
  * watch    an actor (local or remote) that is to answer, or CA_PID_NONE;
  *          if it exits first, the call fails with its exit reason, as a

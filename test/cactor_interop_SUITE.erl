@@ -43,7 +43,7 @@ groups() ->
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
                 rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns,
                 rpc_deferred, rpc_deferred_watch_dies, rpc_deferred_timeout,
-                process_info_items]}].
+                rpc_deferred_to_erlang, process_info_items]}].
 
 init_per_suite(Config) ->
     {ok, Node} = cactor:start_node(interop, #{threads => 2,
@@ -1002,6 +1002,19 @@ rpc_deferred_timeout(Config) ->
     ?assertEqual({ok, 1}, rpc:call(N, example, get, [late], ?T)),
     ?assertEqual(N, gen_server:call({rex, N}, {call, erlang, node, [], user}, ?T)),
     cactor_test_lib:wait_until(fun() -> Count() =:= Before end, ?T).
+
+%% A C function hands the call to an Erlang gen_server (example:call does
+%% gen_server:call(Server, Request)): the Erlang server's reply is the
+%% value; a C actor's too; a dead server is noproc, as in Erlang.
+rpc_deferred_to_erlang(Config) ->
+    N = cn(Config),
+    {ok, Srv} = cactor_test_server:start(),
+    ?assertEqual({doubled, 42, N}, rpc:call(N, example, call, [Srv, {double, 21}], ?T)),
+    ?assertEqual({doubled, 8, N}, erpc:call(N, example, call, [Srv, {double, 4}], ?T)),
+    ?assertEqual(2, gen_server:call(Srv, calls, ?T)),
+    ?assertEqual(hello, rpc:call(N, example, call, [whereis_c(N, echo), hello], ?T)),
+    ok = gen_server:stop(Srv),
+    ?assertEqual({badrpc, {'EXIT', noproc}}, rpc:call(N, example, call, [Srv, calls], ?T)).
 
 %% example:get(Key) in the five ways Erlang calls a function on a node,
 %% all started at once, then Action run, then what each gave: {value, V}

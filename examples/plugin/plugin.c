@@ -31,6 +31,8 @@
  *   example:reverse(Binary) -> the bytes in reverse order
  *   example:get(Key) -> what kv holds for Key: {ok, Value} | not_found
  *            (answered by kv itself: a deferred rpc answer)
+ *   example:call(Server, Request) -> gen_server:call(Server, Request),
+ *            Server a pid of any node
  */
 #include <stdlib.h>
 #include <string.h>
@@ -356,6 +358,23 @@ static int get(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_b
     return rc ? rc : ca_gen_call_for(caller, kv, &from, "{get, ~t}", key, kl);
 }
 
+/* example:call(Server, Request): gen_server:call(Server, Request) made by
+ * a C function, Server a pid of any node (a C actor, an Erlang or Elixir
+ * gen_server): the same deferral, handed to Server. */
+static int call(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
+{
+    const char *req;
+    size_t rl;
+    ca_pid server;
+    ca_call_from from;
+    (void)ctx;
+    (void)result;
+    if (ca_match_term(args, len, "[~p, ~t]", &server, &req, &rl))
+        return CA_EINVAL;
+    int rc = ca_rpc_defer(caller, server, 5000, &from);
+    return rc ? rc : ca_gen_call_for(caller, server, &from, "~t", req, rl);
+}
+
 /* ---- entry point ---- */
 
 /* ---- kv_pool ---- */
@@ -390,7 +409,8 @@ int cactor_plugin_init(ca_plugin *p)
         (rc = ca_rpc_register(rt, "example", "add", 2, add, NULL)) ||
         (rc = ca_rpc_register(rt, "example", "reverse", 1, reverse, NULL)) ||
         (rc = ca_rpc_register(rt, "example", "notify", 2, notify, NULL)) ||
-        (rc = ca_rpc_register(rt, "example", "get", 1, get, NULL)))
+        (rc = ca_rpc_register(rt, "example", "get", 1, get, NULL)) ||
+        (rc = ca_rpc_register(rt, "example", "call", 2, call, NULL)))
         return rc;
     return 0;
 }
