@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "cactor.h"
+#include "internal.h"
 #include "probe.h"
 #include "refmap.h"
 
@@ -212,6 +213,114 @@ static size_t count_in(const ca_pid *pids, size_t n, ca_pid p)
     for (size_t i = 0; i < n; i++)
         k += ca_pid_eq(pids[i], p);
     return k;
+}
+
+/* ---- process_info: a CA__SIG_INFO answered by the actor itself ---- */
+
+static int infoc_handle(ca_actor *self, void *state, ca_msg *m)
+{
+    const char *t;
+    size_t tl;
+    char txt[512];
+    (void)self;
+    (void)state;
+    if (ca_match(m, "{~r, ~t}", NULL, &t, &tl) == 0) {
+        term_text(t, tl, txt, sizeof txt);
+        probe_say(&P, "info: %s", txt);
+    }
+    return 0;
+}
+
+static const ca_behaviour INFOC = {"infoc", NULL, infoc_handle, NULL};
+
+/* Ask `of` for `items` (ca_fmt syntax) on behalf of the collector. */
+static int ask_info(ca_pid collector, ca_pid of, const char *items)
+{
+    ei_x_buff x;
+    ca_ref ref;
+    ei_x_new(&x);
+    ca_fmt(&x, items);
+    ca_make_ref(RT, &ref);
+    int rc = ca__signal(RT, CA__SIG_INFO, collector, of, &ref, x.buff, (size_t)x.index);
+    ei_x_free(&x);
+    return rc;
+}
+
+/* "info: " and the term, as the collector prints it. */
+static int wait_info(const char *fmt, ...)
+{
+    char txt[512], line[600];
+    ei_x_buff x;
+    va_list ap;
+    ei_x_new(&x);
+    va_start(ap, fmt);
+    ca_vfmt(&x, fmt, ap);
+    va_end(ap);
+    term_text(x.buff, (size_t)x.index, txt, sizeof txt);
+    ei_x_free(&x);
+    snprintf(line, sizeof line, "info: %s", txt);
+    return probe_wait(&P, line, WAIT_MS);
+}
+
+static void test_process_info(void)
+{
+    before();
+    tactor ta = {.tag = "a"}, tb = {.tag = "b"}, tc = {.tag = "c"}, td = {.tag = "d"},
+           te = {.tag = "e"};
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "infoa";
+    ca_pid a, b = spawn_t(&tb, 0), c = spawn_t(&tc, 0), k;
+    CU_ASSERT_FATAL(ca_spawn(RT, &T, &ta, &o, &a) == 0);
+    CU_ASSERT_FATAL(ca_spawn(RT, &INFOC, NULL, NULL, &k) == 0);
+    ca_rt_sendf(RT, CA_PID_NONE, a, "{trap, 1}");
+    ca_rt_sendf(RT, CA_PID_NONE, a, "{link, ~p}", b);
+    ca_rt_sendf(RT, CA_PID_NONE, a, "{monitor, ~p}", c);
+    ca_rt_sendf(RT, CA_PID_NONE, b, "{monitor, ~p}", a);
+    CU_ASSERT(probe_wait(&P, "a: monitor ok", WAIT_MS));
+    CU_ASSERT(probe_wait(&P, "b: monitor ok", WAIT_MS));
+    CU_ASSERT_EQUAL(ask_info(k, a, "[registered_name, links, monitors, monitored_by, trap_exit]"),
+                    0);
+    CU_ASSERT(wait_info("[{registered_name, infoa}, {links, [~p]}, {monitors, [{process, ~p}]}, "
+                        "{monitored_by, [~p]}, {trap_exit, true}]",
+                        b, c, b));
+    /* one item; all of them (no registered_name when there is none); none */
+    CU_ASSERT_EQUAL(ask_info(k, b, "links"), 0);
+    CU_ASSERT(wait_info("{links, [~p]}", a));
+    CU_ASSERT_EQUAL(ask_info(k, c, "'$all'"), 0);
+    CU_ASSERT(wait_info("[{message_queue_len, 0}, {links, []}, {monitors, []}, "
+                        "{monitored_by, [~p]}, {trap_exit, false}]",
+                        a));
+    CU_ASSERT_EQUAL(ask_info(k, c, "[]"), 0);
+    CU_ASSERT(wait_info("[]"));
+    /* the queue behind the request: d is held in its first message */
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&gate);
+    td.gate = &gate;
+    ca_pid d = spawn_t(&td, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, d, "first");
+    CU_ASSERT(probe_wait(&P, "d: gated", WAIT_MS));
+    CU_ASSERT_EQUAL(ask_info(k, d, "message_queue_len"), 0);
+    for (int i = 0; i < 3; i++)
+        ca_rt_sendf(RT, CA_PID_NONE, d, "later");
+    pthread_mutex_unlock(&gate);
+    CU_ASSERT(wait_info("{message_queue_len, 3}"));
+    /* an actor that exits with the request queued answers undefined; a
+     * dead one is not asked */
+    pthread_mutex_lock(&gate);
+    te.gate = &gate;
+    ca_pid e = spawn_t(&te, 0);
+    ca_rt_sendf(RT, CA_PID_NONE, e, "first");
+    CU_ASSERT(probe_wait(&P, "e: gated", WAIT_MS));
+    ca_rt_sendf(RT, CA_PID_NONE, e, "{exit, boom}");
+    CU_ASSERT_EQUAL(ask_info(k, e, "links"), 0);
+    pthread_mutex_unlock(&gate);
+    CU_ASSERT(wait_info("undefined"));
+    CU_ASSERT(probe_wait(&P, "e: terminate boom", WAIT_MS));
+    for (int w = 0; w < 2000 && ca_is_alive(RT, e); w++)
+        usleep(1000);
+    CU_ASSERT_EQUAL(ask_info(k, e, "links"), CA_ESRCH);
+    after();
 }
 
 /* erlang:processes/0's snapshot: every live actor once, the dead gone. */
@@ -1354,6 +1463,7 @@ static void add(void)
     ADD_TEST(s, test_spawn_exit_churn);
     ADD_TEST(s, test_rt_wait_and_shutdown);
     ADD_TEST(s, test_rt_actors);
+    ADD_TEST(s, test_process_info);
     ADD_TEST(s, test_deep_exit_reason);
 }
 
