@@ -621,6 +621,26 @@ int ca__sys_status_reply(ca_actor *self, const ca_call_from *from, const char *f
     return ca_gen_replyf(self, from, fmt, me, status, me, header, status, me, state, len);
 }
 
+int ca__sys_plain(ca_actor *self, const ca_msg *m, const char *name, const char *state, size_t len)
+{
+    ca_call_from from;
+    const char *req, *r;
+    size_t rl, ql;
+    if (ca__sys_call_match(m, &from, &req, &ql) != 0)
+        return 0;
+    if (ca_match_term(req, ql, "{terminate, ~t}", &r, &rl) == 0) {
+        ca_gen_replyf(self, &from, "ok"); /* as sys does, before it goes */
+        ca_exit(self, "~t", r, rl);
+    } else if (ca__is_atom(req, ql, "get_state")) {
+        ca_gen_replyf(self, &from, "~t", state, len);
+    } else if (ca__is_atom(req, ql, "get_status")) {
+        ca__sys_status_reply(self, &from, name, "running", state, len);
+    } else { /* suspend and resume too: a plain actor cannot hold messages back */
+        ca_gen_replyf(self, &from, "{error, {not_supported, ~t}}", req, ql);
+    }
+    return 1;
+}
+
 static int status_reply(ca_actor *self, gs_state *g, const ca_call_from *from)
 {
     ei_x_buff st;

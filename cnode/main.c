@@ -234,6 +234,12 @@ static int echo_handle(ca_actor *self, void *state, ca_msg *m)
         if (ca_match(m, "{report, ~p}", &pid) == 0)
             ca_sendf(self, pid, "{count, ~u}", st->count);
         st->count = 0;
+    } else if (arity == 3 && strcmp(atom, "system") == 0) {
+        /* sys:get_state gives the casts counted since the last report */
+        ei_x_buff x;
+        if (ei_x_new(&x) == 0 && ca_fmt(&x, "#{count => ~u}", st->count) == 0)
+            ca__sys_plain(self, m, "echo", x.buff, (size_t)x.index);
+        ei_x_free(&x);
     }
     return 0;
 }

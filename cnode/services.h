@@ -24,6 +24,13 @@ int ca__spawn_job_run(ca_rt *rt, ca_pid pid);
 int ca__services_register(ca_rt *rt, ca_node *node);
 size_t ca__services_children(ca_child_spec *out, size_t cap);
 
+/* gen.c: sys's requests to a plain actor that answers gen_server calls
+ * (cactor-node's echo): terminate (ok, then exit with the reason),
+ * get_state and get_status with `state` (a term, no version byte), and
+ * {error, {not_supported, Request}} for the rest. 1 if m was one (and is
+ * answered), 0 if not. */
+int ca__sys_plain(ca_actor *self, const ca_msg *m, const char *name, const char *state, size_t len);
+
 /* Plugins (cactor-node --load). */
 ca_plugin *ca__plugin_new(ca_rt *rt);
 void ca__plugin_free(ca_plugin *p);

@@ -32,7 +32,7 @@ groups() ->
      {names, [], [send_by_name, send_to_unknown_name, whereis_names, erlang_name_from_c]},
      {gen_server, [], [call_echo, call_by_pid, call_unknown_name, cast_echo, cast_count,
                        call_kv, cast_kv, multi_call_kv, global_name, sys_and_stop_kv, c_calls_erlang, c_calls_erlang_errors,
-                       c_calls_erlang_by_name, c_rpc_calls]},
+                       c_calls_erlang_by_name, c_rpc_calls, echo_sys]},
      {links, [], [erlang_links_c_trap, erlang_links_c_no_trap, c_links_erlang,
                   unlink_c, disconnect_node_both_sides]},
      {monitors, [], [monitor_by_pid, monitor_by_name, monitor_unknown_name,
@@ -1092,3 +1092,21 @@ process_info_items(Config) ->
                   not lists:member({process, P}, Ms) andalso
                   not lists:member({process, {pi_target, node()}}, Ms)
       end, ?T).
+
+%% echo answers sys as a gen_server would: its state (the casts counted
+%% since the last report), its status, gen_server:stop (its supervisor
+%% brings it back); suspend it cannot.
+echo_sys(Config) ->
+    N = cn(Config),
+    {echo, N} ! {report, self()},
+    receive {count, _} -> ok after ?T -> ct:fail(no_count) end,
+    {echo, N} ! {cast, a},
+    {echo, N} ! {cast, b},
+    ?assertEqual(#{count => 2}, sys:get_state({echo, N}, ?T)),
+    Old = whereis_c(N, echo),
+    {status, Old, {module, gen_server}, [_, running, _, _, Misc]} = sys:get_status({echo, N}, ?T),
+    ?assert(lists:member({data, [{"State", #{count => 2}}]}, Misc)),
+    ?assertEqual({error, {not_supported, suspend}}, sys:suspend({echo, N}, ?T)),
+    ok = gen_server:stop({echo, N}),
+    New = wait_new(N, echo, Old),
+    ?assertEqual(back, gen_server:call(New, back, ?T)).

@@ -83,6 +83,10 @@ gen_call(CN) ->
     true = is_pid(Pid),
     CN = node(Pid),
     hi = gen_server:call(Pid, hi, ?T),
+    %% and sys, as a gen_server
+    #{count := _} = sys:get_state(Pid, ?T),
+    {status, Pid, {module, gen_server}, _} = sys:get_status(Pid, ?T),
+    {error, {not_supported, suspend}} = sys:suspend(Pid, ?T),
     ok.
 
 cast_report(CN) ->
