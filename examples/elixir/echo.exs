@@ -37,6 +37,9 @@ if plugins != [] do
   IO.puts(":rpc.call(cnode, :example, :add, [2, 40]) -> #{:rpc.call(cnode, :example, :add, [2, 40])}")
   IO.puts(":erpc.call(cnode, :example, :reverse, [\"elixir\"]) -> " <>
             inspect(:erpc.call(cnode, :example, :reverse, ["elixir"])))
+  # A C function whose answer the kv actor gives (a deferred answer).
+  IO.puts(":erpc.call(cnode, :example, :get, [:lang]) -> " <>
+            inspect(:erpc.call(cnode, :example, :get, [:lang])))
 end
 
 # Monitoring a C actor works as for any process.
