@@ -66,7 +66,9 @@ run() ->
             say("gen_server:call({kv, ~p}, {get, colour}) -> ~p", [N, gen_server:call({kv, N}, {get, colour})]),
             say("rpc:call(~p, example, add, [2, 40]) -> ~p", [N, rpc:call(N, example, add, [2, 40])]),
             say("erpc:call(~p, example, reverse, [<<\"cactor\">>]) -> ~p",
-                [N, erpc:call(N, example, reverse, [<<"cactor">>])])
+                [N, erpc:call(N, example, reverse, [<<"cactor">>])]),
+            say("rpc:call(~p, example, get, [colour]) -> ~p (a C function answered by kv)",
+                [N, rpc:call(N, example, get, [colour])])
     end,
     say("rpc:call(~p, cactor, info, []) -> ~p", [N, rpc:call(N, cactor, info, [])]),
 
