@@ -38,7 +38,7 @@ run(OutDir, Runs, Ms, Clk, Specs) ->
              {inflight, "small", Small}, {inflight, "1KiB", Kib},
              {oneway, "small", Small}, {oneway, "1KiB", Kib},
              {call100, "small", Small}, {call100, "1KiB", Kib},
-             {hash100, "64KiB", Big}],
+             {hash100, "64KiB", Big}, {erpc100, "small", Small}],
     Tests = case os:getenv("DIST_TESTS") of
                 Only when Only =:= false; Only =:= "" -> AllTests;
                 Only -> [T || {K, _, _} = T <- AllTests,
@@ -48,7 +48,8 @@ run(OutDir, Runs, Ms, Clk, Specs) ->
     Rows = lists:append(
              [begin
                   io:format("run ~b/~b~n", [R, Runs]),
-                  [measure(C, T, R, Ms, Clk) || T <- Tests, C <- Contenders]
+                  [measure(C, T, R, Ms, Clk) || {K, _, _} = T <- Tests, {L, _, _} = C <- Contenders,
+                                                applies(K, L)]
               end || R <- lists:seq(1, Runs)]),
     Load1 = loadavg(),
     write_tsv(filename:join(OutDir, "results.tsv"), Rows),
@@ -166,10 +167,21 @@ test(oneway, Node, OsPid, T, Ms) ->
                            end
                    end);
 test(call100, Node, OsPid, T, Ms) ->
-    sampled(OsPid, fun() -> callers({echo, Node}, T, T, Ms) end);
+    Echo = {echo, Node},
+    sampled(OsPid, fun() -> callers(fun() -> gen_server:call(Echo, T, ?REPLY_TIMEOUT) end, T, Ms) end);
 test(hash100, Node, OsPid, Bin, Ms) ->
     Want = crypto:hash(md5, Bin),
-    sampled(OsPid, fun() -> callers({hash, Node}, Bin, Want, Ms) end).
+    Hash = {hash, Node},
+    sampled(OsPid, fun() -> callers(fun() -> gen_server:call(Hash, Bin, ?REPLY_TIMEOUT) end, Want, Ms) end);
+test(erpc100, Node, OsPid, T, Ms) ->
+    sampled(OsPid, fun() ->
+                           callers(fun() -> erpc:call(Node, dist_echo, id, [T], ?REPLY_TIMEOUT) end, T, Ms)
+                   end).
+
+%% erpc runs a function in a process spawned for the call (spawn_request),
+%% which the blocking ei node does not offer.
+applies(erpc100, "ei") -> false;
+applies(_, _) -> true.
 
 seq(Echo, T, D, N) ->
     Echo ! {self(), T},
@@ -201,26 +213,27 @@ report(Echo) ->
     receive {count, C} -> C after 120000 -> error({no_count, Echo}) end.
 
 %% ?CALLERS processes (DIST_CALLERS, for a look at fewer; the tests'
-%% names say 100 regardless), each calling until the deadline.
-callers(Dest, Req, Want, Ms) ->
+%% names say 100 regardless), each calling Call() until the deadline; each
+%% answer must be Want.
+callers(Call, Want, Ms) ->
     D = deadline(Ms),
     N = case os:getenv("DIST_CALLERS") of
             false -> ?CALLERS;
             S -> list_to_integer(S)
         end,
-    Pids = [spawn_monitor(fun() -> exit({done, call_loop(Dest, Req, Want, D, 0)}) end)
+    Pids = [spawn_monitor(fun() -> exit({done, call_loop(Call, Want, D, 0)}) end)
             || _ <- lists:seq(1, N)],
     lists:sum([receive
                    {'DOWN', Ref, process, Pid, {done, C}} -> C;
-                   {'DOWN', Ref, process, Pid, Why} -> error({caller_failed, Dest, Why})
-               after Ms + 120000 -> error({caller_hangs, Dest})
+                   {'DOWN', Ref, process, Pid, Why} -> error({caller_failed, Why})
+               after Ms + 120000 -> error(caller_hangs)
                end || {Pid, Ref} <- Pids]).
 
-call_loop(Dest, Req, Want, D, N) ->
-    Want = gen_server:call(Dest, Req, ?REPLY_TIMEOUT),
+call_loop(Call, Want, D, N) ->
+    Want = Call(),
     case past(D) of
         true -> N + 1;
-        false -> call_loop(Dest, Req, Want, D, N + 1)
+        false -> call_loop(Call, Want, D, N + 1)
     end.
 
 %% ---- summaries ----
@@ -243,6 +256,8 @@ summarise(Contenders, Tests, Rows) ->
                || {L, _, _} <- Contenders]}
      || {K, S, _} <- Tests].
 
+summary([]) ->
+    none; % the test does not apply to the contender
 summary(Rows) ->
     #{rate => stat(Rows, rate), srv_us => stat(Rows, srv_us),
       srv_pct => stat(Rows, srv_pct), drv_pct => stat(Rows, drv_pct)}.
@@ -260,13 +275,15 @@ test_name({seq, S}) -> "sequential round trip, " ++ S;
 test_name({inflight, S}) -> "round trips, 100 in flight, " ++ S;
 test_name({oneway, S}) -> "one-way casts + report, " ++ S;
 test_name({call100, S}) -> "gen_server:call, 100 callers, " ++ S;
-test_name({hash100, S}) -> "hash call (MD5), 100 callers, " ++ S.
+test_name({hash100, S}) -> "hash call (MD5), 100 callers, " ++ S;
+test_name({erpc100, S}) -> "erpc:call of a function, 100 callers, " ++ S.
 
 short_name({seq, S}) -> "seq " ++ S;
 short_name({inflight, S}) -> "100-flight " ++ S;
 short_name({oneway, S}) -> "one-way " ++ S;
 short_name({call100, S}) -> "call100 " ++ S;
-short_name({hash100, S}) -> "hash100 " ++ S.
+short_name({hash100, S}) -> "hash100 " ++ S;
+short_name({erpc100, S}) -> "erpc100 " ++ S.
 
 %% gnuplot data: test, then for each contender the median rate relative
 %% to the first contender, then each contender's median server us/msg.
@@ -274,14 +291,15 @@ write_dat(File, Contenders, Summary) ->
     Labels = [L || {L, _, _} <- Contenders],
     Head = ["# test", [[" rate_rel_", L] || L <- Labels], [[" srv_us_", L] || L <- Labels], "\n"],
     Lines = [begin
-                 Base = element(1, maps:get(rate, proplists:get_value(hd(Labels), PerC))),
-                 Rel = [io_lib:format(" ~.4f", [element(1, maps:get(rate, proplists:get_value(L, PerC))) / Base])
-                        || L <- Labels],
-                 Cpu = [io_lib:format(" ~.4f", [element(1, maps:get(srv_us, proplists:get_value(L, PerC)))])
-                        || L <- Labels],
+                 Base = med(PerC, hd(Labels), rate),
+                 Rel = [dat(ratio(med(PerC, L, rate), Base)) || L <- Labels],
+                 Cpu = [dat(med(PerC, L, srv_us)) || L <- Labels],
                  ["\"", short_name(T), "\"", Rel, Cpu, "\n"]
              end || {T, PerC} <- Summary],
     ok = file:write_file(File, [Head | Lines]).
+
+dat(undefined) -> " NaN"; % gnuplot leaves it out
+dat(X) -> io_lib:format(" ~.4f", [X]).
 
 %% ---- markdown ----
 
@@ -295,11 +313,15 @@ fmt_us(X) when X >= 100 -> integer_to_list(round(X));
 fmt_us(X) when X >= 10 -> io_lib:format("~.1f", [X]);
 fmt_us(X) -> io_lib:format("~.2f", [X]).
 
+fmt_pct(undefined) -> "n/a";
 fmt_pct(X) -> integer_to_list(round(X)).
 
-ratio(A, B) when B > 0 -> A / B;
-ratio(_, _) -> 0.0.
+at_least(R, Min) -> is_number(R) andalso R >= Min.
 
+ratio(A, B) when is_number(A), is_number(B), B > 0 -> A / B;
+ratio(_, _) -> undefined.
+
+fmt_ratio(undefined) -> "n/a";
 fmt_ratio(R) -> io_lib:format("~.2fx", [R]).
 
 %% Throughput targets: [{Other, Min}] for cactor's median / Other's.
@@ -307,15 +329,25 @@ rate_targets({seq, _}) -> [{"erlang", 1.0}, {"ei", 1.0}];
 rate_targets({inflight, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
 rate_targets({oneway, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
 rate_targets({call100, _}) -> [];
-rate_targets({hash100, _}) -> [{"ei", 1.7}].
+rate_targets({hash100, _}) -> [{"ei", 1.7}];
+rate_targets({erpc100, _}) -> [].
 
 cpu_target({hash100, _}) -> none;
+cpu_target({erpc100, _}) -> none;
 cpu_target(_) -> 0.25.
 
+%% A median; undefined where the test does not apply.
 med(PerC, L, Key) ->
     case proplists:get_value(L, PerC) of
-        undefined -> undefined;
-        M -> element(1, maps:get(Key, M))
+        M when is_map(M) -> element(1, maps:get(Key, M));
+        _ -> undefined
+    end.
+
+%% A cell: median (min-max), or n/a.
+cell(F, PerC, L, Key) ->
+    case proplists:get_value(L, PerC) of
+        M when is_map(M) -> fmt3(F, maps:get(Key, M));
+        _ -> "n/a"
     end.
 
 markdown(Contenders, Summary, Runs, Ms, Load0, Load1) ->
@@ -325,7 +357,7 @@ markdown(Contenders, Summary, Runs, Ms, Load0, Load1) ->
              " | cactor / erlang | cactor / ei | target | status |\n",
              "|---|", [["---|"] || _ <- Labels], "---|---|---|---|\n"],
     Rows1 = [begin
-                 Cells = [fmt3(fun fmt_rate/1, maps:get(rate, proplists:get_value(L, PerC))) || L <- Labels],
+                 Cells = [cell(fun fmt_rate/1, PerC, L, rate) || L <- Labels],
                  {RE, RI, Tgt, St} =
                      case Has of
                          true ->
@@ -333,7 +365,7 @@ markdown(Contenders, Summary, Runs, Ms, Load0, Load1) ->
                              RE0 = ratio(C, med(PerC, "erlang", rate)),
                              RI0 = ratio(C, med(PerC, "ei", rate)),
                              Ts = rate_targets(T),
-                             Ok = lists:all(fun({O, Min}) -> ratio(C, med(PerC, O, rate)) >= Min end, Ts),
+                             Ok = lists:all(fun({O, Min}) -> at_least(ratio(C, med(PerC, O, rate)), Min) end, Ts),
                              TgtS = case Ts of
                                         [] -> "(none)";
                                         _ -> lists:join(", ", [io_lib:format(">= ~.1fx ~s", [Min, O]) || {O, Min} <- Ts])
@@ -349,7 +381,7 @@ markdown(Contenders, Summary, Runs, Ms, Load0, Load1) ->
              lists:join(" | ", [[L, ": server / driver CPU %"] || L <- Labels]), " |\n",
              "|---|", [["---|"] || _ <- Labels], "---|---|---|", [["---|"] || _ <- Labels], "\n"],
     Rows2 = [begin
-                 Cells = [fmt3(fun fmt_us/1, maps:get(srv_us, proplists:get_value(L, PerC))) || L <- Labels],
+                 Cells = [cell(fun fmt_us/1, PerC, L, srv_us) || L <- Labels],
                  Pcts = [[fmt_pct(med(PerC, L, srv_pct)), " / ", fmt_pct(med(PerC, L, drv_pct))] || L <- Labels],
                  {R, Tgt, St} =
                      case Has of
@@ -358,7 +390,10 @@ markdown(Contenders, Summary, Runs, Ms, Load0, Load1) ->
                              case cpu_target(T) of
                                  none -> {fmt_ratio(R0), "(none)", ""};
                                  Max -> {fmt_ratio(R0), io_lib:format("<= ~.2fx", [Max]),
-                                         case R0 =< Max of true -> "PASS"; false -> "MISSED" end}
+                                         case is_number(R0) andalso R0 =< Max of
+                                             true -> "PASS";
+                                             false -> "MISSED"
+                                         end}
                              end;
                          false -> {"", "", ""}
                      end,

@@ -7,16 +7,20 @@
 %%   hash  gen_server:call(hash, Bin) -> crypto:hash(md5, Bin), each call
 %%         hashed in a process of its own, so that both schedulers work
 %%         (the way one keeps CPU-heavy work in Erlang).
+%%
+%% and the function dist_echo:id(T) -> T, for erpc:call.
 -module(dist_echo).
 -behaviour(gen_server).
 
--export([start/0]).
+-export([start/0, id/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 start() ->
     {ok, _} = gen_server:start({local, echo}, ?MODULE, echo, []),
     {ok, _} = gen_server:start({local, hash}, ?MODULE, hash, []),
     io:format("dist_echo ~s ready (os pid ~s)~n", [node(), os:getpid()]).
+
+id(T) -> T.
 
 init(echo) -> {ok, 0};
 init(hash) -> {ok, hash}.

@@ -5,6 +5,9 @@
  *
  *   gen_server:call({hash, Node}, Bin) -> MD5 of Bin (16-byte binary)
  *
+ * and the function dist_echo:id(T) -> T (erpc:call, as on the Erlang
+ * contender's node).
+ *
  * The hashing never runs in the `hash` actor's own turn (actors must not
  * block their scheduler loop for long); it is spread over the machine in
  * one of two ways, chosen by the environment variable CACTOR_HASH_MODE:
@@ -275,6 +278,18 @@ static void hash_terminate(ca_actor *self, void *state, const char *reason, size
 
 static const ca_behaviour hash_behaviour = {"hash", hash_init, hash_handle, hash_terminate};
 
+/* dist_echo:id(T) -> T, for erpc:call (as the Erlang contender's). */
+static int id(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
+{
+    const char *t;
+    size_t tl;
+    (void)ctx;
+    (void)caller;
+    if (ca_match_term(args, len, "[~t]", &t, &tl))
+        return CA_EINVAL;
+    return ei_x_append_buf(result, t, (int)tl) ? CA_ENOMEM : 0;
+}
+
 int cactor_plugin_init(ca_plugin *p)
 {
     const char *mode = getenv("CACTOR_HASH_MODE");
@@ -290,5 +305,6 @@ int cactor_plugin_init(ca_plugin *p)
         .restart = CA_PERMANENT,
         .on_sched = 1, /* with the sockets: it only forwards */
     };
-    return ca_plugin_add_child(p, &spec);
+    int rc = ca_plugin_add_child(p, &spec);
+    return rc ? rc : ca_rpc_register(ca_plugin_rt(p), "dist_echo", "id", 1, id, NULL);
 }
