@@ -391,7 +391,12 @@ static void read_frames(ca__conn *c)
         return;
     }
     consume(c, used);
-    ca__conn_flush(c); /* answers (UNLINK_ID_ACK, ...) */
+    /* Answers written while reading (SPAWN_REPLY, UNLINK_ID_ACK) go out
+     * with what the actors answer in this iteration's turns: the flusher
+     * runs after them, before the loop polls again (one write per
+     * erpc:call instead of two). */
+    if (c->wq.index)
+        c->node->flush_due = true;
 }
 
 static void conn_up(ca__conn *c);

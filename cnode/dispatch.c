@@ -628,6 +628,7 @@ int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f)
         return on_monitor_exit(c, &k);
     case CA_DOP_SPAWN_REQUEST:
     case CA_DOP_SPAWN_REQUEST_TT:
+        c->batch.in++; /* a request, as a message is (erpc:call) */
         return on_spawn_request(c, &k);
     default: /* UNLINK_ID_ACK, SPAWN_REPLY: nothing to do */
         return 0;

@@ -937,8 +937,12 @@ int ca_rt_rpc_cast(ca_rt *rt, const char *node, const char *module, const char *
  * rpc:call(Node, M, F, Args), erpc:call and erl_call -a. `args` is the
  * argument list (ETF, no version byte; match it with ca_match_term, e.g.
  * "[~i, ~i]"); the function appends exactly one term, the result, to
- * `result` (no version byte). It runs on a scheduler thread: it must not
- * block. Return 0, or a negative code: the caller then gets the error
+ * `result` (no version byte). It runs on the scheduler that serves the
+ * node's sockets (scheduler 0), in an actor of its own or in rex, so that
+ * a call costs no thread hop: it must not block, and should be short;
+ * long work is for actors on the other schedulers or ca_queue_work, with
+ * the answer deferred (ca_rpc_defer). Return 0, or a negative code: the
+ * caller then gets the error
  * {badrpc, {'EXIT', {{error, ErrName}, [...]}}} from rpc:call (erpc:call
  * raises error {error, ErrName}). Unknown functions give `undef` exactly
  * as Erlang does. erpc:cast, rpc:cast and spawn(Node, M, F, Args) (with
