@@ -43,7 +43,7 @@ groups() ->
      {rpc, [], [ping, rpc_builtins, rpc_info, rpc_undef, erpc_builtins, erpc_undef,
                 rpc_plugin, erpc_plugin, rpc_plugin_badarg, rpc_many, casts, spawns,
                 rpc_deferred, rpc_deferred_watch_dies, rpc_deferred_timeout,
-                rpc_deferred_to_erlang, process_info_items]}].
+                rpc_deferred_to_erlang, process_info_items, erpc_batches]}].
 
 init_per_suite(Config) ->
     {ok, Node} = cactor:start_node(interop, #{threads => 2,
@@ -1110,3 +1110,16 @@ echo_sys(Config) ->
     ok = gen_server:stop({echo, N}),
     New = wait_new(N, echo, Old),
     ?assertEqual(back, gen_server:call(New, back, ?T)).
+
+%% A burst of erpc calls is read in batches, as a burst of messages is:
+%% spawn requests count as requests (the node waits for more before it
+%% reads again; cactor:info's batch_waits).
+erpc_batches(Config) ->
+    N = cn(Config),
+    Waits = fun() -> maps:get(batch_waits, rpc:call(N, cactor, info, [], ?T)) end,
+    W0 = Waits(),
+    Reqs = [erpc:send_request(N, erlang, node, []) || _ <- lists:seq(1, 3000)],
+    ?assertEqual([N], lists:usort([erpc:receive_response(Q, ?T) || Q <- Reqs])),
+    W1 = Waits(),
+    ct:log("batch waits during 3000 erpc calls: ~p", [W1 - W0]),
+    ?assert(W1 > W0).
