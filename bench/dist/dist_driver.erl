@@ -38,7 +38,7 @@ run(OutDir, Runs, Ms, Clk, Specs) ->
              {inflight, "small", Small}, {inflight, "1KiB", Kib},
              {oneway, "small", Small}, {oneway, "1KiB", Kib},
              {call100, "small", Small}, {call100, "1KiB", Kib},
-             {hash100, "64KiB", Big}, {erpc100, "small", Small}],
+             {hash100, "64KiB", Big}, {erpc100, "small", Small}, {erpc_hash100, "64KiB", Big}],
     Tests = case os:getenv("DIST_TESTS") of
                 Only when Only =:= false; Only =:= "" -> AllTests;
                 Only -> [T || {K, _, _} = T <- AllTests,
@@ -176,11 +176,18 @@ test(hash100, Node, OsPid, Bin, Ms) ->
 test(erpc100, Node, OsPid, T, Ms) ->
     sampled(OsPid, fun() ->
                            callers(fun() -> erpc:call(Node, dist_echo, id, [T], ?REPLY_TIMEOUT) end, T, Ms)
+                   end);
+test(erpc_hash100, Node, OsPid, Bin, Ms) ->
+    Want = crypto:hash(md5, Bin),
+    sampled(OsPid, fun() ->
+                           callers(fun() -> erpc:call(Node, dist_echo, md5, [Bin], ?REPLY_TIMEOUT) end,
+                                   Want, Ms)
                    end).
 
 %% erpc runs a function in a process spawned for the call (spawn_request),
 %% which the blocking ei node does not offer.
 applies(erpc100, "ei") -> false;
+applies(erpc_hash100, "ei") -> false;
 applies(_, _) -> true.
 
 seq(Echo, T, D, N) ->
@@ -276,14 +283,16 @@ test_name({inflight, S}) -> "round trips, 100 in flight, " ++ S;
 test_name({oneway, S}) -> "one-way casts + report, " ++ S;
 test_name({call100, S}) -> "gen_server:call, 100 callers, " ++ S;
 test_name({hash100, S}) -> "hash call (MD5), 100 callers, " ++ S;
-test_name({erpc100, S}) -> "erpc:call of a function, 100 callers, " ++ S.
+test_name({erpc100, S}) -> "erpc:call of a function, 100 callers, " ++ S;
+test_name({erpc_hash100, S}) -> "erpc:call of MD5, 100 callers, " ++ S.
 
 short_name({seq, S}) -> "seq " ++ S;
 short_name({inflight, S}) -> "100-flight " ++ S;
 short_name({oneway, S}) -> "one-way " ++ S;
 short_name({call100, S}) -> "call100 " ++ S;
 short_name({hash100, S}) -> "hash100 " ++ S;
-short_name({erpc100, S}) -> "erpc100 " ++ S.
+short_name({erpc100, S}) -> "erpc100 " ++ S;
+short_name({erpc_hash100, S}) -> "erpc-md5 " ++ S.
 
 %% gnuplot data: test, then for each contender the median rate relative
 %% to the first contender, then each contender's median server us/msg.
@@ -330,10 +339,12 @@ rate_targets({inflight, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
 rate_targets({oneway, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
 rate_targets({call100, _}) -> [];
 rate_targets({hash100, _}) -> [{"ei", 1.7}];
-rate_targets({erpc100, _}) -> [].
+rate_targets({erpc100, _}) -> [];
+rate_targets({erpc_hash100, _}) -> [].
 
 cpu_target({hash100, _}) -> none;
 cpu_target({erpc100, _}) -> none;
+cpu_target({erpc_hash100, _}) -> none;
 cpu_target(_) -> 0.25.
 
 %% A median; undefined where the test does not apply.

@@ -8,11 +8,12 @@
 %%         hashed in a process of its own, so that both schedulers work
 %%         (the way one keeps CPU-heavy work in Erlang).
 %%
-%% and the function dist_echo:id(T) -> T, for erpc:call.
+%% and the functions dist_echo:id(T) -> T and dist_echo:md5(Bin) -> its
+%% MD5, for erpc:call.
 -module(dist_echo).
 -behaviour(gen_server).
 
--export([start/0, id/1]).
+-export([start/0, id/1, md5/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 start() ->
@@ -21,6 +22,8 @@ start() ->
     io:format("dist_echo ~s ready (os pid ~s)~n", [node(), os:getpid()]).
 
 id(T) -> T.
+
+md5(Bin) -> crypto:hash(md5, Bin).
 
 init(echo) -> {ok, 0};
 init(hash) -> {ok, hash}.

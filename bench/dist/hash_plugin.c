@@ -5,8 +5,8 @@
  *
  *   gen_server:call({hash, Node}, Bin) -> MD5 of Bin (16-byte binary)
  *
- * and the function dist_echo:id(T) -> T (erpc:call, as on the Erlang
- * contender's node).
+ * and the functions dist_echo:id(T) -> T and dist_echo:md5(Bin) -> its
+ * MD5 (erpc:call, as on the Erlang contender's node).
  *
  * The hashing never runs in the `hash` actor's own turn (actors must not
  * block their scheduler loop for long); it is spread over the machine in
@@ -278,6 +278,24 @@ static void hash_terminate(ca_actor *self, void *state, const char *reason, size
 
 static const ca_behaviour hash_behaviour = {"hash", hash_init, hash_handle, hash_terminate};
 
+/* dist_echo:md5(Bin) -> its MD5, computed in the call (a CPU-heavy
+ * function for erpc:call: cactor-node spreads the calls of such a
+ * function over its schedulers). */
+static int md5(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
+{
+    const char *bin;
+    size_t n;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    (void)ctx;
+    (void)caller;
+    if (ca_match_term(args, len, "[~b]", &bin, &n))
+        return CA_EINVAL;
+    if (EVP_Digest(bin, n, md, &mdlen, EVP_md5(), NULL) != 1)
+        return CA_EIO;
+    return ca_fmt(result, "~b", md, (size_t)mdlen);
+}
+
 /* dist_echo:id(T) -> T, for erpc:call (as the Erlang contender's). */
 static int id(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *result)
 {
@@ -306,5 +324,7 @@ int cactor_plugin_init(ca_plugin *p)
         .on_sched = 1, /* with the sockets: it only forwards */
     };
     int rc = ca_plugin_add_child(p, &spec);
-    return rc ? rc : ca_rpc_register(ca_plugin_rt(p), "dist_echo", "id", 1, id, NULL);
+    if (rc == 0)
+        rc = ca_rpc_register(ca_plugin_rt(p), "dist_echo", "id", 1, id, NULL);
+    return rc ? rc : ca_rpc_register(ca_plugin_rt(p), "dist_echo", "md5", 1, md5, NULL);
 }
