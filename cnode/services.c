@@ -178,21 +178,22 @@ enum { DEFERRED = 1 };
 static int apply(ca_actor *caller, const char *mod, const char *fun, const char *args, size_t len,
                  ei_x_buff *result, ei_x_buff *error, pending **deferred)
 {
-    ca_rpc_fn fn;
-    void *ctx;
+    ca__rpc_hit hit;
     int arity = list_len(args, len);
     if (arity < 0) {
         ca_fmt(error, "{badarg, [{~a, ~a, ~t, []}]}", mod, fun, args, len);
         return CA_EINVAL;
     }
-    if (ca__rpc_find(ca_actor_rt(caller), mod, fun, arity, &fn, &ctx)) {
+    if (ca__rpc_find(ca_actor_rt(caller), mod, fun, arity, &hit)) {
         ca_fmt(error, "{undef, [{~a, ~a, ~t, []}]}", mod, fun, args, len);
         return CA_ENOENT;
     }
     int start = result->index;
     apply_ctx a = {caller, NULL}, *outer = cur_apply;
     cur_apply = &a;
-    int rc = fn(ctx, caller, args, len, result);
+    uint64_t t0 = uv_hrtime();
+    int rc = hit.fn(hit.ctx, caller, args, len, result);
+    ca__rpc_cost(&hit, uv_hrtime() - t0);
     cur_apply = outer;
     if (rc == 0 && a.p) {
         result->index = start; /* the answer comes later */
@@ -622,6 +623,28 @@ static job_kind job_kind_of(const char *mod, const char *fun, unsigned arity)
     return arity == 3 && strcmp(fun, "execute_cast") == 0 ? JOB_CAST : JOB_APPLY;
 }
 
+/* Where a job runs. A function whose calls are short (most) runs on the
+ * scheduler that serves the sockets: the request is read, run and
+ * answered (its exit is the DOWN erpc waits for) without a thread hop,
+ * 3x less CPU per call on the benchmark VM (BENCHMARKS.md). One whose
+ * calls have taken HEAVY_US or more is spread over the schedulers, as
+ * the BEAM spreads busy processes, so that many callers use every core. */
+#define HEAVY_US 20
+
+static int job_sched(ca_rt *rt, spawn_job *j)
+{
+    const char *ref, *mod, *fun, *args;
+    size_t rl, al;
+    ca__rpc_hit hit;
+    if (job_mfa(j, &ref, &rl, &mod, &fun, &args, &al))
+        return 0; /* badarg, at once */
+    int arity = list_len(args, al);
+    if (arity < 0 || ca__rpc_find(rt, mod, fun, arity, &hit))
+        return 0;
+    return atomic_load_explicit(hit.cost_us, memory_order_relaxed) >= HEAVY_US ? CA_SCHED_DEFAULT
+                                                                               : 0;
+}
+
 int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, const char *args,
                   size_t len, ca_pid *pid)
 {
@@ -636,13 +659,9 @@ int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, c
     strcpy(j->fun, fun);
     j->len = len;
     memcpy(j->args, args, len);
-    /* On the scheduler that serves the sockets: read, run and answered
-     * (its exit is the DOWN erpc waits for) without a thread hop, 3x less
-     * CPU per call here (BENCHMARKS.md). Long work is the function's to
-     * hand to other schedulers (ca_rpc_defer). */
     ca_spawn_opts o;
     ca_spawn_opts_init(&o);
-    o.sched = 0;
+    o.sched = job_sched(rt, j);
     int rc = ca_spawn(rt, &job_b, j, &o, pid);
     if (rc)
         free(j);

@@ -937,12 +937,14 @@ int ca_rt_rpc_cast(ca_rt *rt, const char *node, const char *module, const char *
  * rpc:call(Node, M, F, Args), erpc:call and erl_call -a. `args` is the
  * argument list (ETF, no version byte; match it with ca_match_term, e.g.
  * "[~i, ~i]"); the function appends exactly one term, the result, to
- * `result` (no version byte). It runs on the scheduler that serves the
- * node's sockets (scheduler 0), in an actor of its own or in rex, so that
- * a call costs no thread hop: it must not block, and should be short;
- * long work is for actors on the other schedulers or ca_queue_work, with
- * the answer deferred (ca_rpc_defer). Return 0, or a negative code: the
- * caller then gets the error
+ * `result` (no version byte). It runs on a scheduler thread and must not
+ * block. Calls from erpc, rpc:call and spawn/4 run in an actor of their
+ * own, on the scheduler that serves the node's sockets (scheduler 0) as
+ * long as the function's calls are short (under 20 us on average), so
+ * that a call costs no thread hop; a longer-running function's calls are
+ * spread over all schedulers. rex's (erl_call, rpc:cast from old nodes)
+ * run in rex, on scheduler 0. Return 0, or a negative code: the caller
+ * then gets the error
  * {badrpc, {'EXIT', {{error, ErrName}, [...]}}} from rpc:call (erpc:call
  * raises error {error, ErrName}). Unknown functions give `undef` exactly
  * as Erlang does. erpc:cast, rpc:cast and spawn(Node, M, F, Args) (with

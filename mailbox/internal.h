@@ -370,8 +370,17 @@ void ca__name_of(ca_rt *rt, ca_pid pid, char *out, size_t cap);
 /* rpc.c */
 int ca__rpc_new(ca__rpc_table **t);
 void ca__rpc_free(ca__rpc_table *t);
+/* A registered function, with how long its calls run (in microseconds,
+ * averaged over the last few; 0 until one ran). */
+typedef struct ca__rpc_hit {
+    ca_rpc_fn fn;
+    void *ctx;
+    _Atomic uint32_t *cost_us;
+} ca__rpc_hit;
 /* The function for mod:fun/arity; CA_ENOENT if none. */
-int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn, void **ctx);
+int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca__rpc_hit *hit);
+/* Account one call of `ns` nanoseconds to the function's average. */
+void ca__rpc_cost(ca__rpc_hit *hit, uint64_t ns);
 
 /* timer.c */
 void ca__timers_cancel_all(ca_actor *a);

@@ -10,6 +10,7 @@
 
 typedef struct entry {
     struct entry *next;
+    _Atomic uint32_t cost_us; /* how long a call runs, averaged (ca__rpc_hit) */
     int arity;
     ca_rpc_fn fn;
     void *ctx;
@@ -67,6 +68,7 @@ int ca_rpc_register(ca_rt *rt, const char *mod, const char *fun, int arity, ca_r
     memcpy(e->mod, mod, ml);
     e->fun = e->mod + ml;
     memcpy(e->fun, fun, fl);
+    atomic_init(&e->cost_us, 0);
     e->arity = arity;
     e->fn = fn;
     e->ctx = ctx;
@@ -83,15 +85,28 @@ int ca_rpc_register(ca_rt *rt, const char *mod, const char *fun, int arity, ca_r
     return rc;
 }
 
-int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca_rpc_fn *fn, void **ctx)
+int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca__rpc_hit *hit)
 {
     ca__rpc_table *t = rt->rpc;
     pthread_rwlock_rdlock(&t->lock);
     entry *e = find(t, mod, fun, arity);
     if (e) {
-        *fn = e->fn;
-        *ctx = e->ctx;
+        hit->fn = e->fn;
+        hit->ctx = e->ctx;
+        hit->cost_us = &e->cost_us; /* entries live as long as the table */
     }
     pthread_rwlock_unlock(&t->lock);
     return e ? 0 : CA_ENOENT;
+}
+
+void ca__rpc_cost(ca__rpc_hit *hit, uint64_t ns)
+{
+    /* an average over about the last 8 calls; racing updates lose a
+     * sample, which an estimate can afford */
+    uint32_t old = atomic_load_explicit(hit->cost_us, memory_order_relaxed);
+    uint64_t us = ns / 1000 > UINT32_MAX ? UINT32_MAX : ns / 1000;
+    int64_t next = (int64_t)old + ((int64_t)us - (int64_t)old) / 8;
+    if (next == old && us != old)
+        next += us > old ? 1 : -1; /* converge all the way */
+    atomic_store_explicit(hit->cost_us, (uint32_t)next, memory_order_relaxed);
 }

@@ -323,6 +323,37 @@ static void test_process_info(void)
     after();
 }
 
+/* How long a registered function's calls run, as job placement reads it:
+ * an average over the last few calls that reaches the value it is fed. */
+static int nop_fn(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    (void)ctx, (void)caller, (void)args, (void)len;
+    return ca_fmt(r, "ok");
+}
+
+static void test_rpc_cost(void)
+{
+    before();
+    ca__rpc_hit hit;
+    CU_ASSERT_EQUAL(ca__rpc_find(RT, "m", "f", 0, &hit), CA_ENOENT);
+    CU_ASSERT_EQUAL_FATAL(ca_rpc_register(RT, "m", "f", 0, nop_fn, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(ca__rpc_find(RT, "m", "f", 0, &hit), 0);
+    CU_ASSERT(hit.fn == nop_fn);
+    CU_ASSERT_EQUAL(atomic_load(hit.cost_us), 0);
+    ca__rpc_cost(&hit, 100000); /* one slow call moves it, not all the way */
+    uint32_t one = atomic_load(hit.cost_us);
+    CU_ASSERT(one > 0 && one < 100);
+    for (int i = 0; i < 100; i++)
+        ca__rpc_cost(&hit, 100000);
+    CU_ASSERT_EQUAL(atomic_load(hit.cost_us), 100);
+    for (int i = 0; i < 100; i++)
+        ca__rpc_cost(&hit, 500);
+    CU_ASSERT_EQUAL(atomic_load(hit.cost_us), 0);
+    ca__rpc_cost(&hit, UINT64_MAX); /* clamped, no wrap */
+    CU_ASSERT(atomic_load(hit.cost_us) > 0);
+    after();
+}
+
 /* erlang:processes/0's snapshot: every live actor once, the dead gone. */
 static void test_rt_actors(void)
 {
@@ -1464,6 +1495,7 @@ static void add(void)
     ADD_TEST(s, test_rt_wait_and_shutdown);
     ADD_TEST(s, test_rt_actors);
     ADD_TEST(s, test_process_info);
+    ADD_TEST(s, test_rpc_cost);
     ADD_TEST(s, test_deep_exit_reason);
 }
 
