@@ -104,9 +104,9 @@ void ca__rpc_cost(ca__rpc_hit *hit, uint64_t ns)
     /* an average over about the last 8 calls; racing updates lose a
      * sample, which an estimate can afford */
     uint32_t old = atomic_load_explicit(hit->cost_us, memory_order_relaxed);
-    uint64_t us = ns / 1000 > UINT32_MAX ? UINT32_MAX : ns / 1000;
-    int64_t next = (int64_t)old + ((int64_t)us - (int64_t)old) / 8;
-    if (next == old && us != old)
-        next += us > old ? 1 : -1; /* converge all the way */
-    atomic_store_explicit(hit->cost_us, (uint32_t)next, memory_order_relaxed);
+    int64_t us = ns / 1000 > UINT32_MAX ? UINT32_MAX : (int64_t)(ns / 1000);
+    int64_t diff = us - old, step = diff / 8;
+    if (step == 0 && diff != 0)
+        step = diff > 0 ? 1 : -1; /* converge all the way */
+    atomic_store_explicit(hit->cost_us, (uint32_t)(old + step), memory_order_relaxed);
 }
