@@ -321,6 +321,14 @@ static int probe_handle(ca_actor *self, void *state, ca_msg *m)
 static const ca_behaviour probe_behaviour = {"cactor_probe", probe_init, probe_handle,
                                              echo_terminate};
 
+/* cactor_probe:positive(): a function that breaks the rule and returns a
+ * positive number; its caller must get an error, the node go on. */
+static int fn_positive(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
+{
+    (void)ctx, (void)caller, (void)args, (void)len, (void)r;
+    return 1;
+}
+
 /* ---- main ---- */
 
 static ca_log_level log_level(const cli *c)
@@ -402,6 +410,8 @@ static int start_services(ca_rt *rt, ca_node *node, const cli *c)
     int rc = ca__services_register(rt, node);
     if (rc == 0)
         rc = register_stop(rt);
+    if (rc == 0 && c->probe)
+        rc = ca_rpc_register(rt, "cactor_probe", "positive", 0, fn_positive, NULL);
     if (rc) {
         fprintf(stderr, "cactor-node: cannot register the built-in functions: %s\n",
                 ca_strerror(rc));

@@ -195,6 +195,8 @@ static int apply(ca_actor *caller, const char *mod, const char *fun, const char 
     int rc = hit.fn(hit.ctx, caller, args, len, result);
     ca__rpc_cost(&hit, uv_hrtime() - t0);
     cur_apply = outer;
+    if (rc > 0)
+        rc = CA_EINVAL; /* not a code: the function's mistake, never DEFERRED */
     if (rc == 0 && a.p) {
         result->index = start; /* the answer comes later */
         *deferred = a.p;
@@ -431,7 +433,7 @@ static void rex_run(ca_actor *self, rex_state *st, const char *mfa_req, size_t l
     const char *args;
     size_t alen;
     ei_x_buff out, err;
-    pending *p;
+    pending *p = NULL;
     if (ei_x_new_with_version(&out))
         return;
     if (ei_x_new(&err)) {

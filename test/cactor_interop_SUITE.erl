@@ -863,6 +863,11 @@ rpc_plugin_badarg(Config) ->
     ct:log("example:add(a, b): ~p", [R]),
     ?assertMatch({badrpc, {'EXIT', {{error, einval}, _}}}, R),
     ?assertError({exception, {error, einval}, _}, erpc:call(N, example, reverse, [not_a_binary], ?T)),
+    %% a function that returns a positive number (no error code) fails too
+    ?assertMatch({badrpc, {'EXIT', {{error, einval}, _}}},
+                 rpc:call(N, cactor_probe, positive, [], ?T)),
+    ?assertMatch({badrpc, {'EXIT', {{error, einval}, _}}},
+                 gen_server:call({rex, N}, {call, cactor_probe, positive, [], user}, ?T)),
     ?assertEqual(3, rpc:call(N, example, add, [1, 2], ?T)).
 
 rpc_many(Config) ->
