@@ -506,33 +506,32 @@ typedef enum {
 
 typedef struct spawn_job {
     job_kind kind;
+    bool bad;                              /* the request's arguments are not erpc's */
     pending *waiting;                      /* the function deferred its answer */
     char mod[CA_MAXATOM], fun[CA_MAXATOM]; /* the function (JOB_APPLY's from the start) */
-    size_t len;
+    const char *ref, *fargs;               /* erpc's Ref, the function's args: in args */
+    size_t rl, al, len;
     char args[]; /* the request's argument list, with version byte */
 } spawn_job;
 
-/* Where M, F and A are in the job: 0, or CA_EBADTERM. */
-static int job_mfa(spawn_job *j, const char **ref, size_t *rl, const char **mod, const char **fun,
-                   const char **args, size_t *al)
+/* Where the function, its arguments and erpc's Ref are in the request,
+ * read once when the job is made (j->bad if they are not there). */
+static void job_parse(spawn_job *j)
 {
     switch (j->kind) {
     case JOB_CALL:
-        if (ca_match_term(j->args, j->len, "[~t, ~a, ~a, ~t]", ref, rl, j->mod, j->fun, args, al))
-            return CA_EBADTERM;
+        j->bad = ca_match_term(j->args, j->len, "[~t, ~a, ~a, ~t]", &j->ref, &j->rl, j->mod, j->fun,
+                               &j->fargs, &j->al) != 0;
         break;
     case JOB_CAST:
-        if (ca_match_term(j->args, j->len, "[~a, ~a, ~t]", j->mod, j->fun, args, al))
-            return CA_EBADTERM;
+        j->bad =
+            ca_match_term(j->args, j->len, "[~a, ~a, ~t]", j->mod, j->fun, &j->fargs, &j->al) != 0;
         break;
     default: /* the checked list itself, without its version byte */
-        *args = j->args + 1;
-        *al = j->len - 1;
+        j->fargs = j->args + 1;
+        j->al = j->len - 1;
         break;
     }
-    *mod = j->mod;
-    *fun = j->fun;
-    return 0;
 }
 
 /* An Erlang process that crashes exits with {Reason, Stack} (or the
@@ -550,14 +549,10 @@ static int job_failed(ca_actor *self, const spawn_job *j, const char *why, size_
  * never came, which erpc:execute_call reports as an exit. */
 static int job_answer(ca_actor *self, spawn_job *j, int ok, const char *t, size_t tl)
 {
-    const char *ref = NULL, *mod, *fun, *args;
-    size_t rl = 0, al;
     if (j->kind != JOB_CALL)
         return ok ? ca_exit(self, "normal") : job_failed(self, j, t, tl);
-    if (job_mfa(j, &ref, &rl, &mod, &fun, &args, &al))
-        return ca_exit(self, "badarg"); /* cannot be: it was read at the start */
-    return ok ? ca_exit(self, "{~t, return, ~t}", ref, rl, t, tl)
-              : ca_exit(self, "{~t, exit, ~t}", ref, rl, t, tl);
+    return ok ? ca_exit(self, "{~t, return, ~t}", j->ref, j->rl, t, tl)
+              : ca_exit(self, "{~t, exit, ~t}", j->ref, j->rl, t, tl);
 }
 
 /* The job's first message runs it; if its function defers, the ones
@@ -566,8 +561,8 @@ static int job_answer(ca_actor *self, spawn_job *j, int ok, const char *t, size_
 static int job_handle(ca_actor *self, void *state, ca_msg *m)
 {
     spawn_job *j = state;
-    const char *ref = NULL, *mod, *fun, *args, *why, *stack;
-    size_t rl = 0, al, wl, sl;
+    const char *why, *stack;
+    size_t wl, sl;
     if (j->waiting) {
         int ok;
         pending *p = pending_take(&j->waiting, m, &ok, &why, &wl);
@@ -576,7 +571,7 @@ static int job_handle(ca_actor *self, void *state, ca_msg *m)
             pending_free(self, p);
         return rc;
     }
-    if (job_mfa(j, &ref, &rl, &mod, &fun, &args, &al))
+    if (j->bad)
         return ca_exit(self, "badarg");
     ei_x_buff res, err;
     if (ei_x_new(&res))
@@ -585,7 +580,7 @@ static int job_handle(ca_actor *self, void *state, ca_msg *m)
         ei_x_free(&res);
         return CA_ENOMEM;
     }
-    int rc = apply(self, mod, fun, args, al, &res, &err, &j->waiting);
+    int rc = apply(self, j->mod, j->fun, j->fargs, j->al, &res, &err, &j->waiting);
     if (rc == DEFERRED)
         rc = 0;
     else if (j->kind != JOB_CALL)
@@ -593,11 +588,11 @@ static int job_handle(ca_actor *self, void *state, ca_msg *m)
     /* erpc:execute_call's exit reasons: {Ref, return, V} or
      * {Ref, error, Reason, Stack}. */
     else if (rc == 0)
-        rc = ca_exit(self, "{~t, return, ~t}", ref, rl, res.buff, (size_t)res.index);
+        rc = ca_exit(self, "{~t, return, ~t}", j->ref, j->rl, res.buff, (size_t)res.index);
     else if (ca_match_term(err.buff, (size_t)err.index, "{~t, ~t}", &why, &wl, &stack, &sl) == 0)
-        rc = ca_exit(self, "{~t, error, ~t, ~t}", ref, rl, why, wl, stack, sl);
+        rc = ca_exit(self, "{~t, error, ~t, ~t}", j->ref, j->rl, why, wl, stack, sl);
     else
-        rc = ca_exit(self, "{~t, error, ~t, []}", ref, rl, err.buff, (size_t)err.index);
+        rc = ca_exit(self, "{~t, error, ~t, []}", j->ref, j->rl, err.buff, (size_t)err.index);
     ei_x_free(&res);
     ei_x_free(&err);
     return rc;
@@ -633,15 +628,13 @@ static job_kind job_kind_of(const char *mod, const char *fun, unsigned arity)
  * the BEAM spreads busy processes, so that many callers use every core. */
 #define HEAVY_US 20
 
-static int job_sched(ca_rt *rt, spawn_job *j)
+static int job_sched(ca_rt *rt, const spawn_job *j)
 {
-    const char *ref, *mod, *fun, *args;
-    size_t rl, al;
     ca__rpc_hit hit;
-    if (job_mfa(j, &ref, &rl, &mod, &fun, &args, &al))
+    if (j->bad)
         return 0; /* badarg, at once */
-    int arity = list_len(args, al);
-    if (arity < 0 || ca__rpc_find(rt, mod, fun, arity, &hit))
+    int arity = list_len(j->fargs, j->al);
+    if (arity < 0 || ca__rpc_find(rt, j->mod, j->fun, arity, &hit))
         return 0;
     return atomic_load_explicit(hit.cost_us, memory_order_relaxed) >= HEAVY_US ? CA_SCHED_DEFAULT
                                                                                : 0;
@@ -656,11 +649,15 @@ int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, c
     if (!j)
         return CA_ENOMEM;
     j->kind = job_kind_of(mod, fun, arity);
+    j->bad = false;
     j->waiting = NULL;
     strcpy(j->mod, mod);
     strcpy(j->fun, fun);
+    j->ref = NULL;
+    j->rl = 0;
     j->len = len;
     memcpy(j->args, args, len);
+    job_parse(j);
     ca_spawn_opts o;
     ca_spawn_opts_init(&o);
     o.sched = job_sched(rt, j);
