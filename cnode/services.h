@@ -11,7 +11,8 @@
  * request's ETF argument list with version byte, copied), set up what the
  * request asked (monitor, link), then run it. erpc:execute_call/4 and
  * erpc:execute_cast/3 are run as erpc does (the C function is in the
- * arguments); anything else is M:F(Args). */
+ * arguments); anything else is M:F(Args). The actor is on the sockets'
+ * scheduler unless the function's calls take long (services.c). */
 int ca__spawn_job(ca_rt *rt, const char *mod, const char *fun, unsigned arity, const char *args,
                   size_t len, ca_pid *pid);
 int ca__spawn_job_run(ca_rt *rt, ca_pid pid);
