@@ -340,6 +340,39 @@ static int fn_process_info_all(void *ctx, ca_actor *caller, const char *args, si
     return process_info(caller, all, sizeof all, true, pid);
 }
 
+/* The registered functions' map, as cactor:info/0 shows it:
+ * {M, F, Arity} => #{calls => N, avg_us => U}, Arity `any` for a
+ * function registered for every arity. Entries are written first, and
+ * counted, so that one registered meanwhile cannot make the count wrong. */
+typedef struct fn_stats {
+    ei_x_buff x;
+    long n;
+} fn_stats;
+
+static int function_stat(void *arg, const ca__rpc_stat *st)
+{
+    fn_stats *f = arg;
+    f->n++;
+    /* names by ca_fmt: UTF-8 as registered (ei's encoder takes Latin-1) */
+    int rc = st->arity < 0 ? ca_fmt(&f->x, "{~a, ~a, any}", st->mod, st->fun)
+                           : ca_fmt(&f->x, "{~a, ~a, ~i}", st->mod, st->fun, (long)st->arity);
+    return rc ? rc
+              : ca_fmt(&f->x, "#{calls => ~u, avg_us => ~u}", (unsigned long)st->calls,
+                       (unsigned long)st->avg_us);
+}
+
+static int functions_map(ca_rt *rt, ei_x_buff *out)
+{
+    fn_stats f = {.n = 0};
+    if (ei_x_new(&f.x))
+        return CA_ENOMEM;
+    int rc = ca__rpc_each(rt, function_stat, &f);
+    if (rc == 0 && (ei_x_encode_map_header(out, f.n) || ei_x_append_buf(out, f.x.buff, f.x.index)))
+        rc = CA_ENOMEM;
+    ei_x_free(&f.x);
+    return rc;
+}
+
 static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_buff *r)
 {
     ca_node *node = ctx;
@@ -363,18 +396,28 @@ static int fn_info(void *ctx, ca_actor *caller, const char *args, size_t len, ei
     if (rc == 0)
         rc = ei_x_encode_empty_list(&nodes) ? CA_ENOMEM : 0;
     ca_node_list_free(names, n);
+    ei_x_buff fns;
+    if (ei_x_new(&fns)) {
+        ei_x_free(&nodes);
+        return CA_ENOMEM;
+    }
     if (rc == 0)
-        rc = ca_fmt(
-            r,
-            "#{node => ~a, actors => ~u, spawned => ~u, schedulers => ~u, nodes => ~t, "
-            "messages => ~u, frames_in => ~u, frames_out => ~u, overflows => ~u, "
-            "restarts => ~u, refused_handshakes => ~u, reads => ~u, batch_waits => ~u}",
-            ca_node_self_name(node), (unsigned long)st.actors_alive,
-            (unsigned long)st.actors_spawned, (unsigned long)ca_rt_threads(rt), nodes.buff,
-            (size_t)nodes.index, (unsigned long)st.messages_sent, (unsigned long)ns.frames_in,
-            (unsigned long)ns.frames_out, (unsigned long)st.overflows, (unsigned long)st.restarts,
-            (unsigned long)ns.refused, (unsigned long)ns.reads, (unsigned long)ns.batch_waits);
+        rc = functions_map(rt, &fns);
+    if (rc == 0)
+        rc = ca_fmt(r,
+                    "#{node => ~a, actors => ~u, spawned => ~u, schedulers => ~u, nodes => ~t, "
+                    "messages => ~u, frames_in => ~u, frames_out => ~u, overflows => ~u, "
+                    "restarts => ~u, refused_handshakes => ~u, reads => ~u, batch_waits => ~u, "
+                    "functions => ~t}",
+                    ca_node_self_name(node), (unsigned long)st.actors_alive,
+                    (unsigned long)st.actors_spawned, (unsigned long)ca_rt_threads(rt), nodes.buff,
+                    (size_t)nodes.index, (unsigned long)st.messages_sent,
+                    (unsigned long)ns.frames_in, (unsigned long)ns.frames_out,
+                    (unsigned long)st.overflows, (unsigned long)st.restarts,
+                    (unsigned long)ns.refused, (unsigned long)ns.reads,
+                    (unsigned long)ns.batch_waits, fns.buff, (size_t)fns.index);
     ei_x_free(&nodes);
+    ei_x_free(&fns);
     return rc;
 }
 

@@ -376,11 +376,22 @@ typedef struct ca__rpc_hit {
     ca_rpc_fn fn;
     void *ctx;
     _Atomic uint32_t *cost_us;
+    _Atomic uint64_t *calls;
 } ca__rpc_hit;
 /* The function for mod:fun/arity; CA_ENOENT if none. */
 int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca__rpc_hit *hit);
 /* Account one call of `ns` nanoseconds to the function's average. */
 void ca__rpc_cost(ca__rpc_hit *hit, uint64_t ns);
+/* What cactor:info/0 shows of each registered function (arity -1: any). */
+typedef struct ca__rpc_stat {
+    const char *mod, *fun;
+    int arity;
+    uint64_t calls;
+    uint32_t avg_us;
+} ca__rpc_stat;
+/* cb for each registered function, under the table's read lock (cb must
+ * not register); stops at cb's first non-zero return, which it returns. */
+int ca__rpc_each(ca_rt *rt, int (*cb)(void *arg, const ca__rpc_stat *st), void *arg);
 
 /* timer.c */
 void ca__timers_cancel_all(ca_actor *a);

@@ -11,6 +11,7 @@
 typedef struct entry {
     struct entry *next;
     _Atomic uint32_t cost_us; /* how long a call runs, averaged (ca__rpc_hit) */
+    _Atomic uint64_t calls;
     int arity;
     ca_rpc_fn fn;
     void *ctx;
@@ -69,6 +70,7 @@ int ca_rpc_register(ca_rt *rt, const char *mod, const char *fun, int arity, ca_r
     e->fun = e->mod + ml;
     memcpy(e->fun, fun, fl);
     atomic_init(&e->cost_us, 0);
+    atomic_init(&e->calls, 0);
     e->arity = arity;
     e->fn = fn;
     e->ctx = ctx;
@@ -94,6 +96,7 @@ int ca__rpc_find(ca_rt *rt, const char *mod, const char *fun, int arity, ca__rpc
         hit->fn = e->fn;
         hit->ctx = e->ctx;
         hit->cost_us = &e->cost_us; /* entries live as long as the table */
+        hit->calls = &e->calls;
     }
     pthread_rwlock_unlock(&t->lock);
     return e ? 0 : CA_ENOENT;
@@ -109,4 +112,20 @@ void ca__rpc_cost(ca__rpc_hit *hit, uint64_t ns)
     if (step == 0 && diff != 0)
         step = diff > 0 ? 1 : -1; /* converge all the way */
     atomic_store_explicit(hit->cost_us, (uint32_t)(old + step), memory_order_relaxed);
+    atomic_fetch_add_explicit(hit->calls, 1, memory_order_relaxed);
+}
+
+int ca__rpc_each(ca_rt *rt, int (*cb)(void *arg, const ca__rpc_stat *st), void *arg)
+{
+    ca__rpc_table *t = rt->rpc;
+    int rc = 0;
+    pthread_rwlock_rdlock(&t->lock);
+    for (entry *e = t->head; e && rc == 0; e = e->next) {
+        ca__rpc_stat st = {e->mod, e->fun, e->arity,
+                           atomic_load_explicit(&e->calls, memory_order_relaxed),
+                           atomic_load_explicit(&e->cost_us, memory_order_relaxed)};
+        rc = cb(arg, &st);
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return rc;
 }

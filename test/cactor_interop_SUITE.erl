@@ -824,7 +824,14 @@ rpc_info(Config) ->
     [?assert(is_integer(maps:get(K, Info)), K)
      || K <- [actors, restarts, spawned, frames_in, frames_out, batch_waits]],
     %% this very call came in through at least one read
-    ?assert(maps:get(reads, Info) > 0).
+    ?assert(maps:get(reads, Info) > 0),
+    %% the registered functions: how often called, how long a call runs
+    [rpc:call(N, example, add, [I, I], ?T) || I <- lists:seq(1, 5)],
+    #{functions := Fns} = rpc:call(N, cactor, info, [], ?T),
+    #{calls := Calls, avg_us := Avg} = maps:get({example, add, 2}, Fns),
+    ?assert(Calls >= 5 andalso is_integer(Avg)),
+    ?assertMatch(#{calls := _}, maps:get({cactor, info, 0}, Fns)),
+    ?assertMatch(#{calls := _}, maps:get({erlang, process_info, 2}, Fns)).
 
 rpc_undef(Config) ->
     N = cn(Config),

@@ -331,6 +331,15 @@ static int nop_fn(void *ctx, ca_actor *caller, const char *args, size_t len, ei_
     return ca_fmt(r, "ok");
 }
 
+static int find_mf(void *arg, const ca__rpc_stat *st)
+{
+    ca__rpc_stat *out = arg;
+    if (strcmp(st->mod, "m") || strcmp(st->fun, "f"))
+        return 0;
+    *out = *st;
+    return 1; /* found: stop */
+}
+
 static void test_rpc_cost(void)
 {
     before();
@@ -351,6 +360,12 @@ static void test_rpc_cost(void)
     CU_ASSERT_EQUAL(atomic_load(hit.cost_us), 0);
     ca__rpc_cost(&hit, UINT64_MAX); /* clamped, no wrap */
     CU_ASSERT(atomic_load(hit.cost_us) > 0);
+    /* what cactor:info/0 shows: calls counted, the average */
+    ca__rpc_stat st = {0};
+    CU_ASSERT_EQUAL(ca__rpc_each(RT, find_mf, &st), 1);
+    CU_ASSERT_EQUAL(st.calls, 202);
+    CU_ASSERT_EQUAL(st.arity, 0);
+    CU_ASSERT_EQUAL(st.avg_us, atomic_load(hit.cost_us));
     after();
 }
 
