@@ -1025,6 +1025,10 @@ rpc_deferred_to_erlang(Config) ->
     ?assertEqual({doubled, 8, N}, erpc:call(N, example, call, [Srv, {double, 4}], ?T)),
     ?assertEqual(2, gen_server:call(Srv, calls, ?T)),
     ?assertEqual(hello, rpc:call(N, example, call, [whereis_c(N, echo), hello], ?T)),
+    %% a dead C actor is noproc too
+    {Gone, GR} = spawn_monitor(N, erlang, node, []),
+    receive {'DOWN', GR, process, Gone, normal} -> ok after ?T -> ct:fail(no_down) end,
+    ?assertEqual({badrpc, {'EXIT', noproc}}, rpc:call(N, example, call, [Gone, x], ?T)),
     ok = gen_server:stop(Srv),
     ?assertEqual({badrpc, {'EXIT', noproc}}, rpc:call(N, example, call, [Srv, calls], ?T)).
 

@@ -355,7 +355,9 @@ static int get(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_b
     if (ca_whereis(ca_actor_rt(caller), "kv", &kv))
         return CA_ESRCH; /* restarting: the caller gets {error, esrch} */
     int rc = ca_rpc_defer(caller, kv, 5000, &from);
-    return rc ? rc : ca_gen_call_for(caller, kv, &from, "{get, ~t}", key, kl);
+    if (rc == 0)
+        rc = ca_gen_call_for(caller, kv, &from, "{get, ~t}", key, kl);
+    return rc == CA_ESRCH ? 0 : rc; /* kv just died: the watch says why */
 }
 
 /* example:call(Server, Request): gen_server:call(Server, Request) made by
@@ -372,7 +374,9 @@ static int call(void *ctx, ca_actor *caller, const char *args, size_t len, ei_x_
     if (ca_match_term(args, len, "[~p, ~t]", &server, &req, &rl))
         return CA_EINVAL;
     int rc = ca_rpc_defer(caller, server, 5000, &from);
-    return rc ? rc : ca_gen_call_for(caller, server, &from, "~t", req, rl);
+    if (rc == 0)
+        rc = ca_gen_call_for(caller, server, &from, "~t", req, rl);
+    return rc == CA_ESRCH ? 0 : rc; /* a dead server: the watch says noproc */
 }
 
 /* ---- entry point ---- */
