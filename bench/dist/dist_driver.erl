@@ -10,6 +10,14 @@
 %% asks an Erlang node for os:getpid(). The labels erlang, ei and cactor
 %% get the ratios and targets. DIST_TESTS (e.g. "seq,hash100") selects
 %% tests by kind.
+%%
+%% The kinds ending in _ds repeat a streaming test with delay_send set on
+%% the driver's end of the connection (the distribution port's socket
+%% option, what kernel's inet_dist_connect_options sets for a node): with
+%% OTP's defaults the driver's one sending process writes every message
+%% to the socket by itself and is the limit for all three servers; with
+%% delay_send its inet driver gathers what is sent between two polls into
+%% one write, and the servers are the limit.
 -module(dist_driver).
 
 -export([main/1]).
@@ -17,6 +25,8 @@
 -define(INFLIGHT, 100).
 -define(CALLERS, 100).
 -define(REPLY_TIMEOUT, 30000).
+%% The kinds that repeat a test with delay_send (base/1 says which).
+-define(IS_DS(K), (K =:= inflight_ds orelse K =:= oneway_ds orelse K =:= call100_ds)).
 
 main([OutDir, RunsS, MsS, ClkS | Specs]) ->
     try
@@ -38,6 +48,9 @@ run(OutDir, Runs, Ms, Clk, Specs) ->
              {inflight, "small", Small}, {inflight, "1KiB", Kib},
              {oneway, "small", Small}, {oneway, "1KiB", Kib},
              {call100, "small", Small}, {call100, "1KiB", Kib},
+             {inflight_ds, "small", Small}, {inflight_ds, "1KiB", Kib},
+             {oneway_ds, "small", Small}, {oneway_ds, "1KiB", Kib},
+             {call100_ds, "small", Small}, {call100_ds, "1KiB", Kib},
              {hash100, "64KiB", Big}, {erpc100, "small", Small}, {erpc_hash100, "64KiB", Big}],
     Tests = case os:getenv("DIST_TESTS") of
                 Only when Only =:= false; Only =:= "" -> AllTests;
@@ -127,7 +140,7 @@ measure({Label, Node, OsPid}, {Kind, Size, Term}, Run, Ms, Clk) ->
     SrvPct = STk * 1.0e8 / Clk / Us,
     DrvPct = DTk * 1.0e8 / Clk / Us,
     PerMsg = fun(C) -> C / max(N, 1) end,
-    io:format("  ~-8s ~-9s ~-6s run ~b: ~12.1f msg/s  server ~8.2f us/msg  server ~5.1f%  driver ~5.1f%"
+    io:format("  ~-8s ~-12s ~-6s run ~b: ~12.1f msg/s  server ~8.2f us/msg  server ~5.1f%  driver ~5.1f%"
               "  syscalls/msg server r ~.2f w ~.2f driver r ~.2f w ~.2f~s~n",
               [Label, Kind, Size, Run, Rate, SrvUs, SrvPct, DrvPct,
                PerMsg(SR), PerMsg(SW), PerMsg(DR), PerMsg(DW),
@@ -147,16 +160,34 @@ batch_waits(_, _) -> 0.
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 past(D) -> erlang:monotonic_time(millisecond) >= D.
 
-test(seq, Node, OsPid, T, Ms) ->
+test(Kind, Node, OsPid, T, Ms) when ?IS_DS(Kind) ->
+    with_delay_send(Node, fun() -> run_test(base(Kind), Node, OsPid, T, Ms) end);
+test(Kind, Node, OsPid, T, Ms) ->
+    run_test(Kind, Node, OsPid, T, Ms).
+
+%% The kind a _ds kind repeats; any other kind is its own.
+base(inflight_ds) -> inflight;
+base(oneway_ds) -> oneway;
+base(call100_ds) -> call100;
+base(K) -> K.
+
+%% Run Fun with delay_send on the driver's socket to Node, then without.
+with_delay_send(Node, Fun) ->
+    {Node, Port} = lists:keyfind(Node, 1, erlang:system_info(dist_ctrl)),
+    ok = inet:setopts(Port, [{delay_send, true}]),
+    {ok, [{delay_send, true}]} = inet:getopts(Port, [delay_send]),
+    try Fun() after ok = inet:setopts(Port, [{delay_send, false}]) end.
+
+run_test(seq, Node, OsPid, T, Ms) ->
     Echo = {echo, Node},
     sampled(OsPid, fun() -> seq(Echo, T, deadline(Ms), 0) end);
-test(inflight, Node, OsPid, T, Ms) ->
+run_test(inflight, Node, OsPid, T, Ms) ->
     Echo = {echo, Node},
     sampled(OsPid, fun() ->
                            [Echo ! {self(), T} || _ <- lists:seq(1, ?INFLIGHT)],
                            inflight(Echo, T, deadline(Ms), ?INFLIGHT, 0)
                    end);
-test(oneway, Node, OsPid, T, Ms) ->
+run_test(oneway, Node, OsPid, T, Ms) ->
     Echo = {echo, Node},
     _ = report(Echo), % reset the count
     sampled(OsPid, fun() ->
@@ -166,18 +197,18 @@ test(oneway, Node, OsPid, T, Ms) ->
                                Got -> error({cast_count, Node, sent, Sent, counted, Got})
                            end
                    end);
-test(call100, Node, OsPid, T, Ms) ->
+run_test(call100, Node, OsPid, T, Ms) ->
     Echo = {echo, Node},
     sampled(OsPid, fun() -> callers(fun() -> gen_server:call(Echo, T, ?REPLY_TIMEOUT) end, T, Ms) end);
-test(hash100, Node, OsPid, Bin, Ms) ->
+run_test(hash100, Node, OsPid, Bin, Ms) ->
     Want = crypto:hash(md5, Bin),
     Hash = {hash, Node},
     sampled(OsPid, fun() -> callers(fun() -> gen_server:call(Hash, Bin, ?REPLY_TIMEOUT) end, Want, Ms) end);
-test(erpc100, Node, OsPid, T, Ms) ->
+run_test(erpc100, Node, OsPid, T, Ms) ->
     sampled(OsPid, fun() ->
                            callers(fun() -> erpc:call(Node, dist_echo, id, [T], ?REPLY_TIMEOUT) end, T, Ms)
                    end);
-test(erpc_hash100, Node, OsPid, Bin, Ms) ->
+run_test(erpc_hash100, Node, OsPid, Bin, Ms) ->
     Want = crypto:hash(md5, Bin),
     sampled(OsPid, fun() ->
                            callers(fun() -> erpc:call(Node, dist_echo, md5, [Bin], ?REPLY_TIMEOUT) end,
@@ -278,6 +309,8 @@ write_tsv(File, Rows) ->
                      srv_us := SU, srv_pct := SP, drv_pct := DP} <- Rows]],
     ok = file:write_file(File, Lines).
 
+test_name({K, S}) when ?IS_DS(K) ->
+    test_name({base(K), S}) ++ ", driver delay_send";
 test_name({seq, S}) -> "sequential round trip, " ++ S;
 test_name({inflight, S}) -> "round trips, 100 in flight, " ++ S;
 test_name({oneway, S}) -> "one-way casts + report, " ++ S;
@@ -286,6 +319,8 @@ test_name({hash100, S}) -> "hash call (MD5), 100 callers, " ++ S;
 test_name({erpc100, S}) -> "erpc:call of a function, 100 callers, " ++ S;
 test_name({erpc_hash100, S}) -> "erpc:call of MD5, 100 callers, " ++ S.
 
+short_name({K, S}) when ?IS_DS(K) ->
+    short_name({base(K), S}) ++ " ds";
 short_name({seq, S}) -> "seq " ++ S;
 short_name({inflight, S}) -> "100-flight " ++ S;
 short_name({oneway, S}) -> "one-way " ++ S;
@@ -333,7 +368,10 @@ ratio(_, _) -> undefined.
 fmt_ratio(undefined) -> "n/a";
 fmt_ratio(R) -> io_lib:format("~.2fx", [R]).
 
-%% Throughput targets: [{Other, Min}] for cactor's median / Other's.
+%% Throughput targets: [{Other, Min}] for cactor's median / Other's; a _ds
+%% kind has its base's targets.
+rate_targets({K, S}) when ?IS_DS(K) ->
+    rate_targets({base(K), S});
 rate_targets({seq, _}) -> [{"erlang", 1.0}, {"ei", 1.0}];
 rate_targets({inflight, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
 rate_targets({oneway, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
@@ -342,6 +380,8 @@ rate_targets({hash100, _}) -> [{"ei", 1.7}];
 rate_targets({erpc100, _}) -> [];
 rate_targets({erpc_hash100, _}) -> [].
 
+cpu_target({K, S}) when ?IS_DS(K) ->
+    cpu_target({base(K), S});
 cpu_target({hash100, _}) -> none;
 cpu_target({erpc100, _}) -> none;
 cpu_target({erpc_hash100, _}) -> none;

@@ -1,7 +1,7 @@
 # bench/dist/plot.gp: gnuplot -e "datafile='results.dat'; outfile='results.png'" plot.gp
 # results.dat (dist_driver.erl): test, rate relative to erlang for erlang,
 # ei, cactor, then server CPU us per request for erlang, ei, cactor.
-set terminal pngcairo size 1000,760 font "DejaVu Sans,10"
+set terminal pngcairo size 1300,800 font "DejaVu Sans,10"
 set output outfile
 set multiplot layout 2,1 title "bench/dist: cactor-node vs Erlang echo node vs blocking ei C node (medians)"
 
