@@ -11,13 +11,14 @@
 %% get the ratios and targets. DIST_TESTS (e.g. "seq,hash100") selects
 %% tests by kind.
 %%
-%% The kinds ending in _ds repeat a streaming test with delay_send set on
-%% the driver's end of the connection (the distribution port's socket
-%% option, what kernel's inet_dist_connect_options sets for a node): with
-%% OTP's defaults the driver's one sending process writes every message
-%% to the socket by itself and is the limit for all three servers; with
-%% delay_send its inet driver gathers what is sent between two polls into
-%% one write, and the servers are the limit.
+%% The kinds {ds, Kind} (Kind_ds in DIST_TESTS) repeat a test with
+%% delay_send set on the driver's end of the connection (the distribution
+%% port's socket option, what kernel's inet_dist_connect_options sets for
+%% a node): with OTP's defaults the driver's inet driver writes every
+%% message to the socket as it is sent, and in the streaming tests that
+%% makes the driver the limit for all three servers; with delay_send it
+%% gathers what is sent between two polls into one write, and the
+%% servers' own costs show.
 -module(dist_driver).
 
 -export([main/1]).
@@ -25,8 +26,6 @@
 -define(INFLIGHT, 100).
 -define(CALLERS, 100).
 -define(REPLY_TIMEOUT, 30000).
-%% The kinds that repeat a test with delay_send (base/1 says which).
--define(IS_DS(K), (K =:= inflight_ds orelse K =:= oneway_ds orelse K =:= call100_ds)).
 
 main([OutDir, RunsS, MsS, ClkS | Specs]) ->
     try
@@ -48,14 +47,14 @@ run(OutDir, Runs, Ms, Clk, Specs) ->
              {inflight, "small", Small}, {inflight, "1KiB", Kib},
              {oneway, "small", Small}, {oneway, "1KiB", Kib},
              {call100, "small", Small}, {call100, "1KiB", Kib},
-             {inflight_ds, "small", Small}, {inflight_ds, "1KiB", Kib},
-             {oneway_ds, "small", Small}, {oneway_ds, "1KiB", Kib},
-             {call100_ds, "small", Small}, {call100_ds, "1KiB", Kib},
+             {{ds, inflight}, "small", Small}, {{ds, inflight}, "1KiB", Kib},
+             {{ds, oneway}, "small", Small}, {{ds, oneway}, "1KiB", Kib},
+             {{ds, call100}, "small", Small}, {{ds, call100}, "1KiB", Kib},
              {hash100, "64KiB", Big}, {erpc100, "small", Small}, {erpc_hash100, "64KiB", Big}],
     Tests = case os:getenv("DIST_TESTS") of
                 Only when Only =:= false; Only =:= "" -> AllTests;
                 Only -> [T || {K, _, _} = T <- AllTests,
-                              lists:member(atom_to_list(K), string:lexemes(Only, ", "))]
+                              lists:member(kind_name(K), string:lexemes(Only, ", "))]
             end,
     [warm_up(C, Big) || C <- Contenders],
     Rows = lists:append(
@@ -142,7 +141,7 @@ measure({Label, Node, OsPid}, {Kind, Size, Term}, Run, Ms, Clk) ->
     PerMsg = fun(C) -> C / max(N, 1) end,
     io:format("  ~-8s ~-12s ~-6s run ~b: ~12.1f msg/s  server ~8.2f us/msg  server ~5.1f%  driver ~5.1f%"
               "  syscalls/msg server r ~.2f w ~.2f driver r ~.2f w ~.2f~s~n",
-              [Label, Kind, Size, Run, Rate, SrvUs, SrvPct, DrvPct,
+              [Label, kind_name(Kind), Size, Run, Rate, SrvUs, SrvPct, DrvPct,
                PerMsg(SR), PerMsg(SW), PerMsg(DR), PerMsg(DW),
                [io_lib:format("  batch waits/msg ~.3f", [PerMsg(Waits)]) || Label =:= "cactor"]]),
     #{label => Label, test => {Kind, Size}, run => Run, n => N, us => Us,
@@ -160,16 +159,13 @@ batch_waits(_, _) -> 0.
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 past(D) -> erlang:monotonic_time(millisecond) >= D.
 
-test(Kind, Node, OsPid, T, Ms) when ?IS_DS(Kind) ->
-    with_delay_send(Node, fun() -> run_test(base(Kind), Node, OsPid, T, Ms) end);
+test({ds, Kind}, Node, OsPid, T, Ms) ->
+    with_delay_send(Node, fun() -> run_test(Kind, Node, OsPid, T, Ms) end);
 test(Kind, Node, OsPid, T, Ms) ->
     run_test(Kind, Node, OsPid, T, Ms).
 
-%% The kind a _ds kind repeats; any other kind is its own.
-base(inflight_ds) -> inflight;
-base(oneway_ds) -> oneway;
-base(call100_ds) -> call100;
-base(K) -> K.
+kind_name({ds, K}) -> atom_to_list(K) ++ "_ds";
+kind_name(K) -> atom_to_list(K).
 
 %% Run Fun with delay_send on the driver's socket to Node, then without.
 with_delay_send(Node, Fun) ->
@@ -304,13 +300,12 @@ write_tsv(File, Rows) ->
     Lines = ["contender\ttest\tsize\trun\tmessages\twall_us\trate_per_s\tserver_us_per_msg\t"
              "server_cpu_pct\tdriver_cpu_pct\n"
              | [io_lib:format("~s\t~s\t~s\t~b\t~b\t~b\t~.1f\t~.3f\t~.1f\t~.1f~n",
-                              [L, K, S, Run, N, Us, Rate, SU, SP, DP])
+                              [L, kind_name(K), S, Run, N, Us, Rate, SU, SP, DP])
                 || #{label := L, test := {K, S}, run := Run, n := N, us := Us, rate := Rate,
                      srv_us := SU, srv_pct := SP, drv_pct := DP} <- Rows]],
     ok = file:write_file(File, Lines).
 
-test_name({K, S}) when ?IS_DS(K) ->
-    test_name({base(K), S}) ++ ", driver delay_send";
+test_name({{ds, K}, S}) -> test_name({K, S}) ++ ", driver delay_send";
 test_name({seq, S}) -> "sequential round trip, " ++ S;
 test_name({inflight, S}) -> "round trips, 100 in flight, " ++ S;
 test_name({oneway, S}) -> "one-way casts + report, " ++ S;
@@ -319,8 +314,7 @@ test_name({hash100, S}) -> "hash call (MD5), 100 callers, " ++ S;
 test_name({erpc100, S}) -> "erpc:call of a function, 100 callers, " ++ S;
 test_name({erpc_hash100, S}) -> "erpc:call of MD5, 100 callers, " ++ S.
 
-short_name({K, S}) when ?IS_DS(K) ->
-    short_name({base(K), S}) ++ " ds";
+short_name({{ds, K}, S}) -> short_name({K, S}) ++ " ds";
 short_name({seq, S}) -> "seq " ++ S;
 short_name({inflight, S}) -> "100-flight " ++ S;
 short_name({oneway, S}) -> "one-way " ++ S;
@@ -368,10 +362,9 @@ ratio(_, _) -> undefined.
 fmt_ratio(undefined) -> "n/a";
 fmt_ratio(R) -> io_lib:format("~.2fx", [R]).
 
-%% Throughput targets: [{Other, Min}] for cactor's median / Other's; a _ds
-%% kind has its base's targets.
-rate_targets({K, S}) when ?IS_DS(K) ->
-    rate_targets({base(K), S});
+%% Throughput targets: [{Other, Min}] for cactor's median / Other's; a
+%% repeat with delay_send has the test's own.
+rate_targets({{ds, K}, S}) -> rate_targets({K, S});
 rate_targets({seq, _}) -> [{"erlang", 1.0}, {"ei", 1.0}];
 rate_targets({inflight, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
 rate_targets({oneway, _}) -> [{"erlang", 1.3}, {"ei", 1.0}];
@@ -380,8 +373,7 @@ rate_targets({hash100, _}) -> [{"ei", 1.7}];
 rate_targets({erpc100, _}) -> [];
 rate_targets({erpc_hash100, _}) -> [].
 
-cpu_target({K, S}) when ?IS_DS(K) ->
-    cpu_target({base(K), S});
+cpu_target({{ds, K}, S}) -> cpu_target({K, S});
 cpu_target({hash100, _}) -> none;
 cpu_target({erpc100, _}) -> none;
 cpu_target({erpc_hash100, _}) -> none;
