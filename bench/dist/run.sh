@@ -15,8 +15,10 @@
 # a look at fewer), DIST_PERF=FILE (perf record -g of cactor-node meanwhile),
 # DIST_CALLGRIND=FILE (cactor-node under valgrind --tool=callgrind).
 #
-# Builds cactor-node, bench/dist/ei_echo and bench/dist/hash_plugin.so
-# (Release), starts a private epmd on 127.0.0.1 (ERL_EPMD_PORT), a private
+# Builds cactor-node, bench/dist/ei_echo, bench/dist/hash_plugin.so and
+# bench/dist/wakeup (Release), measures this machine's sleep and wake-up
+# costs with the last (they bound the round trips and vary on a VM),
+# starts a private epmd on 127.0.0.1 (ERL_EPMD_PORT), a private
 # HOME and cookie, the three server nodes and the driver node
 # (dist_driver.erl), and stops everything it started, by pid. Writes
 # bench/dist/results.{tsv,dat,md}, bench/dist/results.png (gnuplot), and,
@@ -50,7 +52,7 @@ else
 fi
 cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCACTOR_WERROR=OFF -DCACTOR_TESTS=OFF \
     -DCACTOR_INSTALL_TEST=OFF >/dev/null || exit 1
-cmake --build "$BUILD" -j "$(nproc)" --target cactor-node ei_echo hash_plugin >/dev/null || {
+cmake --build "$BUILD" -j "$(nproc)" --target cactor-node ei_echo hash_plugin dist_wakeup >/dev/null || {
     log "build failed"
     exit 1
 }
@@ -125,9 +127,11 @@ if grep -q "not implemented" "$WORK/cactor.err"; then
 fi
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+WAKEUP=$("$BUILD/dist_wakeup") || fail "dist_wakeup"
 OTP=$(erl -noshell -eval 'io:put_chars(erlang:system_info(otp_release)), halt().')
 ERTS=$(erl -noshell -eval 'io:put_chars(erlang:system_info(version)), halt().')
 log "$(nproc) cores, $CPU, kernel $(uname -r), OTP $OTP (erts $ERTS), load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "sleep and wake-up: $WAKEUP"
 log "epmd 127.0.0.1:$PORT; servers: $(head -1 "$WORK/erlang.out"); $(cat "$WORK/ei.out"); $(cat "$WORK/cactor.out")"
 
 CONTENDERS=()
@@ -171,6 +175,7 @@ gnuplot -e "datafile='$OUT/results.dat'; outfile='$OUT/results.png'" "$OUT/plot.
     echo "| cores | \`nproc\` = $(nproc) |"
     echo "| CPU | \`$CPU\` (/proc/cpuinfo) |"
     echo "| kernel | $(uname -r) |"
+    echo "| sleep and wake-up | $WAKEUP (bench/dist/wakeup.c, before the run) |"
     echo "| Erlang/OTP | $OTP (erts $ERTS), erl_interface $(basename /usr/lib/erlang/lib/erl_interface-* | sed 's/erl_interface-//') |"
     # the defaults as cactor-node's --help states them
     dflt() { "$BUILD/cactor-node" --help | tr '\n' ' ' | sed -n "s/.*  $1 US[^(]*(default \([0-9]*\).*/\1/p"; }
