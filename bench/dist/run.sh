@@ -16,9 +16,9 @@
 # DIST_CALLGRIND=FILE (cactor-node under valgrind --tool=callgrind).
 #
 # Builds cactor-node, bench/dist/ei_echo, bench/dist/hash_plugin.so and
-# bench/dist/wakeup (Release), measures this machine's sleep and wake-up
-# costs with the last (they bound the round trips and vary on a VM),
-# starts a private epmd on 127.0.0.1 (ERL_EPMD_PORT), a private
+# dist_wakeup (bench/dist/wakeup.c; Release), measures the machine's sleep
+# and wake-up costs with the last (they bound the round trips and vary on
+# a VM), starts a private epmd on 127.0.0.1 (ERL_EPMD_PORT), a private
 # HOME and cookie, the three server nodes and the driver node
 # (dist_driver.erl), and stops everything it started, by pid. Writes
 # bench/dist/results.{tsv,dat,md}, bench/dist/results.png (gnuplot), and,
