@@ -369,31 +369,74 @@ static int pids_of(ca__conn *c, const ca_dist_ctrl *k, ca_pid *from, ca_pid *to)
     return rc ? rc : our_pid(c, &k->to.pid, to);
 }
 
-static int on_send(ca__conn *c, const ca_dist_ctrl *k)
+/*
+ * A frame whose control term is the memo's, byte for byte, goes where the
+ * memo's went, without decoding: ETF is read front to back, so the same
+ * bytes make the same complete term. The payload is checked as on the
+ * long way (deliver_term); one that the long way would refuse as a
+ * protocol error (missing, no version byte) takes the long way.
+ */
+static bool memo_hit(ca__conn *c, const ca_dist_frame *f, ca_dist_span *payload)
+{
+    const ca__send_memo *m = &c->memo;
+    size_t n = m->len;
+    if (n == 0 || f->len < n + 2 || (unsigned char)f->data[n] != 131 ||
+        memcmp(f->data, m->ctrl, n) != 0)
+        return false;
+    if (m->by_name && m->reg_gen != ca__registry_gen(c->node->rt))
+        return false; /* a name came or went since: look it up again */
+    payload->p = f->data + n;
+    payload->len = f->len - n;
+    return true;
+}
+
+static void memo_keep(ca__send_memo *m, const ca_dist_frame *f, const ca_dist_ctrl *k, ca_pid from,
+                      ca_pid to, bool by_name, uint64_t reg_gen)
+{
+    size_t n = (size_t)(k->payload.p - f->data);
+    if (n > sizeof m->ctrl) {
+        m->len = 0;
+        return;
+    }
+    memcpy(m->ctrl, f->data, n);
+    m->len = n;
+    m->from = from;
+    m->to = to;
+    m->by_name = by_name;
+    m->reg_gen = reg_gen;
+}
+
+static int on_send(ca__conn *c, const ca_dist_frame *f, const ca_dist_ctrl *k)
 {
     ca_pid from = CA_PID_NONE, to;
     ca_rt *rt = c->node->rt;
+    uint64_t reg_gen = 0;
+    bool by_name = false;
     switch (k->op) {
     case CA_DOP_SEND:
     case CA_DOP_SEND_TT:
         if (ca__from_ei_pid(&k->to.pid, &to) || !ca_pid_is_local(rt, to))
             return 0;
-        return deliver_term(c, from, to, &k->payload);
+        break;
     case CA_DOP_SEND_SENDER:
     case CA_DOP_SEND_SENDER_TT: /* any sender (a forwarded message's), as in Erlang */
         if (ca__from_ei_pid(&k->from.pid, &from) || ca__from_ei_pid(&k->to.pid, &to) ||
             !ca_pid_is_local(rt, to))
             return 0;
-        return deliver_term(c, from, to, &k->payload);
+        break;
     case CA_DOP_REG_SEND:
     case CA_DOP_REG_SEND_TT:
+        by_name = true;
+        reg_gen = ca__registry_gen(rt); /* before the lookup, so a change meanwhile shows */
         if (ca__from_ei_pid(&k->from.pid, &from) || ca_whereis(rt, k->to.name, &to))
             return 0; /* no such name: dropped, as in Erlang */
-        return deliver_term(c, from, to, &k->payload);
+        break;
     default: /* ALIAS_SEND: C actors make no aliases */
         ca_log(rt, CA_LOG_DEBUG, "dist: message to an unknown alias from %s dropped", c->peer_name);
         return 0;
     }
+    memo_keep(&c->memo, f, k, from, to, by_name, reg_gen);
+    return deliver_term(c, from, to, &k->payload);
 }
 
 static int on_link(ca__conn *c, const ca_dist_ctrl *k)
@@ -583,6 +626,11 @@ static int on_spawn_request(ca__conn *c, const ca_dist_ctrl *k)
 
 int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f)
 {
+    ca_dist_span payload;
+    if (memo_hit(c, f, &payload)) {
+        c->batch.in++;
+        return deliver_term(c, c->memo.from, c->memo.to, &payload);
+    }
     ca_dist_ctrl k;
     int rc = ca__dist_ctrl_decode(f->data, f->len, &k);
     if (rc)
@@ -604,7 +652,7 @@ int ca__dispatch_in(ca__conn *c, const ca_dist_frame *f)
     case CA_DOP_ALIAS_SEND:
     case CA_DOP_ALIAS_SEND_TT:
         c->batch.in++;
-        return on_send(c, &k);
+        return on_send(c, f, &k);
     case CA_DOP_LINK:
         return on_link(c, &k);
     case CA_DOP_UNLINK_ID:

@@ -107,6 +107,19 @@ void ca__batch_init(ca__batch *b, uint64_t now_ms);
  * iteration when first needed (0 before). */
 bool ca__batch_next(ca__batch *b, uint64_t batch_ns, bool idle, uint64_t now_ms, uint64_t *now);
 
+/* The control term of the last message delivered from a connection, and
+ * where it went: a stream from one process to one destination repeats it
+ * byte for byte, and decoding it and looking the name up cost more than
+ * the message (dispatch.c). */
+#define CA__MEMO_MAX 128
+typedef struct ca__send_memo {
+    size_t len; /* bytes of the control term, version byte included; 0: none */
+    ca_pid from, to;
+    bool by_name;     /* `to` came from a name, looked up at registry gen: */
+    uint64_t reg_gen; /* the answer holds while ca__registry_gen is this */
+    unsigned char ctrl[CA__MEMO_MAX];
+} ca__send_memo;
+
 typedef struct ca__conn {
     ca_node *node;
     struct ca__conn *next; /* node's list */
@@ -133,6 +146,7 @@ typedef struct ca__conn {
     size_t rlen, rcap;
     uint64_t last_rx; /* uv_now of the last bytes received */
     ca__batch batch;
+    ca__send_memo memo;
 
     /* writing: frames go into wq; a write in flight owns wbuf */
     ei_x_buff wq, wbuf;

@@ -364,6 +364,9 @@ void ca__registry_free(ca__registry *r);
 void ca__registry_drop(ca_rt *rt, ca_actor *a); /* on exit */
 int ca__name_valid(const char *name);
 int ca__register_actor(ca_rt *rt, const char *name, ca_actor *a);
+/* Changes with every name added or removed; read it before a lookup
+ * whose answer is kept, and the answer holds while it has not moved. */
+uint64_t ca__registry_gen(ca_rt *rt);
 /* The name `pid` is registered under, or "" (out holds CA_MAXATOM). */
 void ca__name_of(ca_rt *rt, ca_pid pid, char *out, size_t cap);
 

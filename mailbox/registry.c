@@ -21,6 +21,9 @@ struct ca__registry {
     pthread_rwlock_t lock;
     entry **buckets;
     size_t nbuckets, count;
+    /* Bumped, under the lock, by every name added or removed: who keeps
+     * a name's pid compares it instead of looking the name up again. */
+    _Atomic uint64_t gen;
 };
 
 static uint64_t hash_name(const char *s)
@@ -134,6 +137,7 @@ static int unregister_locked(ca__registry *r, const char *name)
     *pp = e->next;
     atomic_store(&e->actor->name, NULL);
     r->count--;
+    atomic_fetch_add_explicit(&r->gen, 1, memory_order_release);
     free(e);
     return 0;
 }
@@ -163,6 +167,7 @@ int ca__register_actor(ca_rt *rt, const char *name, ca_actor *a)
         e->next = NULL;
         *pp = e;
         r->count++;
+        atomic_fetch_add_explicit(&r->gen, 1, memory_order_release);
         /* Pairs with ca__registry_drop: one of the two sees the other's
          * store (both sequentially consistent), so a name is never left
          * behind by an actor that died meanwhile. */
@@ -217,6 +222,11 @@ void ca__registry_drop(ca_rt *rt, ca_actor *a)
     if (name)
         unregister_locked(rt->reg, name);
     pthread_rwlock_unlock(&rt->reg->lock);
+}
+
+uint64_t ca__registry_gen(ca_rt *rt)
+{
+    return atomic_load_explicit(&rt->reg->gen, memory_order_acquire);
 }
 
 int ca_whereis(ca_rt *rt, const char *name, ca_pid *pid)

@@ -896,6 +896,65 @@ static void test_batching(void)
 }
 
 /* Both sides dial at once: one connection wins, nothing is lost. */
+/* Frames that repeat the last one's control term are delivered without
+ * decoding it again (dispatch.c's memo), and must behave as if it were:
+ * a name that moved to another actor between two of them is looked up
+ * again, a malformed payload behind the same control term is dropped as
+ * ever, one with no version byte still closes the connection. */
+static void test_repeated_sends(void)
+{
+    ca_spawn_opts o;
+    ca_spawn_opts_init(&o);
+    o.name = "mv";
+    ca_pid m1, m2;
+    CU_ASSERT_EQUAL_FATAL(ca_spawn(B.rt, &tester, (void *)"m1", &o, &m1), 0);
+    int fd = raw_peer("mp@127.0.0.1", "c00kie", ca_node_port(B.node));
+    CU_ASSERT_FATAL(fd >= 0);
+    erlang_pid from = {.num = 1, .creation = 77};
+    strcpy(from.node, "mp@127.0.0.1");
+    ei_x_buff f, x;
+    ei_x_new(&f);
+    ei_x_new(&x);
+    reg_send_frame(&f, &from, "mv", "{q, 1, 1}");
+    for (int i = 0; i < 3; i++)
+        ei_x_append_buf(&x, f.buff, f.index);
+    send_all(fd, &x);
+    CU_ASSERT(probe_wait_n(&P, "m1: q 1", 3, 5000));
+
+    /* the name moves: m1 lives on without it, m2 takes it */
+    CU_ASSERT_EQUAL(ca_unregister(B.rt, "mv"), 0);
+    CU_ASSERT_EQUAL_FATAL(ca_spawn(B.rt, &tester, (void *)"m2", &o, &m2), 0);
+    ei_x_append_buf(&x, f.buff, f.index);
+    send_all(fd, &x);
+    CU_ASSERT(probe_wait(&P, "m2: q 1", 5000));
+
+    /* the same control term, a payload whose last integer has a bad tag */
+    ei_x_append_buf(&x, f.buff, f.index);
+    x.buff[x.index - 2] = (char)200;
+    send_all(fd, &x);
+    CU_ASSERT(
+        probe_wait(&LOGS, "dist: dropped a message from mp@127.0.0.1: malformed payload", 5000));
+    ei_x_append_buf(&x, f.buff, f.index);
+    send_all(fd, &x);
+    CU_ASSERT(probe_wait_n(&P, "m2: q 1", 2, 5000));
+    CU_ASSERT_EQUAL(probe_count(&P, "m1: q 1"), 3);
+
+    /* the same control term, a payload without its version byte */
+    ei_x_append_buf(&x, f.buff, f.index);
+    x.buff[x.index - 10] = (char)130;
+    send_all(fd, &x);
+    CU_ASSERT(closed_by_peer(fd));
+    CU_ASSERT(probe_wait(&LOGS,
+                         "dist: connection from mp@127.0.0.1 closed: bad control message "
+                         "(protocol error)",
+                         5000));
+    close(fd);
+    ei_x_free(&f);
+    ei_x_free(&x);
+    ca_kill(B.rt, CA_PID_NONE, m1, "kill");
+    ca_kill(B.rt, CA_PID_NONE, m2, "kill");
+}
+
 static void test_simultaneous_connect(void)
 {
     for (int round = 0; round < 3; round++) {
@@ -945,6 +1004,7 @@ static void add(void)
     CU_add_test(s, "tick timeout", test_tick_timeout);
     CU_add_test(s, "simultaneous connect", test_simultaneous_connect);
     CU_add_test(s, "reading in batches", test_batching);
+    CU_add_test(s, "repeated control terms", test_repeated_sends);
     CU_add_test(s, "start errors", test_start_errors);
 }
 
