@@ -895,7 +895,6 @@ static void test_batching(void)
     node_down(&t);
 }
 
-/* Both sides dial at once: one connection wins, nothing is lost. */
 /* Frames that repeat the last one's control term are delivered without
  * decoding it again (dispatch.c's memo), and must behave as if it were:
  * a name that moved to another actor between two of them is looked up
@@ -955,6 +954,7 @@ static void test_repeated_sends(void)
     ca_kill(B.rt, CA_PID_NONE, m2, "kill");
 }
 
+/* Both sides dial at once: one connection wins, nothing is lost. */
 static void test_simultaneous_connect(void)
 {
     for (int round = 0; round < 3; round++) {
