@@ -172,10 +172,11 @@ kind_name(K) -> atom_to_list(K).
 %% it was.
 tuned(Node, Fun) ->
     Tuned = [{delay_send, true}, {buffer, 65536}],
+    Keys = proplists:get_keys(Tuned),
     {Node, Port} = lists:keyfind(Node, 1, erlang:system_info(dist_ctrl)),
-    {ok, Was} = inet:getopts(Port, proplists:get_keys(Tuned)),
+    {ok, Was} = inet:getopts(Port, Keys),
     ok = inet:setopts(Port, Tuned),
-    {ok, Now} = inet:getopts(Port, proplists:get_keys(Tuned)),
+    {ok, Now} = inet:getopts(Port, Keys),
     [] = Tuned -- Now,
     try Fun() after ok = inet:setopts(Port, Was) end.
 
